@@ -1,0 +1,342 @@
+//! What is on the machine: every POSIX object in `/dev/shm`, and which
+//! processes map it or hold it open.
+//!
+//! Processes come and go while we look, and other users' processes may deny
+//! us their `/proc` entries: both are tolerated, so the answer is "every
+//! mapper we were allowed to see". Run as root to see them all.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::MetadataExt;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::posix::{time_of, Metadata, ShmName, SHM_DIR};
+
+/// The kind of a directory entry in `/dev/shm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileType {
+    /// A regular file: a shared memory object.
+    Regular,
+    /// A directory: not an object (some programs make them in /dev/shm).
+    Directory,
+    /// A symbolic link: not an object.
+    Symlink,
+    /// Anything else (socket, FIFO, device): not an object.
+    Other,
+}
+
+impl FileType {
+    /// A lower-case word for output: `regular`, `directory`, `symlink`, `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileType::Regular => "regular",
+            FileType::Directory => "directory",
+            FileType::Symlink => "symlink",
+            FileType::Other => "other",
+        }
+    }
+}
+
+/// One entry of `/dev/shm`.
+#[derive(Debug, Clone)]
+pub struct PosixEntry {
+    /// The object's name, with its leading slash.
+    pub name: ShmName,
+    /// Regular file (a real object) or something else that lives there.
+    pub file_type: FileType,
+    /// Size, owner, mode and times (`lstat`, so a link is not followed).
+    pub metadata: Metadata,
+}
+
+fn metadata_of(md: &fs::Metadata) -> Metadata {
+    Metadata {
+        size: md.size(),
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        inode: md.ino(),
+        allocated: md.blocks().saturating_mul(512),
+        atime: time_of(md.atime(), md.atime_nsec()),
+        mtime: time_of(md.mtime(), md.mtime_nsec()),
+        ctime: time_of(md.ctime(), md.ctime_nsec()),
+    }
+}
+
+fn file_type_of(md: &fs::Metadata) -> FileType {
+    let t = md.file_type();
+    if t.is_file() {
+        FileType::Regular
+    } else if t.is_dir() {
+        FileType::Directory
+    } else if t.is_symlink() {
+        FileType::Symlink
+    } else {
+        FileType::Other
+    }
+}
+
+/// Whether a `/dev/shm` file name belongs to a named POSIX semaphore
+/// (glibc keeps `sem_open("/x")` as `/dev/shm/sem.x`).
+pub fn is_semaphore_file(file_name: &str) -> bool {
+    file_name.starts_with("sem.")
+}
+
+/// Every entry of `/dev/shm` except named semaphores, sorted by name.
+///
+/// Entries that vanish while we list them are skipped.
+pub fn posix_objects() -> Result<Vec<PosixEntry>> {
+    let dir = fs::read_dir(SHM_DIR).map_err(|e| io_error("list", SHM_DIR, &e))?;
+    let mut out = Vec::new();
+    for entry in dir {
+        let Ok(entry) = entry else { continue };
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if is_semaphore_file(&file_name) {
+            continue;
+        }
+        let Ok(md) = entry.path().symlink_metadata() else {
+            continue; // removed while we looked
+        };
+        let Ok(name) = ShmName::new(&file_name) else {
+            continue;
+        };
+        out.push(PosixEntry {
+            name,
+            file_type: file_type_of(&md),
+            metadata: metadata_of(&md),
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// The `/dev/shm` entry for `name`, without opening it (so it works on
+/// objects the caller may not read).
+pub fn posix_object(name: &str) -> Result<PosixEntry> {
+    let name = ShmName::new(name)?;
+    let md = fs::symlink_metadata(name.path()).map_err(|e| io_error("stat", name.as_str(), &e))?;
+    Ok(PosixEntry {
+        file_type: file_type_of(&md),
+        metadata: metadata_of(&md),
+        name,
+    })
+}
+
+pub(crate) fn io_error(op: &'static str, object: &str, e: &std::io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(errno) => Error::os(op, object, errno),
+        None => Error::new(ErrorKind::Other, op, object, e.to_string()),
+    }
+}
+
+/// Which processes map or hold open which shared memory, from one pass over
+/// `/proc/*/maps` and `/proc/*/fd`.
+#[derive(Debug, Default, Clone)]
+pub struct ProcessScan {
+    /// tmpfs inode of a `/dev/shm` file → pids that map it.
+    posix_mappers: HashMap<u64, BTreeSet<i32>>,
+    /// tmpfs inode of a `/dev/shm` file → pids with a descriptor open on it.
+    posix_holders: HashMap<u64, BTreeSet<i32>>,
+    /// System V shmid → pids that have it attached (`/SYSV…` lines, whose
+    /// inode field is the shmid).
+    sysv_attachers: HashMap<u64, BTreeSet<i32>>,
+    /// Processes whose entries we could not read (permission denied).
+    denied: usize,
+}
+
+impl ProcessScan {
+    /// Scans every process we are allowed to inspect.
+    pub fn new() -> Self {
+        let mut scan = ProcessScan::default();
+        let Ok(proc_dir) = fs::read_dir("/proc") else {
+            return scan;
+        };
+        for entry in proc_dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            scan.scan_maps(pid);
+            scan.scan_fds(pid);
+        }
+        scan
+    }
+
+    fn scan_maps(&mut self, pid: i32) {
+        let file = match fs::File::open(format!("/proc/{pid}/maps")) {
+            Ok(f) => f,
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    self.denied += 1;
+                }
+                return;
+            }
+        };
+        for line in BufReader::new(file).lines() {
+            // A process that exits mid-read ends the file early; that is fine.
+            let Ok(line) = line else { break };
+            // address perms offset dev inode path
+            let mut fields = line.splitn(6, ' ');
+            let (Some(_), Some(_), Some(_), Some(_), Some(inode), Some(path)) = (
+                fields.next(),
+                fields.next(),
+                fields.next(),
+                fields.next(),
+                fields.next(),
+                fields.next(),
+            ) else {
+                continue;
+            };
+            let path = path.trim_start();
+            let Ok(inode) = inode.parse::<u64>() else {
+                continue;
+            };
+            if path.starts_with("/dev/shm/") {
+                self.posix_mappers.entry(inode).or_default().insert(pid);
+            } else if path.starts_with("/SYSV") {
+                self.sysv_attachers.entry(inode).or_default().insert(pid);
+            }
+        }
+    }
+
+    fn scan_fds(&mut self, pid: i32) {
+        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            return;
+        };
+        for fd in fds.flatten() {
+            let Ok(target) = fs::read_link(fd.path()) else {
+                continue;
+            };
+            if !target.starts_with(SHM_DIR) {
+                continue;
+            }
+            // Stat through the link: the inode identifies the object even if
+            // it was unlinked and its name reused.
+            if let Ok(md) = fs::metadata(fd.path()) {
+                self.posix_holders.entry(md.ino()).or_default().insert(pid);
+            }
+        }
+    }
+
+    /// Pids that map the POSIX object with this inode.
+    pub fn posix_mappers(&self, inode: u64) -> Vec<i32> {
+        pids(self.posix_mappers.get(&inode))
+    }
+
+    /// Pids that hold a descriptor open on the POSIX object with this inode.
+    pub fn posix_holders(&self, inode: u64) -> Vec<i32> {
+        pids(self.posix_holders.get(&inode))
+    }
+
+    /// Pids that have the System V segment `shmid` attached.
+    pub fn sysv_attachers(&self, shmid: i32) -> Vec<i32> {
+        pids(self.sysv_attachers.get(&(shmid as u32 as u64)))
+    }
+
+    /// How many processes denied us their `/proc` entries.
+    pub fn denied(&self) -> usize {
+        self.denied
+    }
+}
+
+fn pids(set: Option<&BTreeSet<i32>>) -> Vec<i32> {
+    set.map(|s| s.iter().copied().collect()).unwrap_or_default()
+}
+
+/// The login name of `uid`, if the user database knows it.
+pub fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: passwd is plain old data; zeroed is a valid "empty" value.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is to live local storage of the stated size;
+    // getpwuid_r writes strings only into `buf`.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return None;
+    }
+    // SAFETY: on success pw_name points to a NUL-terminated string in `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// The name of group `gid`, if the group database knows it.
+pub fn group_name(gid: u32) -> Option<String> {
+    let mut buf = vec![0u8; 16384];
+    // SAFETY: group is plain old data; zeroed is a valid "empty" value.
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: as in `user_name`, with getgrgid_r.
+    let rc = unsafe {
+        libc::getgrgid_r(
+            gid,
+            &mut grp,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return None;
+    }
+    // SAFETY: on success gr_name points to a NUL-terminated string in `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(grp.gr_name) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// The uid of the user called `name`, or `name` itself if it is a number.
+pub fn uid_of(name: &str) -> Option<u32> {
+    if let Ok(n) = name.parse() {
+        return Some(n);
+    }
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: as in `user_name`.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: as in `user_name`, with getpwnam_r and a NUL-terminated name.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    (rc == 0 && !result.is_null()).then_some(pwd.pw_uid)
+}
+
+/// The gid of the group called `name`, or `name` itself if it is a number.
+pub fn gid_of(name: &str) -> Option<u32> {
+    if let Ok(n) = name.parse() {
+        return Some(n);
+    }
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0u8; 16384];
+    // SAFETY: as in `group_name`.
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: as in `group_name`, with getgrnam_r and a NUL-terminated name.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            cname.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    (rc == 0 && !result.is_null()).then_some(grp.gr_gid)
+}

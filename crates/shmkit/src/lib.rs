@@ -1,0 +1,61 @@
+//! shmkit: shared-memory inter-process communication for Linux.
+//!
+//! # Module map
+//! - [`posix`]: POSIX shared memory objects (`shm_open`, `fallocate`,
+//!   `fstat`, `mmap`, `shm_unlink`), with names validated up front and space
+//!   reserved so a full `/dev/shm` is an error, never `SIGBUS`.
+//! - [`region`]: [`Region`], one mapping of shared memory whatever made it,
+//!   with bounds-checked copy-in/copy-out access and atomics, never references.
+//! - [`inventory`]: what is on the machine: objects in `/dev/shm` and the
+//!   processes that map them.
+//! - [`error`]: one [`Error`] carrying the operation, the object and the OS reason.
+//!
+//! # Safety model
+//! Memory that another process can write at any time is never exposed as
+//! `&[u8]` or `&mut [u8]`: a Rust reference promises the bytes do not change
+//! underneath it, and across processes nothing can keep that promise. Access
+//! is by copying in and out, by atomics at checked offsets, or by raw
+//! pointers in the caller's own `unsafe` code. Everything read back from
+//! shared memory is treated as untrusted input and range-checked in release
+//! builds. A read-only mapping cannot be written through the safe API.
+//!
+//! # Example
+//! ```no_run
+//! use shmkit::posix::{OpenOptions, PosixObject};
+//!
+//! // One process creates an object of 200 bytes and writes a greeting.
+//! let obj = OpenOptions::new().create_new(true).size(200).open("/greeting")?;
+//! obj.map()?.write_at(0, b"hello from the writer")?;
+//!
+//! // Another opens it read-only and copies the bytes out.
+//! let reader = PosixObject::open_read_only("/greeting")?;
+//! let text = reader.map()?.read_vec(0, 21)?;
+//! assert_eq!(text, b"hello from the writer");
+//! shmkit::posix::unlink("/greeting")?;
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+
+pub mod error;
+pub mod inventory;
+pub mod posix;
+pub mod region;
+
+pub use error::{Error, ErrorKind, Result};
+pub use posix::{MapOptions, OpenOptions, PosixObject, ShmName};
+pub use region::Region;
+
+/// Formats a byte count for people: `512 B`, `4.0 KiB`, `1.5 GiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
