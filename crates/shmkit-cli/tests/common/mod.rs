@@ -1,0 +1,136 @@
+//! Shared test support: unique object names, cleanup guards, running the
+//! real `shmkit` binary, compiling C helpers.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A POSIX object name no other test (in this or another process) uses,
+/// removed from /dev/shm when the guard drops, even if the test panics.
+pub struct TestObject {
+    pub name: String,
+}
+
+impl TestObject {
+    pub fn new(tag: &str) -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        TestObject {
+            name: format!("/shmkit-test-{}-{n}-{tag}", std::process::id()),
+        }
+    }
+
+    /// The name without the leading slash.
+    pub fn bare(&self) -> &str {
+        &self.name[1..]
+    }
+
+    pub fn path(&self) -> PathBuf {
+        Path::new("/dev/shm").join(self.bare())
+    }
+
+    pub fn exists(&self) -> bool {
+        self.path().symlink_metadata().is_ok()
+    }
+}
+
+impl Drop for TestObject {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.path());
+    }
+}
+
+pub fn shmkit_cmd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_shmkit"))
+}
+
+/// Runs `shmkit ARGS` with no standard input and returns its output.
+pub fn shmkit(args: &[&str]) -> Output {
+    shmkit_cmd()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run shmkit")
+}
+
+/// Runs `shmkit ARGS` with `input` on standard input.
+pub fn shmkit_stdin(args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = shmkit_cmd()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shmkit");
+    // A write error means shmkit stopped reading early, which the caller checks.
+    let _ = child.stdin.take().unwrap().write_all(input);
+    child.wait_with_output().unwrap()
+}
+
+/// Runs `shmkit ARGS`, asserts success, returns standard output.
+pub fn ok(args: &[&str]) -> Vec<u8> {
+    let out = shmkit(args);
+    assert!(
+        out.status.success(),
+        "shmkit {args:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Runs `shmkit ARGS`, asserts exit status 1 and one line on standard
+/// error containing every piece of `expected`; returns that line.
+pub fn fails(args: &[&str], expected: &[&str]) -> String {
+    let out = shmkit(args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "shmkit {args:?} should fail with status 1; stderr: {err}"
+    );
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "one line of error expected: {err:?}"
+    );
+    for piece in expected {
+        assert!(
+            err.contains(piece),
+            "shmkit {args:?}: {err:?} lacks {piece:?}"
+        );
+    }
+    err
+}
+
+pub fn json(args: &[&str]) -> serde_json::Value {
+    serde_json::from_slice(&ok(args)).expect("valid JSON")
+}
+
+/// Compiles C source with gcc into `dir`, returning the executable, or None
+/// (with the reason printed) when gcc is missing.
+pub fn compile_c(dir: &Path, name: &str, source: &str, extra: &[&str]) -> Option<PathBuf> {
+    if Command::new("gcc").arg("--version").output().is_err() {
+        eprintln!("skipping: gcc is not installed");
+        return None;
+    }
+    let src = dir.join(format!("{name}.c"));
+    let exe = dir.join(name);
+    std::fs::write(&src, source).unwrap();
+    let out = Command::new("gcc")
+        .args(["-O1", "-Wall", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .args(extra)
+        .output()
+        .expect("run gcc");
+    assert!(
+        out.status.success(),
+        "gcc failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(exe)
+}
