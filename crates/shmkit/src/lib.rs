@@ -37,7 +37,10 @@
 
 pub mod error;
 pub mod inventory;
+pub mod layout;
 pub mod posix;
+pub(crate) mod primitive;
+pub mod process;
 pub mod region;
 
 pub use error::{Error, ErrorKind, Result};

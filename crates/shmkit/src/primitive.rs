@@ -1,0 +1,23 @@
+//! The atomics that shmkit's lock-free algorithms are written against.
+//!
+//! Normally these are std's. Built with `RUSTFLAGS="--cfg loom"` they are
+//! [loom](https://docs.rs/loom)'s instead, so the same algorithm code (the
+//! [`Event`](crate::sync::Event) wait/notify protocol, the
+//! [`Semaphore`](crate::sync::Semaphore) count) is model-checked over every
+//! interleaving and every weak-memory outcome loom knows of. See
+//! `tests/loom_sync.rs` for the models and the command that runs them.
+//!
+//! Algorithm code imports atomics, fences and the spin hint from here and
+//! never from `std::sync::atomic` directly. Code that places these types in
+//! real shared memory (casting a mapping's bytes to `&AtomicU32`) only exists
+//! without `cfg(loom)`: loom's atomics are bookkeeping objects, not 4 bytes.
+
+#[cfg(not(loom))]
+pub use std::hint::spin_loop;
+#[cfg(not(loom))]
+pub use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+#[cfg(loom)]
+pub use loom::hint::spin_loop;
+#[cfg(loom)]
+pub use loom::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};

@@ -1,0 +1,107 @@
+//! The identity of a process: a pid and the time it started.
+//!
+//! A pid alone is reused by the kernel, so "is the process that took this
+//! slot still alive?" asked with a bare pid can answer yes about a stranger.
+//! The start time (field 22 of `/proc/PID/stat`, in clock ticks since boot)
+//! tells two processes with the same pid apart, and needs no handle kept open.
+
+use std::fs;
+
+/// A process, identified beyond pid reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProcessId {
+    /// The process id.
+    pub pid: u32,
+    /// When it started, in clock ticks after boot (`/proc/PID/stat` field 22).
+    pub start_time: u64,
+}
+
+impl ProcessId {
+    /// This process.
+    pub fn current() -> Self {
+        let pid = std::process::id();
+        ProcessId {
+            pid,
+            // Our own /proc entry is always readable; 0 only if /proc is not mounted.
+            start_time: start_time(pid).unwrap_or(0),
+        }
+    }
+
+    /// Whether this very process (not merely its pid) is still running.
+    ///
+    /// A zombie (exited, not yet reaped) counts as gone. A start time of 0
+    /// means "unknown" and falls back to the pid alone.
+    pub fn is_alive(&self) -> bool {
+        match read_stat(self.pid) {
+            Some(stat) => {
+                let same = self.start_time == 0 || stat.start_time == self.start_time;
+                same && stat.state != 'Z' && stat.state != 'X'
+            }
+            None => false,
+        }
+    }
+}
+
+struct Stat {
+    state: char,
+    start_time: u64,
+}
+
+fn read_stat(pid: u32) -> Option<Stat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&text)
+}
+
+/// Parses `/proc/PID/stat`. The command name (field 2) is in parentheses and
+/// may itself contain spaces and parentheses, so fields are counted from the
+/// last `)`.
+fn parse_stat(text: &str) -> Option<Stat> {
+    let after = &text[text.rfind(')')? + 1..];
+    let mut fields = after.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // After the state (field 3) come fields 4..; start time is field 22.
+    let start_time = fields.nth(22 - 4)?.parse().ok()?;
+    Some(Stat { state, start_time })
+}
+
+/// The start time of process `pid`, or None if it does not exist (or its
+/// entry cannot be read).
+pub fn start_time(pid: u32) -> Option<u64> {
+    read_stat(pid).map(|s| s.start_time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_with_spaces_and_parentheses() {
+        let line = "1234 (a b) c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615";
+        let s = parse_stat(line).unwrap();
+        assert_eq!(s.state, 'S');
+        assert_eq!(s.start_time, 987654);
+    }
+
+    #[test]
+    fn current_process_is_alive_and_a_changed_start_time_is_not() {
+        let me = ProcessId::current();
+        assert!(me.start_time > 0);
+        assert!(me.is_alive());
+        let impostor = ProcessId {
+            start_time: me.start_time + 1,
+            ..me
+        };
+        assert!(!impostor.is_alive());
+    }
+
+    #[test]
+    fn a_reaped_child_is_gone() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let id = ProcessId {
+            pid: child.id(),
+            start_time: start_time(child.id()).unwrap_or(0),
+        };
+        child.wait().unwrap();
+        assert!(!id.is_alive());
+    }
+}
