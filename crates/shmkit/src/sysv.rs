@@ -19,6 +19,20 @@
 //!
 //! Dropping a [`Segment`] does nothing: it is only an id.
 //!
+//! ```
+//! use shmkit::sysv::{Key, Segment};
+//!
+//! let seg = Segment::create_exclusive(Key::PRIVATE, 4096, 0o600)?;
+//! let region = seg.attach()?;
+//! // Removed at once: nothing is left behind, yet the attachment still works.
+//! seg.remove()?;
+//! region.write_at(0, b"hello")?;
+//! assert_eq!(region.read_vec(0, 5)?, b"hello");
+//! assert!(seg.stat()?.marked_for_removal);
+//! drop(region); // the last detach frees the memory
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+//!
 //! # Seeing segments
 //! [`segments`] lists every segment of this IPC namespace from
 //! `/proc/sysvipc/shm`, which any user may read, unlike `IPC_STAT`, which
@@ -478,6 +492,10 @@ impl Segment {
     /// Linux lets a segment be attached by id even after it was removed, as
     /// long as it is still attached somewhere.
     ///
+    /// A child made by `fork` inherits every attachment (and counts in
+    /// `nattch`) until it execs or exits; `posix_spawn`, which
+    /// `std::process::Command` uses when it can, does not copy them.
+    ///
     /// # Errors
     /// [`ErrorKind::PermissionDenied`] without both read and write permission
     /// (the message suggests [`Segment::attach_read_only`] when reading is
@@ -614,7 +632,8 @@ impl Segment {
     }
 
     /// Changes the owner and/or group (`shmctl(IPC_SET)`); `None` keeps the
-    /// current one. The creator ids (`cuid`, `cgid`) never change.
+    /// current one. The creator ids (`cuid`, `cgid`) never change, and the
+    /// creator keeps the right to change the segment after giving it away.
     ///
     /// # Errors
     /// [`ErrorKind::PermissionDenied`] unless we are the owner, the creator
@@ -674,7 +693,9 @@ impl Segment {
     /// - meanwhile the kernel shows the segment with key 0
     ///   ([`Key::PRIVATE`]) and the `SHM_DEST` flag
     ///   ([`SegmentInfo::marked_for_removal`]);
-    /// - when the last attachment goes, the segment and its id are gone.
+    /// - when the last attachment goes, the segment and its id are gone;
+    ///   attachments that a `fork`ed child inherited count until it execs or
+    ///   exits.
     ///
     /// # Errors
     /// [`ErrorKind::PermissionDenied`] unless we are the owner, the creator
@@ -969,8 +990,11 @@ impl Columns {
 }
 
 /// Parses the text of `/proc/sysvipc/shm`: a header line naming the columns,
-/// then one line per segment. The key is signed decimal; `perms` is octal and
-/// carries the status bits `SHM_DEST` (0o1000) and `SHM_LOCKED` (0o2000).
+/// then one line per segment. The key is signed decimal (`%10d`), and a
+/// ten-digit negative key is wider than its column, so fields are split on
+/// whitespace, never by position. `perms` is octal and carries the status
+/// bits `SHM_DEST` (0o1000) and `SHM_LOCKED` (0o2000) above the permission
+/// bits. Times are seconds since the epoch, 0 meaning never.
 fn parse_proc_shm(text: &str) -> Vec<SegmentInfo> {
     let mut lines = text.lines();
     let Some(header) = lines.next() else {
