@@ -4,6 +4,9 @@
 //! - [`posix`]: POSIX shared memory objects (`shm_open`, `fallocate`,
 //!   `fstat`, `mmap`, `shm_unlink`), with names validated up front and space
 //!   reserved so a full `/dev/shm` is an error, never `SIGBUS`.
+//! - [`sysv`]: System V segments (`ftok`, `shmget`, `shmat`/`shmdt`,
+//!   `shmctl`), every segment on the machine from `/proc/sysvipc/shm`, and the
+//!   kernel's limits, with errors that name the limit that was hit.
 //! - [`region`]: [`Region`], one mapping of shared memory whatever made it,
 //!   with bounds-checked copy-in/copy-out access and atomics, never references.
 //! - [`inventory`]: what is on the machine: objects in `/dev/shm` and the
@@ -42,10 +45,12 @@ pub mod posix;
 pub(crate) mod primitive;
 pub mod process;
 pub mod region;
+pub mod sysv;
 
 pub use error::{Error, ErrorKind, Result};
 pub use posix::{MapOptions, OpenOptions, PosixObject, ShmName};
 pub use region::Region;
+pub use sysv::{Key, Segment, SegmentInfo};
 
 /// Formats a byte count for people: `512 B`, `4.0 KiB`, `1.5 GiB`.
 pub fn human_bytes(bytes: u64) -> String {

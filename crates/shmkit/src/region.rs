@@ -94,7 +94,6 @@ impl Region {
     /// # Safety
     /// `addr..addr+len` must be a live System V attachment that this region
     /// may `shmdt` when dropped, readable, and writable if `writable`.
-    #[allow(dead_code)] // used by the System V module
     pub(crate) unsafe fn from_shmat(
         addr: NonNull<c_void>,
         len: usize,
