@@ -271,6 +271,26 @@ pub fn user_name(uid: u32) -> Option<String> {
     Some(name.to_string_lossy().into_owned())
 }
 
+/// The login (primary) group of user `uid`, if the user database knows the
+/// user: what `chown USER: FILE` gives the file.
+pub fn login_group_of(uid: u32) -> Option<u32> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: as in `user_name`.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: as in `user_name`.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    (rc == 0 && !result.is_null()).then_some(pwd.pw_gid)
+}
+
 /// The name of group `gid`, if the group database knows it.
 pub fn group_name(gid: u32) -> Option<String> {
     let mut buf = vec![0u8; 16384];
@@ -339,4 +359,18 @@ pub fn gid_of(name: &str) -> Option<u32> {
         )
     };
     (rc == 0 && !result.is_null()).then_some(grp.gr_gid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_is_known_with_its_login_group() {
+        assert_eq!(user_name(0).as_deref(), Some("root"));
+        assert_eq!(uid_of("root"), Some(0));
+        assert_eq!(login_group_of(0), Some(0));
+        assert_eq!(uid_of("4242"), Some(4242));
+        assert_eq!(uid_of("no-such-user-shmkit"), None);
+    }
 }
