@@ -817,6 +817,15 @@ fn size_error(key: Key, size: u64, errno: i32) -> Error {
                         crate::human_bytes(lim.shmmax)
                     ),
                 ),
+                // The kernel backs a segment with a file, whose size is a
+                // signed 64-bit number: shmmax defaults to more than that.
+                Ok(_) if size > i64::MAX as u64 => err.with_kind(ErrorKind::LimitExceeded).with_detail(
+                    format!(
+                        "{size} bytes are more than the kernel can back: a segment is at most \
+                         {} bytes (2^63 - 1), whatever shmmax says",
+                        i64::MAX
+                    ),
+                ),
                 Ok(_) => err,
                 Err(_) if size > usize::MAX as u64 => err
                     .with_kind(ErrorKind::LimitExceeded)
