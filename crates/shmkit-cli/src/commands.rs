@@ -5,10 +5,12 @@ use std::io::{Read, Write};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use shmkit::inventory::{self, FileType, PosixEntry, ProcessScan};
-use shmkit::posix::{self, MapOptions, OpenOptions, PosixObject};
+use shmkit::posix::{self, OpenOptions, PosixObject};
 use shmkit::{Error, ErrorKind};
 
 use crate::show;
+use crate::sysv_cmds;
+use crate::target::{Opened, Target, Window};
 
 /// Bytes copied to standard output per step, so `cat` of a large object
 /// never holds more than this in the heap.
@@ -38,46 +40,8 @@ pub fn create(name: &str, size: u64, mode: u32, exclusive: bool) -> Result<u8> {
     Ok(0)
 }
 
-/// Maps `len` bytes at `offset` (default: to the end), checking the range
-/// against the object's size with an error that names both.
-fn map_range(
-    obj: &PosixObject,
-    offset: u64,
-    len: Option<u64>,
-    write: bool,
-) -> Result<shmkit::Region> {
-    let size = obj.size()?;
-    if offset > size {
-        bail!(Error::new(
-            ErrorKind::InvalidArgument,
-            if write { "write" } else { "read" },
-            obj.name().as_str(),
-            format!("offset {offset} is past the end of the object ({size} bytes)"),
-        ));
-    }
-    let len = len.unwrap_or(size - offset);
-    let mut opts = MapOptions::new();
-    opts.offset(offset).len(usize::try_from(len)?).write(write);
-    obj.map_with(&opts)
-        .map_err(|e| {
-            if e.kind() == ErrorKind::InvalidArgument {
-                Error::new(
-                    ErrorKind::InvalidArgument,
-                    if write { "write" } else { "read" },
-                    obj.name().as_str(),
-                    format!(
-                        "{len} bytes at offset {offset} exceed the object's size of {size} bytes"
-                    ),
-                )
-            } else {
-                e
-            }
-        })
-        .map_err(Into::into)
-}
-
-pub fn write(name: &str, offset: u64, text: Option<String>) -> Result<u8> {
-    let obj = PosixObject::open(name)?;
+pub fn write(target: &Target, offset: u64, text: Option<String>) -> Result<u8> {
+    let obj = Opened::open(target, true)?;
     let size = obj.size()?;
     let data = match text {
         Some(t) => t.into_bytes(),
@@ -94,9 +58,10 @@ pub fn write(name: &str, offset: u64, text: Option<String>) -> Result<u8> {
                 bail!(Error::new(
                     ErrorKind::InvalidArgument,
                     "write",
-                    obj.name().as_str(),
+                    obj.label(),
                     format!(
-                        "standard input holds more than the {room} bytes that fit at offset {offset} (object size {size})"
+                        "standard input holds more than the {room} bytes that fit at offset {offset} ({} size {size})",
+                        obj.noun()
                     ),
                 ));
             }
@@ -105,41 +70,39 @@ pub fn write(name: &str, offset: u64, text: Option<String>) -> Result<u8> {
     };
     // Everything is checked before the first byte is written: a write that
     // does not fit changes nothing.
-    let region = map_range(&obj, offset, Some(data.len() as u64), true)?;
-    region.write_at(0, &data)?;
+    let window = obj.window("write", offset, Some(data.len() as u64), true)?;
+    window.write_all(&data)?;
     Ok(0)
 }
 
 fn copy_out(
-    region: &shmkit::Region,
+    window: &Window,
     mut sink: impl FnMut(usize, &[u8]) -> std::io::Result<()>,
 ) -> Result<()> {
-    let mut buf = vec![0u8; CHUNK.min(region.len())];
+    let mut buf = vec![0u8; CHUNK.min(window.len())];
     let mut pos = 0;
-    while pos < region.len() {
-        let n = CHUNK.min(region.len() - pos);
-        region.read_at(pos, &mut buf[..n])?;
+    while pos < window.len() {
+        let n = CHUNK.min(window.len() - pos);
+        window.read_at(pos, &mut buf[..n])?;
         sink(pos, &buf[..n])?;
         pos += n;
     }
     Ok(())
 }
 
-pub fn cat(out: &mut dyn Write, name: &str, offset: u64, len: Option<u64>) -> Result<u8> {
-    let obj = PosixObject::open_read_only(name)?;
-    let region = map_range(&obj, offset, len, false)?;
-    copy_out(&region, |_, bytes| out.write_all(bytes))?;
+pub fn cat(out: &mut dyn Write, target: &Target, offset: u64, len: Option<u64>) -> Result<u8> {
+    let window = Opened::open(target, false)?.window("read", offset, len, false)?;
+    copy_out(&window, |_, bytes| out.write_all(bytes))?;
     Ok(0)
 }
 
-pub fn dump(out: &mut dyn Write, name: &str, offset: u64, len: Option<u64>) -> Result<u8> {
-    let obj = PosixObject::open_read_only(name)?;
-    let region = map_range(&obj, offset, len, false)?;
+pub fn dump(out: &mut dyn Write, target: &Target, offset: u64, len: Option<u64>) -> Result<u8> {
+    let window = Opened::open(target, false)?.window("read", offset, len, false)?;
     // CHUNK is a multiple of 16, so chunked lines equal one dump of the range.
-    copy_out(&region, |pos, chunk| {
+    copy_out(&window, |pos, chunk| {
         show::hex_lines(out, offset + pos as u64, chunk)
     })?;
-    show::hex_end(out, offset + region.len() as u64)?;
+    show::hex_end(out, offset + window.len() as u64)?;
     Ok(0)
 }
 
@@ -177,13 +140,16 @@ fn posix_json(scan: &ProcessScan, e: &PosixEntry) -> Value {
     })
 }
 
-fn print_json(out: &mut dyn Write, value: &Value) -> Result<()> {
+pub fn print_json(out: &mut dyn Write, value: &Value) -> Result<()> {
     serde_json::to_writer_pretty(&mut *out, value)?;
     writeln!(out)?;
     Ok(())
 }
 
 pub fn stat(out: &mut dyn Write, name: &str, json: bool) -> Result<u8> {
+    if let Some(seg) = Target::parse(name)?.segment()? {
+        return sysv_cmds::stat(out, &seg, json);
+    }
     let entry = inventory::posix_object(name)?;
     let scan = ProcessScan::new();
     if json {
@@ -223,11 +189,31 @@ pub fn stat(out: &mut dyn Write, name: &str, json: bool) -> Result<u8> {
     Ok(0)
 }
 
-pub fn ls(out: &mut dyn Write, json: bool) -> Result<u8> {
-    let entries = inventory::posix_objects()?;
+/// Which kinds of shared memory `ls` lists.
+#[derive(Debug, Clone, Copy)]
+pub struct Kinds {
+    pub posix: bool,
+    pub sysv: bool,
+}
+
+pub fn ls(out: &mut dyn Write, json: bool, kinds: Kinds) -> Result<u8> {
+    let entries = if kinds.posix {
+        inventory::posix_objects()?
+    } else {
+        Vec::new()
+    };
+    let segments = if kinds.sysv {
+        sysv_cmds::list(!kinds.posix)?
+    } else {
+        Vec::new()
+    };
     let scan = ProcessScan::new();
     if json {
-        let all: Vec<Value> = entries.iter().map(|e| posix_json(&scan, e)).collect();
+        let all: Vec<Value> = entries
+            .iter()
+            .map(|e| posix_json(&scan, e))
+            .chain(segments.iter().map(|s| sysv_cmds::segment_json(&scan, s)))
+            .collect();
         print_json(out, &Value::Array(all))?;
         return Ok(0);
     }
@@ -243,33 +229,31 @@ pub fn ls(out: &mut dyn Write, json: bool) -> Result<u8> {
             vec![
                 "posix".to_string(),
                 e.name.to_string(),
+                "-".to_string(),
                 show::user(md.uid),
                 show::perms(md.mode),
                 md.size.to_string(),
+                mapped_by.len().to_string(),
+                status,
                 show::pid_list(&mapped_by),
                 show::rfc3339(md.mtime),
-                status,
             ]
         })
+        .chain(segments.iter().map(|s| sysv_cmds::segment_row(&scan, s)))
         .collect();
-    show::table(
-        out,
-        &[
-            "KIND",
-            "NAME",
-            "OWNER",
-            "PERMS",
-            "BYTES",
-            "MAPPED BY",
-            "MODIFIED",
-            "STATUS",
-        ],
-        &rows,
-    )?;
+    show::table(out, &show::LS_HEADER, &rows)?;
     Ok(0)
 }
 
 pub fn resize(name: &str, size: u64) -> Result<u8> {
+    if let Some(seg) = Target::parse(name)?.segment()? {
+        bail!(Error::new(
+            ErrorKind::InvalidArgument,
+            "resize",
+            format!("id:{}", seg.id()),
+            "the size of a System V segment is fixed when it is created",
+        ));
+    }
     PosixObject::open(name)?.resize(size)?;
     Ok(0)
 }
@@ -277,7 +261,12 @@ pub fn resize(name: &str, size: u64) -> Result<u8> {
 pub fn rm(names: &[String]) -> Result<u8> {
     let mut status = 0;
     for name in names {
-        if let Err(e) = posix::unlink(name) {
+        let removed = Target::parse(name).and_then(|target| match target.segment()? {
+            // IPC_RMID: gone at the last detach.
+            Some(seg) => seg.remove(),
+            None => posix::unlink(name),
+        });
+        if let Err(e) = removed {
             eprintln!("shmkit: {e}");
             status = 1;
         }

@@ -5,6 +5,8 @@
 mod commands;
 mod demo;
 mod show;
+mod sysv_cmds;
+mod target;
 mod units;
 
 use std::io::{self, Write};
@@ -12,11 +14,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Shared-memory IPC for Linux: POSIX objects in /dev/shm.
+use target::Target;
+
+/// Shared-memory IPC for Linux: POSIX objects in /dev/shm and System V
+/// segments.
 ///
-/// NAME is a POSIX object name, written `name` or `/name`.
+/// TARGET is a POSIX object name or a System V segment (see `target::HELP`).
 #[derive(Parser, Debug)]
-#[command(name = "shmkit", version, about, long_about = None)]
+#[command(name = "shmkit", version, about, long_about = None, after_help = target::HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,10 +29,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Create a shared memory object of SIZE bytes, its space reserved.
+    /// Create a shared memory object of SIZE bytes, its space reserved, or
+    /// with --sysv a System V segment (printing its id).
+    #[command(after_help = target::HELP)]
     Create {
-        /// Object name (`name` or `/name`).
-        name: String,
+        /// Object name (`name` or `/name`); none with --sysv.
+        #[arg(
+            required_unless_present_any = ["sysv", "key", "ftok", "private"],
+            conflicts_with = "sysv"
+        )]
+        name: Option<String>,
         /// Size in bytes; suffixes K, M, G (powers of 1024) and KiB, MiB, GiB, KB, MB, GB.
         #[arg(long, value_parser = units::parse_size)]
         size: u64,
@@ -38,10 +49,14 @@ enum Command {
         /// of the same size is accepted and one of another size is an error.
         #[arg(long)]
         exclusive: bool,
+        #[command(flatten)]
+        sysv: sysv_cmds::CreateArgs,
     },
     /// Write TEXT (or standard input) into an object, adding no NUL.
+    #[command(after_help = target::HELP)]
     Write {
-        /// Object name.
+        /// Object name, id:SHMID or key:KEY.
+        #[arg(value_name = "TARGET")]
         name: String,
         /// Byte offset to write at.
         #[arg(long, default_value = "0", value_parser = units::parse_size)]
@@ -50,20 +65,36 @@ enum Command {
         text: Option<String>,
     },
     /// Copy an object's bytes to standard output.
+    #[command(after_help = target::HELP)]
     Cat(ReadArgs),
     /// Show an object's bytes as hex and ASCII.
+    #[command(after_help = target::HELP)]
     Dump(ReadArgs),
     /// Show one object's size, mode, owner, times and mappers.
+    #[command(after_help = target::HELP)]
     Stat {
-        /// Object name.
+        /// Object name, id:SHMID or key:KEY.
+        #[arg(value_name = "TARGET")]
         name: String,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
-    /// List the shared memory objects on this machine.
+    /// List the POSIX objects and System V segments on this machine.
     Ls {
         /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+        /// Only POSIX objects.
+        #[arg(long, conflicts_with = "sysv")]
+        posix: bool,
+        /// Only System V segments.
+        #[arg(long)]
+        sysv: bool,
+    },
+    /// Show the kernel's System V limits, what segments use, and /dev/shm's size.
+    Limits {
+        /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -75,10 +106,12 @@ enum Command {
         #[arg(value_parser = units::parse_size)]
         size: u64,
     },
-    /// Remove objects; processes that map them keep them until they unmap.
+    /// Remove objects and segments; processes that map them keep them until
+    /// they unmap (a segment is marked for removal until its last detach).
+    #[command(after_help = target::HELP)]
     Rm {
-        /// Object names.
-        #[arg(required = true)]
+        /// Object names, id:SHMID or key:KEY.
+        #[arg(required = true, value_name = "TARGET")]
         names: Vec<String>,
     },
     /// Walk the textbook flow: create, write from one process, read from
@@ -88,7 +121,8 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct ReadArgs {
-    /// Object name.
+    /// Object name, id:SHMID or key:KEY.
+    #[arg(value_name = "TARGET")]
     name: String,
     /// First byte to read.
     #[arg(long, default_value = "0", value_parser = units::parse_size)]
@@ -105,12 +139,27 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             size,
             mode,
             exclusive,
-        } => commands::create(&name, size, mode, exclusive),
-        Command::Write { name, offset, text } => commands::write(&name, offset, text),
-        Command::Cat(a) => commands::cat(out, &a.name, a.offset, a.len),
-        Command::Dump(a) => commands::dump(out, &a.name, a.offset, a.len),
+            sysv,
+        } => match name {
+            Some(name) => target::check_creatable(&name)
+                .and_then(|()| commands::create(&name, size, mode, exclusive)),
+            None => sysv_cmds::create(out, &sysv.source, size, mode, exclusive),
+        },
+        Command::Write { name, offset, text } => {
+            commands::write(&Target::parse(&name)?, offset, text)
+        }
+        Command::Cat(a) => commands::cat(out, &Target::parse(&a.name)?, a.offset, a.len),
+        Command::Dump(a) => commands::dump(out, &Target::parse(&a.name)?, a.offset, a.len),
         Command::Stat { name, json } => commands::stat(out, &name, json),
-        Command::Ls { json } => commands::ls(out, json),
+        Command::Ls { json, posix, sysv } => {
+            let both = !posix && !sysv;
+            let kinds = commands::Kinds {
+                posix: posix || both,
+                sysv: sysv || both,
+            };
+            commands::ls(out, json, kinds)
+        }
+        Command::Limits { json } => sysv_cmds::limits(out, json),
         Command::Resize { name, size } => commands::resize(&name, size),
         Command::Rm { names } => commands::rm(&names),
         Command::Demo => demo::run(out),

@@ -8,6 +8,34 @@ pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// RFC 3339 for JSON, or null for a time that never happened.
+pub fn rfc3339_or_null(t: Option<SystemTime>) -> serde_json::Value {
+    t.map_or(serde_json::Value::Null, |t| rfc3339(t).into())
+}
+
+/// RFC 3339, or `never`.
+pub fn rfc3339_or_never(t: Option<SystemTime>) -> String {
+    t.map_or_else(|| "never".to_string(), rfc3339)
+}
+
+/// The columns of `shmkit ls`, for POSIX objects and System V segments
+/// alike. The first ones are `ipcs -m`'s (key, shmid, owner, perms, bytes,
+/// nattch, status); a POSIX object shows its name for the key, `-` for the
+/// id, and the number of processes that map it for NATTCH. CHANGED is a
+/// POSIX object's mtime and a segment's ctime (creation or last chmod/chown).
+pub const LS_HEADER: [&str; 10] = [
+    "KIND",
+    "NAME/KEY",
+    "ID",
+    "OWNER",
+    "PERMS",
+    "BYTES",
+    "NATTCH",
+    "STATUS",
+    "MAPPED-BY",
+    "CHANGED",
+];
+
 /// Permission bits the way `ipcs` and `ls -l` users read them: `600`.
 pub fn perms(mode: u32) -> String {
     format!("{:o}", mode & 0o777)
