@@ -4,6 +4,7 @@
 
 mod commands;
 mod demo;
+mod ownership;
 mod show;
 mod sysv_cmds;
 mod target;
@@ -92,6 +93,25 @@ enum Command {
         #[arg(long)]
         sysv: bool,
     },
+    /// Change the permission bits (fchmod, or IPC_SET for a segment).
+    #[command(after_help = target::HELP)]
+    Chmod {
+        /// Object name, id:SHMID or key:KEY.
+        target: String,
+        /// Permission bits in octal.
+        #[arg(value_parser = units::parse_mode)]
+        mode: u32,
+    },
+    /// Change the owner and/or group (fchown, or IPC_SET for a segment).
+    #[command(after_help = target::HELP)]
+    Chown {
+        /// Object name, id:SHMID or key:KEY.
+        target: String,
+        /// USER, USER:GROUP, USER: (the user's login group) or :GROUP;
+        /// names or numbers.
+        #[arg(value_name = "USER[:GROUP]")]
+        owner: String,
+    },
     /// Show the kernel's System V limits, what segments use, and /dev/shm's size.
     Limits {
         /// Print one JSON object.
@@ -159,6 +179,8 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             };
             commands::ls(out, json, kinds)
         }
+        Command::Chmod { target, mode } => ownership::chmod(&target, mode),
+        Command::Chown { target, owner } => ownership::chown(&target, &owner),
         Command::Limits { json } => sysv_cmds::limits(out, json),
         Command::Resize { name, size } => commands::resize(&name, size),
         Command::Rm { names } => commands::rm(&names),
