@@ -531,6 +531,11 @@ fn ipcmk_ipcs_and_lsipc_agree_with_shmkit() {
         eprintln!("lsipc is not available: not compared");
     }
 
+    // Removed by key: unattached, it is gone at once.
+    ok(&["rm", &format!("key:{}", entry["key"].as_str().unwrap())]);
+    assert!(listed(id).is_none());
+    assert!(ipcs_rows().unwrap().iter().all(|r| r[1] != id.to_string()));
+
     // The other way round: what shmkit makes, ipcs shows as asked.
     let (key, id, _guard) = create_segment(&["--size", "10000", "--mode", "0604"]);
     let ipcs = ipcs_row(id);
