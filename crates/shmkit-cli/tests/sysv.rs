@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shmkit::sysv::{Key, Segment};
@@ -38,34 +38,33 @@ fn unique_key() -> Key {
 }
 
 /// Removes a segment with IPC_RMID on drop, only if the id still names the
-/// segment it was made for (same creator pid and ctime): a reused id is
+/// segment it was made for: same creator pid, creator uid and size, which
+/// never change (unlike ctime, which chmod and chown move). A reused id is
 /// never someone else's loss.
 struct SegmentGuard {
     id: i32,
-    cpid: i32,
-    ctime: Option<SystemTime>,
+    identity: (i32, u32, u64),
+}
+
+fn identity(id: i32) -> Option<(i32, u32, u64)> {
+    let info = Segment::from_id(id).and_then(|s| s.stat()).ok()?;
+    Some((info.cpid, info.cuid, info.size))
 }
 
 impl SegmentGuard {
     fn new(id: i32) -> Self {
-        let info = Segment::from_id(id)
-            .and_then(|s| s.stat())
-            .expect("the segment to guard exists");
         SegmentGuard {
             id,
-            cpid: info.cpid,
-            ctime: info.ctime,
+            identity: identity(id).expect("the segment to guard exists"),
         }
     }
 }
 
 impl Drop for SegmentGuard {
     fn drop(&mut self) {
-        if let Ok(seg) = Segment::from_id(self.id) {
-            if let Ok(info) = seg.stat() {
-                if info.cpid == self.cpid && info.ctime == self.ctime {
-                    let _ = seg.remove();
-                }
+        if identity(self.id) == Some(self.identity) {
+            if let Ok(seg) = Segment::from_id(self.id) {
+                let _ = seg.remove();
             }
         }
     }
