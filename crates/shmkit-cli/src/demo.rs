@@ -4,12 +4,17 @@
 //! 2. a child process (`shmkit write`) opens it read-write and writes a greeting;
 //! 3. another child (`shmkit cat`) opens it read-only and prints the greeting;
 //! 4. the object is listed with its size, mode and owner;
-//! 5. it is removed, and a guard removes it even if a step fails.
+//! 5. it is removed, and a guard removes it even if a step fails;
+//! 6. a channel is created, and a `shmkit consume` process receives what a
+//!    `shmkit produce` process sends, N messages, timed.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
+use std::time::Instant;
+
+use shmkit::channel::{Channel, ChannelOptions};
 use shmkit::inventory;
 use shmkit::posix::{self, OpenOptions};
 
@@ -41,7 +46,7 @@ fn shmkit(args: &[&str]) -> Result<(u32, Vec<u8>)> {
     Ok((pid, output.stdout))
 }
 
-pub fn run(out: &mut dyn Write) -> Result<u8> {
+pub fn run(out: &mut dyn Write, messages: u64) -> Result<u8> {
     let name = format!("/shmkit-demo-{}", std::process::id());
     let greeting = "Hello, shared memory! Written by one process, read by another.";
     let size = 200;
@@ -104,5 +109,57 @@ pub fn run(out: &mut dyn Write) -> Result<u8> {
             "STILL PRESENT"
         }
     )?;
-    Ok(if gone { 0 } else { 1 })
+    if !gone {
+        return Ok(1);
+    }
+    channel_demo(out, messages)
+}
+
+fn spawn(args: &[&str]) -> Result<std::process::Child> {
+    let exe = std::env::current_exe().context("cannot find the shmkit executable")?;
+    Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot start `shmkit {}`", args.join(" ")))
+}
+
+fn channel_demo(out: &mut dyn Write, messages: u64) -> Result<u8> {
+    let name = format!("/shmkit-demo-chan-{}", std::process::id());
+    let channel = Channel::create(&name, ChannelOptions::new().capacity(1024).max_message(64))?;
+    let _cleanup = Cleanup(name.clone());
+    writeln!(
+        out,
+        "6. channel {name}: {} slots of up to {} bytes",
+        channel.capacity(),
+        channel.max_message()
+    )?;
+    let count = messages.to_string();
+    let start = Instant::now();
+    let mut consumer = spawn(&["consume", &name, "--count", &count])?;
+    let mut producer = spawn(&["produce", &name, "--count", &count])?;
+    let (cpid, ppid) = (consumer.id(), producer.id());
+    let produced = producer.wait()?;
+    let consumed = consumer.wait()?;
+    let elapsed = start.elapsed();
+    if !produced.success() || !consumed.success() {
+        bail!("the producer ({produced}) or the consumer ({consumed}) failed");
+    }
+    let stats = channel.stats();
+    writeln!(
+        out,
+        "7. produce (pid {ppid}) -> consume (pid {cpid}): {} sent, {} received in {:.3} s: {:.0} messages/s (process start included)",
+        stats.sent,
+        stats.received,
+        elapsed.as_secs_f64(),
+        messages as f64 / elapsed.as_secs_f64()
+    )?;
+    if stats.sent != messages || stats.received != messages {
+        bail!("expected {messages} messages each way");
+    }
+    channel.unlink()?;
+    writeln!(out, "8. remove  {name}")?;
+    Ok(0)
 }

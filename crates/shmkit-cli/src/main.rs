@@ -2,6 +2,7 @@
 //! shell. A thin shell over the `shmkit` library: argument parsing, output
 //! formatting and exit codes live here, every mechanism lives there.
 
+mod chan;
 mod commands;
 mod demo;
 mod ownership;
@@ -134,9 +135,89 @@ enum Command {
         #[arg(required = true, value_name = "TARGET")]
         names: Vec<String>,
     },
+    /// Channel commands: create a channel, show its state.
+    #[command(subcommand)]
+    Chan(ChanCommand),
+    /// Send each line of standard input as one message (or N numbered
+    /// messages `TAG I`), creating the channel with defaults if absent.
+    Produce {
+        /// Channel name.
+        name: String,
+        /// Send this many numbered messages instead of standard input.
+        #[arg(long)]
+        count: Option<u64>,
+        /// The TAG of numbered messages (default: this process's pid).
+        #[arg(long)]
+        tag: Option<String>,
+        #[command(flatten)]
+        chan: ChanArgs,
+    },
+    /// Print each message as a line, until N messages or until every
+    /// producer is gone; creates the channel with defaults if absent.
+    Consume {
+        /// Channel name.
+        name: String,
+        /// Stop after this many messages (an error if the producers leave first).
+        #[arg(long)]
+        count: Option<u64>,
+        /// Write each line as soon as it is received (one write per message)
+        /// instead of when the channel runs empty.
+        #[arg(long)]
+        unbuffered: bool,
+        #[command(flatten)]
+        chan: ChanArgs,
+    },
     /// Walk the textbook flow: create, write from one process, read from
-    /// another, list, remove.
-    Demo,
+    /// another, list, remove; then a producer and a consumer process over a
+    /// channel, with the messages per second they reach.
+    Demo {
+        /// Messages the channel part of the demo sends.
+        #[arg(long, default_value = "1000000")]
+        messages: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ChanCommand {
+    /// Create a channel; fails if the name exists.
+    Create {
+        /// Channel name.
+        name: String,
+        #[command(flatten)]
+        chan: ChanArgs,
+    },
+    /// Show capacity, depth, counts and the connected producers and consumers.
+    Stat {
+        /// Channel name.
+        name: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parameters of a channel, used when one is created.
+#[derive(clap::Args, Debug)]
+struct ChanArgs {
+    /// Messages the channel holds (rounded up to a power of two).
+    #[arg(long, default_value = "1024")]
+    capacity: usize,
+    /// Largest message in bytes (suffixes as for sizes).
+    #[arg(long, default_value = "1024", value_parser = units::parse_size)]
+    max_msg: u64,
+    /// Permission bits in octal.
+    #[arg(long, default_value = "0600", value_parser = units::parse_mode)]
+    mode: u32,
+}
+
+impl ChanArgs {
+    fn options(&self) -> shmkit::channel::ChannelOptions {
+        chan::options(
+            self.capacity,
+            self.max_msg.min(usize::MAX as u64) as usize,
+            self.mode,
+        )
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -184,7 +265,21 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Limits { json } => sysv_cmds::limits(out, json),
         Command::Resize { name, size } => commands::resize(&name, size),
         Command::Rm { names } => commands::rm(&names),
-        Command::Demo => demo::run(out),
+        Command::Chan(ChanCommand::Create { name, chan }) => chan::create(&name, &chan.options()),
+        Command::Chan(ChanCommand::Stat { name, json }) => chan::stat(out, &name, json),
+        Command::Produce {
+            name,
+            count,
+            tag,
+            chan,
+        } => chan::produce(&name, count, tag, &chan.options()),
+        Command::Consume {
+            name,
+            count,
+            unbuffered,
+            chan,
+        } => chan::consume(out, &name, count, unbuffered, &chan.options()),
+        Command::Demo { messages } => demo::run(out, messages),
     }
 }
 

@@ -35,6 +35,9 @@ pub enum ErrorKind {
     Disconnected,
     /// A wait ran out of time.
     TimedOut,
+    /// A non-blocking call found nothing to do: a full channel for
+    /// `try_send`, an empty one for `try_recv`.
+    WouldBlock,
     /// Anything else the OS reported.
     Other,
 }
@@ -138,6 +141,7 @@ fn kind_of_errno(errno: i32) -> ErrorKind {
         libc::EINVAL | libc::ERANGE | libc::EOVERFLOW => ErrorKind::InvalidArgument,
         libc::EROFS | libc::EBADF => ErrorKind::ReadOnly,
         libc::ETIMEDOUT => ErrorKind::TimedOut,
+        libc::EAGAIN => ErrorKind::WouldBlock,
         _ => ErrorKind::Other,
     }
 }

@@ -38,6 +38,7 @@
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 
+pub mod channel;
 pub mod error;
 pub mod inventory;
 pub mod layout;
@@ -48,6 +49,7 @@ pub mod posix;
 pub(crate) mod primitive;
 pub mod process;
 pub mod region;
+pub mod sync;
 pub mod sysv;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,191 @@
+//! Channel verbs: `chan create`, `chan stat`, `produce`, `consume`.
+
+use std::io::{BufRead, Write};
+
+use anyhow::Result;
+use serde_json::json;
+use shmkit::channel::{Channel, ChannelOptions, Role};
+use shmkit::ErrorKind;
+
+use crate::show;
+
+/// Options for a channel that `produce`/`consume` create when it is absent.
+pub fn options(capacity: usize, max_msg: usize, mode: u32) -> ChannelOptions {
+    let mut o = ChannelOptions::new();
+    o.capacity(capacity).max_message(max_msg).mode(mode);
+    o
+}
+
+pub fn create(name: &str, opts: &ChannelOptions) -> Result<u8> {
+    Channel::create(name, opts)?;
+    Ok(0)
+}
+
+pub fn stat(out: &mut dyn Write, name: &str, as_json: bool) -> Result<u8> {
+    let ch = Channel::open(name)?;
+    let s = ch.stats();
+    let endpoints = |role: Role| -> Vec<serde_json::Value> {
+        s.endpoints
+            .iter()
+            .filter(|e| e.role == role)
+            .map(|e| json!({"pid": e.pid, "alive": e.alive, "messages": e.messages}))
+            .collect()
+    };
+    if as_json {
+        let v = json!({
+            "kind": "channel",
+            "name": ch.name().as_str(),
+            "capacity": s.capacity,
+            "max_msg": s.max_message,
+            "type_size": s.type_size,
+            "depth": s.depth,
+            "sent": s.sent,
+            "received": s.received,
+            "producers": endpoints(Role::Sender),
+            "consumers": endpoints(Role::Receiver),
+            "creator_pid": s.creator.pid,
+            "creator_alive": s.creator_alive,
+            "created": show::rfc3339(s.created),
+            "size": s.size,
+        });
+        serde_json::to_writer_pretty(&mut *out, &v)?;
+        writeln!(out)?;
+        return Ok(0);
+    }
+    let who = |role: Role| {
+        let list: Vec<String> = s
+            .endpoints
+            .iter()
+            .filter(|e| e.role == role)
+            .map(|e| {
+                format!(
+                    "{} ({}, {} messages)",
+                    e.pid,
+                    if e.alive { "alive" } else { "dead" },
+                    e.messages
+                )
+            })
+            .collect();
+        if list.is_empty() {
+            "-".to_string()
+        } else {
+            list.join(", ")
+        }
+    };
+    let lines = [
+        ("name", ch.name().to_string()),
+        ("kind", "channel".to_string()),
+        ("capacity", format!("{} messages", s.capacity)),
+        ("max msg", format!("{} bytes", s.max_message)),
+        ("depth", s.depth.to_string()),
+        ("sent", s.sent.to_string()),
+        ("received", s.received.to_string()),
+        ("producers", who(Role::Sender)),
+        ("consumers", who(Role::Receiver)),
+        (
+            "creator",
+            format!(
+                "{} ({})",
+                s.creator.pid,
+                if s.creator_alive { "alive" } else { "gone" }
+            ),
+        ),
+        ("created", show::rfc3339(s.created)),
+        (
+            "size",
+            format!("{} ({})", s.size, shmkit::human_bytes(s.size)),
+        ),
+    ];
+    for (key, value) in lines {
+        writeln!(out, "{:<10} {value}", format!("{key}:"))?;
+    }
+    Ok(0)
+}
+
+/// `produce`: each line of standard input as one message, or `count`
+/// numbered messages `TAG I` (TAG defaults to the pid).
+pub fn produce(
+    name: &str,
+    count: Option<u64>,
+    tag: Option<String>,
+    opts: &ChannelOptions,
+) -> Result<u8> {
+    let ch = Channel::open_or_create(name, opts)?;
+    let mut tx = ch.sender()?;
+    match count {
+        Some(n) => {
+            let tag = tag.unwrap_or_else(|| std::process::id().to_string());
+            let mut msg = String::new();
+            for i in 0..n {
+                msg.clear();
+                use std::fmt::Write as _;
+                let _ = write!(msg, "{tag} {i}");
+                tx.send(msg.as_bytes())?;
+            }
+        }
+        None => {
+            let stdin = std::io::stdin();
+            let mut line = Vec::new();
+            let mut reader = stdin.lock();
+            loop {
+                line.clear();
+                if reader.read_until(b'\n', &mut line)? == 0 {
+                    break;
+                }
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                }
+                tx.send(&line)?;
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `consume`: prints each message as a line, until `count` messages or
+/// until every producer is gone and the channel is empty.
+pub fn consume(
+    out: &mut dyn Write,
+    name: &str,
+    count: Option<u64>,
+    unbuffered: bool,
+    opts: &ChannelOptions,
+) -> Result<u8> {
+    let ch = Channel::open_or_create(name, opts)?;
+    let mut rx = ch.receiver()?;
+    let mut buf = Vec::new();
+    let mut received = 0u64;
+    while count.is_none_or(|n| received < n) {
+        // Take what is there without blocking; flush before we wait, so a
+        // person watching sees every line as soon as it arrives.
+        let got = match rx.try_recv() {
+            Ok(m) => Ok(m),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                out.flush()?;
+                rx.recv_into(&mut buf).map(|_| std::mem::take(&mut buf))
+            }
+            Err(e) => Err(e),
+        };
+        match got {
+            Ok(mut m) => {
+                m.push(b'\n');
+                out.write_all(&m)?;
+                if unbuffered {
+                    out.flush()?;
+                }
+                received += 1;
+            }
+            Err(e) if e.kind() == ErrorKind::Disconnected => {
+                if let Some(n) = count {
+                    anyhow::bail!(
+                        "cannot receive from {}: every producer left after {received} of {n} messages",
+                        ch.name()
+                    );
+                }
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(0)
+}

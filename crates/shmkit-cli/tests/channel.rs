@@ -1,0 +1,362 @@
+//! Channels through the `shmkit` binary: the two-terminal textbook demo,
+//! many producer and consumer processes, and processes killed at random.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A running shmkit process whose output is drained as it comes, so a
+/// full pipe never blocks it.
+struct Running {
+    child: Child,
+    stdout: std::thread::JoinHandle<String>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Running {
+    fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL (what `Child::kill` sends on Unix); reaped by `finish`.
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+    }
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        pipe.read_to_string(&mut s).unwrap();
+        s
+    })
+}
+
+fn spawn(args: &[&str]) -> Running {
+    let mut child = shmkit_cmd()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start shmkit");
+    let stdout = drain(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
+    Running {
+        child,
+        stdout,
+        stderr,
+    }
+}
+
+/// Waits for a process at most `limit`; kills it and fails the test if it hangs.
+fn finish(
+    mut run: Running,
+    limit: Duration,
+    what: &str,
+) -> (std::process::ExitStatus, String, String) {
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = run.child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = run.child.kill();
+            let _ = run.child.wait();
+            panic!("{what} hung for more than {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    (
+        status,
+        run.stdout.join().unwrap(),
+        run.stderr.join().unwrap(),
+    )
+}
+
+#[test]
+fn textbook_two_terminal_flow() {
+    let ch = TestObject::new("chan-lines");
+    let consumer = spawn(&["consume", &ch.name, "--count", "3"]);
+    let mut producer = shmkit_cmd()
+        .args(["produce", &ch.name])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    producer
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"first line\nsecond line\n\nno newline at the end")
+        .unwrap();
+    assert!(producer.wait().unwrap().success());
+    let (status, out, err) = finish(consumer, Duration::from_secs(30), "consume");
+    assert!(status.success(), "{err}");
+    assert_eq!(out, "first line\nsecond line\n\n");
+    // The fourth message is still queued; stat shows it and the counts.
+    let st = json(&["chan", "stat", &ch.name, "--json"]);
+    assert_eq!(st["depth"], 1);
+    assert_eq!(st["sent"], 4);
+    assert_eq!(st["received"], 3);
+    assert_eq!(st["capacity"], 1024);
+    assert_eq!(st["max_msg"], 1024);
+    assert_eq!(st["producers"].as_array().unwrap().len(), 0, "{st}");
+    assert_eq!(
+        ok(&["consume", &ch.name, "--count", "1"]),
+        b"no newline at the end\n"
+    );
+}
+
+#[test]
+fn chan_create_and_stat_show_live_endpoints() {
+    let ch = TestObject::new("chan-stat");
+    ok(&[
+        "chan",
+        "create",
+        &ch.name,
+        "--capacity",
+        "100",
+        "--max-msg",
+        "256",
+    ]);
+    fails(&["chan", "create", &ch.name], &[&ch.name, "File exists"]);
+    let consumer = spawn(&["consume", &ch.name, "--count", "1"]);
+    // Wait until the consumer has connected.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let st = loop {
+        let st = json(&["chan", "stat", &ch.name, "--json"]);
+        if !st["consumers"].as_array().unwrap().is_empty() || Instant::now() > deadline {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(st["capacity"], 128, "rounded up to a power of two");
+    assert_eq!(st["max_msg"], 256);
+    let c = &st["consumers"][0];
+    assert_eq!(c["pid"], consumer.id());
+    assert_eq!(c["alive"], true);
+    let human = String::from_utf8(ok(&["chan", "stat", &ch.name])).unwrap();
+    assert!(
+        human.contains(&format!("consumers: {} (alive, 0 messages)", consumer.id())),
+        "{human}"
+    );
+    let long = "x".repeat(257);
+    let out = shmkit_stdin(&["produce", &ch.name], format!("{long}\n").as_bytes());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("a message of 257 bytes exceeds the channel's maximum of 256"));
+    ok(&["produce", &ch.name, "--count", "1", "--tag", "t"]);
+    let (status, out, _) = finish(consumer, Duration::from_secs(30), "consume");
+    assert!(status.success());
+    assert_eq!(out, "t 0\n");
+    fails(
+        &["chan", "stat", "/shmkit-test-no-such-channel"],
+        &["No such file or directory"],
+    );
+    let plain = TestObject::new("not-a-channel");
+    ok(&["create", &plain.name, "--size", "4K"]);
+    fails(&["chan", "stat", &plain.name], &[&plain.name]);
+}
+
+/// Parses consumer output lines `TAG I` into (tag, i).
+fn parse(out: &str) -> Vec<(String, u64)> {
+    out.lines()
+        .map(|l| {
+            let (tag, i) = l
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("bad line {l:?}"));
+            (
+                tag.to_string(),
+                i.parse().unwrap_or_else(|_| panic!("bad line {l:?}")),
+            )
+        })
+        .collect()
+}
+
+/// Checks per-consumer order for each producer and returns, per producer,
+/// every index received, failing on duplicates.
+fn collect(outputs: &[String]) -> HashMap<String, HashSet<u64>> {
+    let mut seen: HashMap<String, HashSet<u64>> = HashMap::new();
+    for out in outputs {
+        let mut last: HashMap<String, u64> = HashMap::new();
+        for (tag, i) in parse(out) {
+            if let Some(&prev) = last.get(&tag) {
+                assert!(i > prev, "producer {tag}: {i} after {prev} at one consumer");
+            }
+            last.insert(tag.clone(), i);
+            assert!(
+                seen.entry(tag.clone()).or_default().insert(i),
+                "producer {tag}: {i} delivered twice"
+            );
+        }
+    }
+    seen
+}
+
+#[test]
+fn three_producers_three_consumers_a_million_messages() {
+    let ch = TestObject::new("chan-3x3");
+    ok(&[
+        "chan",
+        "create",
+        &ch.name,
+        "--capacity",
+        "4096",
+        "--max-msg",
+        "32",
+    ]);
+    let per_producer: u64 = 333_334; // 1,000,002 in all
+    let consumers: Vec<Running> = (0..3).map(|_| spawn(&["consume", &ch.name])).collect();
+    let producers: Vec<Running> = (0..3)
+        .map(|p| {
+            spawn(&[
+                "produce",
+                &ch.name,
+                "--count",
+                &per_producer.to_string(),
+                "--tag",
+                &format!("p{p}"),
+            ])
+        })
+        .collect();
+    for p in producers {
+        let (status, _, err) = finish(p, Duration::from_secs(300), "produce");
+        assert!(status.success(), "{err}");
+    }
+    let outputs: Vec<String> = consumers
+        .into_iter()
+        .map(|c| {
+            let (status, out, err) = finish(c, Duration::from_secs(300), "consume");
+            assert!(status.success(), "{err}");
+            out
+        })
+        .collect();
+    let seen = collect(&outputs);
+    for p in 0..3 {
+        let got = &seen[&format!("p{p}")];
+        assert_eq!(
+            got.len() as u64,
+            per_producer,
+            "producer p{p}: messages lost"
+        );
+    }
+    let st = json(&["chan", "stat", &ch.name, "--json"]);
+    assert_eq!(st["sent"], 3 * per_producer);
+    assert_eq!(st["received"], 3 * per_producer);
+}
+
+/// A small deterministic generator, so a failing round can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Rounds of two producers and two consumers where one producer and/or one
+/// consumer is SIGKILLed at a random moment and a new consumer takes over.
+/// SHMKIT_CRASH_ROUNDS sets the number of rounds (default 20; the full run
+/// uses hundreds).
+#[test]
+fn processes_killed_at_random_moments_never_hang_the_rest() {
+    let rounds: u64 = std::env::var("SHMKIT_CRASH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let seed = std::env::var("SHMKIT_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_u64);
+    let mut rng = Rng(seed | 1);
+    let (mut killed_producers, mut killed_consumers, mut lost_total) = (0, 0, 0);
+    const COUNT: u64 = 20_000;
+    for round in 0..rounds {
+        let ch = TestObject::new("chan-crash");
+        ok(&[
+            "chan",
+            "create",
+            &ch.name,
+            "--capacity",
+            "64",
+            "--max-msg",
+            "32",
+        ]);
+        let mut consumers: Vec<Running> = (0..2)
+            .map(|_| spawn(&["consume", &ch.name, "--unbuffered"]))
+            .collect();
+        let mut producers: Vec<Running> = (0..2)
+            .map(|p| {
+                spawn(&[
+                    "produce",
+                    &ch.name,
+                    "--count",
+                    &COUNT.to_string(),
+                    "--tag",
+                    &format!("p{p}"),
+                ])
+            })
+            .collect();
+        std::thread::sleep(Duration::from_micros(rng.below(40_000)));
+        let victim = rng.below(3); // 0: a producer, 1: a consumer, 2: one of each
+        let kill_producer = victim != 1;
+        let kill_consumer = victim != 0;
+        if kill_producer {
+            producers[0].kill();
+            killed_producers += 1;
+        }
+        if kill_consumer {
+            consumers[0].kill();
+            killed_consumers += 1;
+            // A new process takes over the dead consumer's role.
+            consumers.push(spawn(&["consume", &ch.name, "--unbuffered"]));
+        }
+        let what = format!("round {round} (seed {seed})");
+        for (i, p) in producers.into_iter().enumerate() {
+            let (status, _, err) = finish(p, Duration::from_secs(60), &what);
+            if !(kill_producer && i == 0) {
+                assert!(status.success(), "{what}: producer {i}: {err}");
+            }
+        }
+        let mut outputs = Vec::new();
+        for (i, c) in consumers.into_iter().enumerate() {
+            let (status, out, err) = finish(c, Duration::from_secs(60), &what);
+            if !(kill_consumer && i == 0) {
+                assert!(status.success(), "{what}: consumer {i}: {err}");
+            }
+            outputs.push(out);
+        }
+        let seen = collect(&outputs);
+        let empty = HashSet::new();
+        let survivor = seen.get("p1").unwrap_or(&empty);
+        let mut lost = COUNT - survivor.len() as u64;
+        assert!(survivor.iter().all(|&i| i < COUNT));
+        // The killed producer's messages are a prefix of what it sent (the
+        // torn one never appears), minus what a killed consumer held.
+        let victim_seen = seen.get("p0").unwrap_or(&empty);
+        if kill_producer {
+            let top = victim_seen.iter().max().map_or(0, |m| m + 1);
+            lost += top - victim_seen.len() as u64;
+        } else {
+            lost += COUNT - victim_seen.len() as u64;
+        }
+        let allowed = u64::from(kill_consumer);
+        assert!(
+            lost <= allowed,
+            "{what}: {lost} messages lost, at most {allowed} allowed"
+        );
+        lost_total += lost;
+    }
+    eprintln!(
+        "{rounds} rounds: {killed_producers} producers and {killed_consumers} consumers killed, {lost_total} messages lost with killed consumers"
+    );
+}

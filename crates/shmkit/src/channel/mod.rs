@@ -1,0 +1,52 @@
+//! Bounded producer/consumer channels between processes: the textbook
+//! bounded buffer, without its four faults (uninitialised semaphores, a
+//! never-removed object, loops that never end, and a deadlock when a process
+//! dies holding the lock).
+//!
+//! A channel is a named POSIX object holding a [`layout`](crate::layout)
+//! header, a table of connected endpoints, and a ring of fixed-size slots
+//! (see [`ring`] for the lock-free, crash-tolerant algorithm). Any number of
+//! processes may send and receive at once.
+//!
+//! ```text
+//! offset                 contents
+//! 0                      object header (magic, version, kind, ready flag, creator)
+//! 64                     channel parameters (capacity, max message, type, counters)
+//! 256                    enqueue position        (own 128-byte block: no false sharing)
+//! 384                    dequeue position
+//! 512                    "data available" event  (consumers sleep here)
+//! 640                    "space available" event (producers sleep here)
+//! 768                    endpoint table: 64 × 64 bytes (identity word, message count)
+//! 768 + 4096             slots: capacity × slot size; a slot is its state word,
+//!                        the message length, and the payload at +16
+//! ```
+//!
+//! # Waiting
+//! A blocked sender or receiver spins for a bounded, adaptive time and then
+//! sleeps on a shared futex ([`Event`](crate::sync::Event)); the other side
+//! wakes it only if someone sleeps, so a busy channel makes no syscall and
+//! an idle one burns no CPU. Sleeps are cut into slices of
+//! [`LIVENESS_SLICE`] so a blocked endpoint notices dead peers.
+//!
+//! # Crashes and delivery
+//! - A producer killed mid-send never publishes a torn message and never
+//!   stalls the channel: its half-written slot is skipped once a blocked
+//!   peer sees it is dead.
+//! - A consumer killed mid-receive loses at most the message it held.
+//! - A new process may take over any role at any time.
+//! - Committed messages are otherwise delivered exactly once, and each
+//!   producer's messages are received in the order it sent them.
+//! - A receiver learns that every sender is gone (including killed ones) and
+//!   gets [`ErrorKind::Disconnected`] once the ring is empty; a sender
+//!   blocked on a full ring with no receiver left gets it too.
+//!
+//! All endpoints must share a pid namespace: liveness is judged from
+//! `/proc/PID/stat`.
+
+pub(crate) mod ring;
+
+#[cfg(not(loom))]
+mod shared;
+
+#[cfg(not(loom))]
+pub use shared::*;

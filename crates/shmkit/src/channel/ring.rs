@@ -1,0 +1,641 @@
+//! The bounded multi-producer / multi-consumer ring under every channel,
+//! hardened so that a process killed at any instruction cannot stall it.
+//!
+//! # Algorithm
+//! Dmitry Vyukov's bounded MPMC queue keeps a sequence number per slot and
+//! two positions: `enqueue` (next position to write) and `dequeue` (next to
+//! read); position `p` lives in slot `p % capacity`. We keep its shape and
+//! change one thing: a slot is *claimed* by a compare-and-swap on the slot's
+//! own state word, which records the claimer's endpoint index, and the
+//! position counters only follow (anyone may help advance them). So at every
+//! instant the slot itself says who is working on it, and a peer that finds
+//! a slot stuck behind a dead process can tell and take it back. (In the
+//! original, a producer killed between claiming a position and publishing
+//! its slot blocks every consumer forever, and nobody can tell why.)
+//!
+//! # The slot state word (64 bits)
+//! ```text
+//!  63                                  10 9     8 7          0
+//! +--------------------------------------+-------+------------+
+//! |            position (54 bits)        | phase |   owner    |
+//! +--------------------------------------+-------+------------+
+//! ```
+//! - `position`: the lap-qualified position this state is about.
+//! - `phase`: `EMPTY` (free for the producer of `position`), `WRITING`
+//!   (claimed by producer `owner`), `FULL` (a committed message for the
+//!   consumer of `position`), `READING` (claimed by consumer `owner`).
+//! - `owner`: endpoint table index + 1 of the claimer (0: nobody).
+//!
+//! Life of position `p` in slot `i = p % cap`:
+//! `(p, EMPTY)` → producer CAS → `(p, WRITING, w)` → copy → store
+//! `(p, FULL, w)` → consumer CAS → `(p, READING, r)` → copy out → store
+//! `(p + cap, EMPTY)`, ready for the producer one lap later.
+//!
+//! # Crash recovery
+//! A claimer that died (its endpoint's process identity is gone) leaves
+//! `WRITING` or `READING` behind. Whoever is blocked by it replaces the state
+//! with `(p + cap, EMPTY)` by CAS: an unfinished write is dropped (never
+//! published torn), a message held by a dead reader is lost (at most that
+//! one). Position counters that lag behind a resolved slot are advanced by
+//! whoever notices, so nothing waits for the dead to move them.
+//!
+//! Positions have 54 bits: at 100 million messages a second they wrap after
+//! about five years of continuous traffic on one channel.
+//!
+//! # Untrusted memory
+//! The ring lives in memory other processes write. Every state word read is
+//! checked against what the protocol allows at that point; anything else is
+//! reported as [`RingError::Corrupt`] instead of being trusted.
+
+use crate::primitive::{AtomicU64, Ordering};
+
+/// Bits of the owner field.
+const OWNER_BITS: u32 = 8;
+const OWNER_MASK: u64 = (1 << OWNER_BITS) - 1;
+const PHASE_SHIFT: u32 = OWNER_BITS;
+const PHASE_MASK: u64 = 0b11;
+const POS_SHIFT: u32 = OWNER_BITS + 2;
+
+/// The largest number of endpoints the owner field can name.
+pub(crate) const MAX_OWNERS: usize = OWNER_MASK as usize; // owners are 1..=255
+
+/// Phase of a slot (bits 8..10 of its state word).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Empty = 0,
+    Writing = 1,
+    Full = 2,
+    Reading = 3,
+}
+
+/// A decoded slot state word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct State {
+    pub pos: u64,
+    pub phase: Phase,
+    pub owner: u8,
+}
+
+impl State {
+    pub(crate) fn encode(self) -> u64 {
+        (self.pos << POS_SHIFT) | ((self.phase as u64) << PHASE_SHIFT) | self.owner as u64
+    }
+
+    pub(crate) fn decode(word: u64) -> Self {
+        let phase = match (word >> PHASE_SHIFT) & PHASE_MASK {
+            0 => Phase::Empty,
+            1 => Phase::Writing,
+            2 => Phase::Full,
+            _ => Phase::Reading,
+        };
+        State {
+            pos: word >> POS_SHIFT,
+            phase,
+            owner: (word & OWNER_MASK) as u8,
+        }
+    }
+
+    fn empty(pos: u64) -> Self {
+        State {
+            pos,
+            phase: Phase::Empty,
+            owner: 0,
+        }
+    }
+}
+
+/// Where a ring's words live: shared memory in production, the heap under
+/// loom. Implementations guarantee `slot_state(i)` is valid for every
+/// `i < capacity()`, and that `capacity()` is a power of two.
+pub(crate) trait RingWords {
+    fn capacity(&self) -> u64;
+    fn enqueue_pos(&self) -> &AtomicU64;
+    fn dequeue_pos(&self) -> &AtomicU64;
+    fn slot_state(&self, index: usize) -> &AtomicU64;
+}
+
+/// Why a claim did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RingError {
+    /// try_send: no free slot. try_recv: no committed message.
+    WouldBlock,
+    /// A state word that the protocol cannot produce: a peer wrote garbage.
+    Corrupt { index: usize, word: u64 },
+}
+
+/// A claimed slot: position and index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Claim {
+    pub pos: u64,
+    pub index: usize,
+}
+
+/// Writes the initial states: slot `i` waits for the producer of position `i`.
+pub(crate) fn init(words: &impl RingWords) {
+    for i in 0..words.capacity() {
+        words
+            .slot_state(i as usize)
+            .store(State::empty(i).encode(), Ordering::Relaxed);
+    }
+    words.enqueue_pos().store(0, Ordering::Relaxed);
+    words.dequeue_pos().store(0, Ordering::Relaxed);
+}
+
+/// Tries to claim the next free slot for producer `me`.
+///
+/// `is_dead(owner)` is asked only about a slot that blocks us (full at the
+/// previous lap and held by a claimer), and only when `check_dead` is set:
+/// it reads `/proc`, which does not belong on the hot path.
+pub(crate) fn claim_send(
+    words: &impl RingWords,
+    me: u8,
+    check_dead: bool,
+    is_dead: &mut dyn FnMut(u8) -> bool,
+) -> Result<Claim, RingError> {
+    let cap = words.capacity();
+    loop {
+        // Acquire pairs with the Release CASes that advance `enqueue`: the
+        // claim of position pos - 1 happened before, so the slot state we
+        // load next is at least as new as that lap (see module doc).
+        let pos = words.enqueue_pos().load(Ordering::Acquire);
+        let index = (pos & (cap - 1)) as usize;
+        let slot = words.slot_state(index);
+        // Acquire pairs with the consumer's Release store of (pos, EMPTY):
+        // its copy-out of the previous message is done before we overwrite.
+        let word = slot.load(Ordering::Acquire);
+        let state = State::decode(word);
+        if state.pos == pos && state.phase == Phase::Empty {
+            let claimed = State {
+                pos,
+                phase: Phase::Writing,
+                owner: me,
+            };
+            if slot
+                .compare_exchange_weak(word, claimed.encode(), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                advance(words.enqueue_pos(), pos);
+                return Ok(Claim { pos, index });
+            }
+        } else if state.pos == pos || state.pos == pos + cap {
+            // Claimed at this lap by another producer, or already resolved:
+            // `enqueue` lags; help it along and look again.
+            advance(words.enqueue_pos(), pos);
+        } else if state.pos + cap == pos && state.phase != Phase::Empty {
+            // The previous lap's message is still there: full, unless its
+            // claimer died.
+            if state.phase == Phase::Full || !(check_dead && is_dead(state.owner)) {
+                return Err(RingError::WouldBlock);
+            }
+            recover(slot, word, pos);
+        } else if words.enqueue_pos().load(Ordering::Acquire) == pos {
+            // No state the protocol allows for the current position.
+            return Err(RingError::Corrupt { index, word });
+        }
+        // Otherwise `pos` was stale: look again.
+    }
+}
+
+/// Publishes the message in a slot claimed by `claim_send`.
+///
+/// SeqCst: the store must be ordered before the waker's later load of the
+/// sleeper count (a Dekker pair with the sleeper's increment-then-recheck in
+/// the wait protocol); on x86 it is one `xchg`.
+pub(crate) fn commit_send(words: &impl RingWords, claim: Claim, me: u8) {
+    let full = State {
+        pos: claim.pos,
+        phase: Phase::Full,
+        owner: me,
+    };
+    words
+        .slot_state(claim.index)
+        .store(full.encode(), Ordering::SeqCst);
+}
+
+/// Gives a claimed slot back without a message (the position is skipped by
+/// consumers, exactly as if its writer had died).
+pub(crate) fn abandon_send(words: &impl RingWords, claim: Claim) {
+    let cap = words.capacity();
+    words
+        .slot_state(claim.index)
+        .store(State::empty(claim.pos + cap).encode(), Ordering::SeqCst);
+}
+
+/// Tries to claim the next committed message for consumer `me`.
+pub(crate) fn claim_recv(
+    words: &impl RingWords,
+    me: u8,
+    check_dead: bool,
+    is_dead: &mut dyn FnMut(u8) -> bool,
+) -> Result<Claim, RingError> {
+    let cap = words.capacity();
+    loop {
+        // Acquire pairs with the Release CASes that advance `dequeue`.
+        let pos = words.dequeue_pos().load(Ordering::Acquire);
+        let index = (pos & (cap - 1)) as usize;
+        let slot = words.slot_state(index);
+        // Acquire pairs with the producer's store of (pos, FULL): the
+        // message bytes are visible once we see FULL.
+        let word = slot.load(Ordering::Acquire);
+        let state = State::decode(word);
+        if state.pos == pos {
+            match state.phase {
+                Phase::Full => {
+                    let claimed = State {
+                        pos,
+                        phase: Phase::Reading,
+                        owner: me,
+                    };
+                    if slot
+                        .compare_exchange_weak(
+                            word,
+                            claimed.encode(),
+                            Ordering::AcqRel,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok()
+                    {
+                        advance(words.dequeue_pos(), pos);
+                        return Ok(Claim { pos, index });
+                    }
+                }
+                // Another consumer has it: help `dequeue` past it.
+                Phase::Reading => advance(words.dequeue_pos(), pos),
+                Phase::Empty => return Err(RingError::WouldBlock),
+                Phase::Writing => {
+                    if !(check_dead && is_dead(state.owner)) {
+                        return Err(RingError::WouldBlock);
+                    }
+                    // Its writer died before committing: drop the position.
+                    recover(slot, word, pos + cap);
+                }
+            }
+        } else if state.pos == pos + cap {
+            // Resolved already (consumed, or abandoned): `dequeue` lags.
+            advance(words.dequeue_pos(), pos);
+        } else if state.pos + cap == pos && state.phase == Phase::Reading {
+            // The slot still shows the previous lap: its reader has not
+            // released it yet, so our producer has not written. Empty,
+            // unless that reader died holding it.
+            if !(check_dead && is_dead(state.owner)) {
+                return Err(RingError::WouldBlock);
+            }
+            recover(slot, word, pos);
+        } else if words.dequeue_pos().load(Ordering::Acquire) == pos {
+            // No state the protocol allows for the current position.
+            return Err(RingError::Corrupt { index, word });
+        }
+        // Otherwise `pos` was stale: look again.
+    }
+}
+
+/// Frees a slot claimed by `claim_recv` after its message was copied out.
+///
+/// SeqCst for the same Dekker pairing as `commit_send`, with producers
+/// sleeping on a full ring.
+pub(crate) fn release_recv(words: &impl RingWords, claim: Claim) {
+    let cap = words.capacity();
+    words
+        .slot_state(claim.index)
+        .store(State::empty(claim.pos + cap).encode(), Ordering::SeqCst);
+}
+
+/// Moves a position counter from `pos` to `pos + 1` unless someone already did.
+/// Release pairs with the Acquire loads at the top of the claim loops.
+fn advance(counter: &AtomicU64, pos: u64) {
+    let _ = counter.compare_exchange(pos, pos + 1, Ordering::Release, Ordering::Relaxed);
+}
+
+/// Replaces a dead claimer's state `word` with `(next, EMPTY)`; losing the
+/// race means someone else resolved it, which is just as good.
+fn recover(slot: &AtomicU64, word: u64, next: u64) {
+    let _ = slot.compare_exchange(
+        word,
+        State::empty(next).encode(),
+        Ordering::AcqRel,
+        Ordering::Relaxed,
+    );
+}
+
+/// How many positions are claimed but not yet consumed (approximate while
+/// others run).
+pub(crate) fn depth(words: &impl RingWords) -> u64 {
+    let enq = words.enqueue_pos().load(Ordering::Relaxed);
+    let deq = words.dequeue_pos().load(Ordering::Relaxed);
+    enq.saturating_sub(deq).min(words.capacity())
+}
+
+/// The owners recorded in slots that are mid-write or mid-read, with their
+/// states: used when an endpoint index is taken over from a dead process.
+pub(crate) fn recover_owner(words: &impl RingWords, owner: u8) -> usize {
+    let cap = words.capacity();
+    let mut recovered = 0;
+    for index in 0..cap as usize {
+        let slot = words.slot_state(index);
+        let word = slot.load(Ordering::Acquire);
+        let state = State::decode(word);
+        if state.owner != owner {
+            continue;
+        }
+        let next = match state.phase {
+            Phase::Writing | Phase::Reading => state.pos + cap,
+            _ => continue,
+        };
+        if slot
+            .compare_exchange(
+                word,
+                State::empty(next).encode(),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            recovered += 1;
+        }
+    }
+    recovered
+}
+
+#[cfg(test)]
+pub(crate) mod heap {
+    //! A ring whose words live on the heap, for unit and loom tests.
+    use super::*;
+
+    pub(crate) struct HeapRing {
+        pub enqueue: AtomicU64,
+        pub dequeue: AtomicU64,
+        pub slots: Vec<AtomicU64>,
+    }
+
+    impl HeapRing {
+        pub(crate) fn new(capacity: usize) -> Self {
+            assert!(capacity.is_power_of_two());
+            let ring = HeapRing {
+                enqueue: AtomicU64::new(0),
+                dequeue: AtomicU64::new(0),
+                slots: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
+            };
+            init(&ring);
+            ring
+        }
+    }
+
+    impl RingWords for HeapRing {
+        fn capacity(&self) -> u64 {
+            self.slots.len() as u64
+        }
+        fn enqueue_pos(&self) -> &AtomicU64 {
+            &self.enqueue
+        }
+        fn dequeue_pos(&self) -> &AtomicU64 {
+            &self.dequeue
+        }
+        fn slot_state(&self, index: usize) -> &AtomicU64 {
+            &self.slots[index]
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::heap::HeapRing;
+    use super::*;
+
+    fn nobody_dead(_: u8) -> bool {
+        false
+    }
+
+    #[test]
+    fn state_words_round_trip() {
+        for phase in [Phase::Empty, Phase::Writing, Phase::Full, Phase::Reading] {
+            let s = State {
+                pos: (1 << 53) + 7,
+                phase,
+                owner: 255,
+            };
+            assert_eq!(State::decode(s.encode()), s);
+        }
+    }
+
+    #[test]
+    fn fills_drains_and_wraps_in_order() {
+        let ring = HeapRing::new(4);
+        let mut next_in = 0;
+        let mut next_out = 0;
+        for round in 0..10 {
+            for _ in 0..(round % 4) + 1 {
+                let c = claim_send(&ring, 1, false, &mut nobody_dead).unwrap();
+                assert_eq!(c.pos, next_in);
+                next_in += 1;
+                commit_send(&ring, c, 1);
+            }
+            while let Ok(c) = claim_recv(&ring, 2, false, &mut nobody_dead) {
+                assert_eq!(c.pos, next_out);
+                next_out += 1;
+                release_recv(&ring, c);
+            }
+            assert_eq!(next_in, next_out);
+        }
+        for _ in 0..4 {
+            let c = claim_send(&ring, 1, false, &mut nobody_dead).unwrap();
+            commit_send(&ring, c, 1);
+        }
+        assert_eq!(
+            claim_send(&ring, 1, false, &mut nobody_dead),
+            Err(RingError::WouldBlock)
+        );
+        assert_eq!(depth(&ring), 4);
+    }
+
+    #[test]
+    fn a_dead_writer_is_skipped_and_a_live_one_waited_for() {
+        let ring = HeapRing::new(4);
+        let stuck = claim_send(&ring, 7, false, &mut nobody_dead).unwrap();
+        let ok = claim_send(&ring, 1, false, &mut nobody_dead).unwrap();
+        commit_send(&ring, ok, 1);
+        // Writer 7 is alive: the consumer waits for it, in order.
+        let mut seven_alive = |o: u8| o != 7;
+        assert_eq!(
+            claim_recv(&ring, 2, true, &mut seven_alive),
+            Err(RingError::WouldBlock)
+        );
+        // Writer 7 died: its position is dropped, the next message flows.
+        let mut seven_dead = |o: u8| o == 7;
+        let c = claim_recv(&ring, 2, true, &mut seven_dead).unwrap();
+        assert_eq!(c.pos, ok.pos);
+        release_recv(&ring, c);
+        let _ = stuck;
+        assert_eq!(
+            claim_recv(&ring, 2, true, &mut seven_dead),
+            Err(RingError::WouldBlock)
+        );
+    }
+
+    #[test]
+    fn a_dead_reader_frees_its_slot_for_producers() {
+        let ring = HeapRing::new(2);
+        for _ in 0..2 {
+            let c = claim_send(&ring, 1, false, &mut nobody_dead).unwrap();
+            commit_send(&ring, c, 1);
+        }
+        let _held = claim_recv(&ring, 9, false, &mut nobody_dead).unwrap();
+        let c = claim_recv(&ring, 2, false, &mut nobody_dead).unwrap();
+        release_recv(&ring, c);
+        // Position 2 needs slot 0, still held by reader 9: full until 9 is
+        // found dead, and a consumer sees it as empty meanwhile.
+        let mut nine_alive = |o: u8| o != 9;
+        assert_eq!(
+            claim_send(&ring, 1, true, &mut nine_alive),
+            Err(RingError::WouldBlock)
+        );
+        assert_eq!(
+            claim_recv(&ring, 2, true, &mut nine_alive),
+            Err(RingError::WouldBlock)
+        );
+        let mut nine_dead = |o: u8| o == 9;
+        let c = claim_send(&ring, 1, true, &mut nine_dead).unwrap();
+        assert_eq!(c.pos, 2);
+        commit_send(&ring, c, 1);
+        assert_eq!(
+            claim_recv(&ring, 2, false, &mut nobody_dead).unwrap().pos,
+            2
+        );
+    }
+
+    #[test]
+    fn takeover_recovers_an_owners_slots() {
+        let ring = HeapRing::new(4);
+        let _a = claim_send(&ring, 5, false, &mut nobody_dead).unwrap();
+        let b = claim_send(&ring, 1, false, &mut nobody_dead).unwrap();
+        commit_send(&ring, b, 1);
+        assert_eq!(recover_owner(&ring, 5), 1);
+        let c = claim_recv(&ring, 2, false, &mut nobody_dead).unwrap();
+        assert_eq!(c.pos, b.pos);
+    }
+
+    #[test]
+    fn garbage_is_reported_not_trusted() {
+        let ring = HeapRing::new(4);
+        ring.slots[0].store(u64::MAX, Ordering::Relaxed);
+        assert!(matches!(
+            claim_send(&ring, 1, false, &mut nobody_dead),
+            Err(RingError::Corrupt { index: 0, .. })
+        ));
+        assert!(matches!(
+            claim_recv(&ring, 1, false, &mut nobody_dead),
+            Err(RingError::Corrupt { index: 0, .. })
+        ));
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_models {
+    //! `RUSTFLAGS="--cfg loom" cargo test -p shmkit --lib --release channel::ring`
+    use super::heap::HeapRing;
+    use super::*;
+    use loom::sync::Arc;
+
+    fn never(_: u8) -> bool {
+        false
+    }
+
+    /// Two producers, one consumer, capacity 2: every message is received
+    /// exactly once, each producer's in order.
+    #[test]
+    fn two_producers_one_consumer() {
+        loom::model(|| {
+            let ring = Arc::new(HeapRing::new(2));
+            let payload = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+            let producers: Vec<_> = (1..=2u8)
+                .map(|me| {
+                    let ring = ring.clone();
+                    let payload = payload.clone();
+                    loom::thread::spawn(move || {
+                        let c = loop {
+                            match claim_send(&*ring, me, false, &mut never) {
+                                Ok(c) => break c,
+                                Err(RingError::WouldBlock) => loom::thread::yield_now(),
+                                Err(e) => panic!("{e:?}"),
+                            }
+                        };
+                        payload[c.index].store(me as u64, Ordering::Relaxed);
+                        commit_send(&*ring, c, me);
+                    })
+                })
+                .collect();
+            let mut seen = Vec::new();
+            while seen.len() < 2 {
+                match claim_recv(&*ring, 3, false, &mut never) {
+                    Ok(c) => {
+                        seen.push(payload[c.index].load(Ordering::Relaxed));
+                        release_recv(&*ring, c);
+                    }
+                    Err(RingError::WouldBlock) => loom::thread::yield_now(),
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+            for p in producers {
+                p.join().unwrap();
+            }
+            seen.sort();
+            assert_eq!(seen, vec![1, 2]);
+        });
+    }
+
+    /// One producer, two consumers racing, capacity 1 with wrap-around:
+    /// each of two messages is taken by exactly one consumer.
+    #[test]
+    fn one_producer_two_consumers_wrapping() {
+        loom::model(|| {
+            let ring = Arc::new(HeapRing::new(1));
+            let payload = Arc::new(AtomicU64::new(0));
+            let taken = Arc::new(AtomicU64::new(0));
+            let consumers: Vec<_> = (2..=3u8)
+                .map(|me| {
+                    let ring = ring.clone();
+                    let payload = payload.clone();
+                    let taken = taken.clone();
+                    loom::thread::spawn(move || {
+                        if let Ok(c) = claim_recv(&*ring, me, false, &mut never) {
+                            let v = payload.load(Ordering::Relaxed);
+                            release_recv(&*ring, c);
+                            taken.fetch_add(v, Ordering::Relaxed);
+                        }
+                    })
+                })
+                .collect();
+            let mut sent = 0;
+            for v in [1u64, 2] {
+                loop {
+                    match claim_send(&*ring, 1, false, &mut never) {
+                        Ok(c) => {
+                            payload.store(v, Ordering::Relaxed);
+                            commit_send(&*ring, c, 1);
+                            sent += v;
+                            break;
+                        }
+                        Err(RingError::WouldBlock) => {
+                            // The slot is held; drain it ourselves if the
+                            // consumers have already gone.
+                            if let Ok(c) = claim_recv(&*ring, 4, false, &mut never) {
+                                taken.fetch_add(payload.load(Ordering::Relaxed), Ordering::Relaxed);
+                                release_recv(&*ring, c);
+                            } else {
+                                loom::thread::yield_now();
+                            }
+                        }
+                        Err(e) => panic!("{e:?}"),
+                    }
+                }
+            }
+            for c in consumers {
+                c.join().unwrap();
+            }
+            while let Ok(c) = claim_recv(&*ring, 4, false, &mut never) {
+                taken.fetch_add(payload.load(Ordering::Relaxed), Ordering::Relaxed);
+                release_recv(&*ring, c);
+            }
+            assert_eq!(taken.load(Ordering::Relaxed), sent);
+        });
+    }
+}

@@ -1,0 +1,1399 @@
+//! Channels over named shared memory: [`Channel`], [`Sender`], [`Receiver`],
+//! their typed forms and zero-copy slots.
+
+use std::marker::PhantomData;
+use std::ptr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::ring::{self, Claim, Phase, RingError, RingWords, State};
+use crate::error::{Error, ErrorKind, Result};
+use crate::layout::{self, Kind, HEADER_SIZE};
+use crate::posix::{OpenOptions, PosixObject, ShmName};
+use crate::process::{self, ProcessId};
+use crate::region::Region;
+use crate::sync::Event;
+
+/// How long a blocked endpoint sleeps before it looks for dead peers.
+pub const LIVENESS_SLICE: Duration = Duration::from_millis(50);
+/// Endpoints (senders and receivers together) one channel can have connected.
+pub const MAX_ENDPOINTS: usize = 64;
+/// The largest capacity, in messages.
+pub const MAX_CAPACITY: usize = 1 << 24;
+/// The largest message, in bytes.
+pub const MAX_MESSAGE: usize = 1 << 30;
+/// How long `open` waits for a creator that is still initialising.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
+
+const ENDPOINT_SIZE: usize = 64;
+const SLOT_HEADER: usize = 16;
+const MAX_TYPE_ALIGN: usize = SLOT_HEADER;
+
+// Parameters, after the common header (all written once by the creator).
+const OFF_CAPACITY: usize = 64;
+const OFF_MAX_MSG: usize = 72;
+const OFF_SLOT_SIZE: usize = 80;
+const OFF_SLOTS: usize = 88;
+const OFF_TYPE_SIZE: usize = 96; // u32
+const OFF_TYPE_ALIGN: usize = 100; // u32
+                                   // Shared counters, touched only on join/leave.
+const OFF_EPOCH: usize = 104; // u32: bumped on every join and leave
+const OFF_PRODUCERS_EVER: usize = 108; // u32
+const OFF_CONSUMERS_EVER: usize = 112; // u32
+const OFF_DEPARTED_SENT: usize = 120; // u64
+const OFF_DEPARTED_RECEIVED: usize = 128; // u64
+                                          // Hot words, each in its own 128-byte block (the adjacent-line prefetcher
+                                          // pulls lines in pairs, so 64 bytes apart is not apart enough).
+const OFF_ENQUEUE: usize = 256;
+const OFF_DEQUEUE: usize = 384;
+const OFF_DATA_EVENT: usize = 512;
+const OFF_SPACE_EVENT: usize = 640;
+const OFF_ENDPOINTS: usize = 768;
+const SLOTS_START: usize = OFF_ENDPOINTS + MAX_ENDPOINTS * ENDPOINT_SIZE;
+
+// An endpoint's identity word: pid (22 bits) | role (2) | start time (40).
+const ROLE_PRODUCER: u64 = 1;
+const ROLE_CONSUMER: u64 = 2;
+const ROLE_REAPING: u64 = 3;
+const START_MASK: u64 = (1 << 40) - 1;
+
+/// What a channel is made of: fixed at creation, checked on every open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    capacity: u64,
+    max_msg: u64,
+    slot_size: u64,
+    type_size: u32,
+    type_align: u32,
+    total: u64,
+}
+
+impl Layout {
+    fn new(
+        capacity: u64,
+        max_msg: u64,
+        type_size: u32,
+        type_align: u32,
+    ) -> std::result::Result<Self, String> {
+        if capacity == 0 || capacity > MAX_CAPACITY as u64 || !capacity.is_power_of_two() {
+            return Err(format!(
+                "capacity {capacity} is not a power of two from 1 to {MAX_CAPACITY}"
+            ));
+        }
+        if max_msg == 0 || max_msg > MAX_MESSAGE as u64 {
+            return Err(format!(
+                "maximum message size {max_msg} is not from 1 to {MAX_MESSAGE} bytes"
+            ));
+        }
+        if type_size != 0
+            && (u64::from(type_size) != max_msg
+                || type_align == 0
+                || !type_align.is_power_of_two()
+                || type_align as usize > MAX_TYPE_ALIGN)
+        {
+            return Err(format!(
+                "message type of {type_size} bytes aligned to {type_align} does not fit (alignment up to {MAX_TYPE_ALIGN})"
+            ));
+        }
+        let slot_size = (SLOT_HEADER as u64 + max_msg).next_multiple_of(64);
+        let total = capacity
+            .checked_mul(slot_size)
+            .and_then(|s| s.checked_add(SLOTS_START as u64))
+            .filter(|&t| t <= isize::MAX as u64)
+            .ok_or_else(|| format!("{capacity} slots of {slot_size} bytes do not fit in memory"))?;
+        Ok(Layout {
+            capacity,
+            max_msg,
+            slot_size,
+            type_size,
+            type_align,
+            total,
+        })
+    }
+}
+
+/// How to create a channel.
+#[derive(Debug, Clone)]
+pub struct ChannelOptions {
+    capacity: usize,
+    max_msg: usize,
+    mode: u32,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChannelOptions {
+    /// 1024 messages of up to 1024 bytes, mode 0600.
+    pub fn new() -> Self {
+        ChannelOptions {
+            capacity: 1024,
+            max_msg: 1024,
+            mode: 0o600,
+        }
+    }
+
+    /// How many messages the ring holds; rounded up to a power of two.
+    pub fn capacity(&mut self, capacity: usize) -> &mut Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// The largest message in bytes.
+    pub fn max_message(&mut self, bytes: usize) -> &mut Self {
+        self.max_msg = bytes;
+        self
+    }
+
+    /// Permission bits of the object (default 0600).
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        self.mode = mode;
+        self
+    }
+}
+
+// Slot owners are endpoint indexes + 1 and must fit the ring's owner field.
+const _: () = assert!(MAX_ENDPOINTS <= ring::MAX_OWNERS);
+
+/// The mapped channel, shared by its handles.
+struct Inner {
+    region: Region,
+    name: ShmName,
+    layout: Layout,
+    /// `region`'s first byte, writable (checked at open).
+    base: *mut u8,
+    info: layout::HeaderInfo,
+}
+
+// SAFETY: `base` points into `region`, which Inner owns and which is Send +
+// Sync; every access through it is atomic or to a slot this endpoint has
+// claimed through the ring protocol.
+unsafe impl Send for Inner {}
+// SAFETY: as for Send.
+unsafe impl Sync for Inner {}
+
+impl Inner {
+    /// The u64 atomic at a header offset.
+    fn word64(&self, off: usize) -> &AtomicU64 {
+        debug_assert!(off % 8 == 0 && off + 8 <= SLOTS_START);
+        // SAFETY: `off` is one of this module's constant offsets, 8-aligned
+        // and inside the header area that open checked the mapping holds;
+        // the mapping lives as long as `self`; only atomics access it.
+        unsafe { &*self.base.add(off).cast::<AtomicU64>() }
+    }
+
+    fn word32(&self, off: usize) -> &AtomicU32 {
+        debug_assert!(off % 4 == 0 && off + 4 <= SLOTS_START);
+        // SAFETY: as in `word64`, for a 4-aligned constant offset.
+        unsafe { &*self.base.add(off).cast::<AtomicU32>() }
+    }
+
+    fn event(&self, off: usize) -> &Event {
+        // SAFETY: the two event offsets are 4-aligned, inside the header
+        // area, and the Event is atomics only (all-zero is a valid event).
+        unsafe { Event::from_ptr(self.base.add(off)) }
+    }
+
+    fn data_event(&self) -> &Event {
+        self.event(OFF_DATA_EVENT)
+    }
+
+    fn space_event(&self) -> &Event {
+        self.event(OFF_SPACE_EVENT)
+    }
+
+    fn slot_ptr(&self, index: usize) -> *mut u8 {
+        // `index` comes from `pos & (capacity - 1)` and is below capacity;
+        // checked again here because it is cheap and the layout depends on it.
+        assert!(
+            (index as u64) < self.layout.capacity,
+            "slot index out of range"
+        );
+        // SAFETY: SLOTS_START + capacity * slot_size <= total <= mapped length
+        // (checked in `open`), so the slot lies in the mapping.
+        unsafe {
+            self.base
+                .add(SLOTS_START + index * self.layout.slot_size as usize)
+        }
+    }
+
+    fn slot_len(&self, index: usize) -> &AtomicU64 {
+        // SAFETY: the slot's second 8 bytes, inside the slot (SLOT_HEADER =
+        // 16), 8-aligned because slots are 64-aligned.
+        unsafe { &*self.slot_ptr(index).add(8).cast::<AtomicU64>() }
+    }
+
+    fn payload(&self, index: usize) -> *mut u8 {
+        // SAFETY: the payload follows the slot header and has max_msg bytes
+        // inside the slot (slot_size >= SLOT_HEADER + max_msg).
+        unsafe { self.slot_ptr(index).add(SLOT_HEADER) }
+    }
+
+    fn endpoint_identity(&self, i: usize) -> &AtomicU64 {
+        assert!(i < MAX_ENDPOINTS);
+        // SAFETY: entry i of the endpoint table, 64-byte entries starting at
+        // an aligned constant offset inside the header area.
+        unsafe {
+            &*self
+                .base
+                .add(OFF_ENDPOINTS + i * ENDPOINT_SIZE)
+                .cast::<AtomicU64>()
+        }
+    }
+
+    fn endpoint_count(&self, i: usize) -> &AtomicU64 {
+        assert!(i < MAX_ENDPOINTS);
+        // SAFETY: as above, the entry's second word.
+        unsafe {
+            &*self
+                .base
+                .add(OFF_ENDPOINTS + i * ENDPOINT_SIZE + 8)
+                .cast::<AtomicU64>()
+        }
+    }
+
+    fn epoch(&self) -> u32 {
+        // Acquire: pairs with the Release bump in join/leave.
+        self.word32(OFF_EPOCH).load(Ordering::Acquire)
+    }
+
+    fn err(&self, kind: ErrorKind, op: &'static str, detail: impl Into<String>) -> Error {
+        Error::new(kind, op, self.name.as_str(), detail)
+    }
+
+    fn corrupt(&self, op: &'static str, index: usize, word: u64) -> Error {
+        self.err(
+            ErrorKind::Corrupt,
+            op,
+            format!("slot {index} holds state {word:#018x}, which the protocol never writes: the channel is corrupt"),
+        )
+    }
+
+    /// Load-only peek: could a sender make progress now?
+    fn may_send(&self) -> bool {
+        let cap = self.layout.capacity;
+        let pos = self.enqueue_pos().load(Ordering::Relaxed);
+        let s = State::decode(
+            self.slot_state((pos & (cap - 1)) as usize)
+                .load(Ordering::Relaxed),
+        );
+        !(s.pos.wrapping_add(cap) == pos && s.phase != Phase::Empty)
+    }
+
+    /// Load-only peek: could a receiver make progress now?
+    fn may_recv(&self) -> bool {
+        let cap = self.layout.capacity;
+        let pos = self.dequeue_pos().load(Ordering::Relaxed);
+        let s = State::decode(
+            self.slot_state((pos & (cap - 1)) as usize)
+                .load(Ordering::Relaxed),
+        );
+        let waiting_for_writer = s.pos == pos && matches!(s.phase, Phase::Empty | Phase::Writing);
+        let waiting_for_reader = s.pos.wrapping_add(cap) == pos && s.phase == Phase::Reading;
+        !(waiting_for_writer || waiting_for_reader)
+    }
+
+    /// Whether the endpoint that owns slots as `owner` is gone. Reads /proc:
+    /// called only from slow paths.
+    fn owner_dead(&self, owner: u8) -> bool {
+        let i = usize::from(owner);
+        if i == 0 || i > MAX_ENDPOINTS {
+            return true; // nobody, or garbage: nobody will finish it
+        }
+        let word = self.endpoint_identity(i - 1).load(Ordering::Acquire);
+        word == 0 || !identity_alive(word)
+    }
+
+    /// Joins the endpoint table with `role`, taking over a dead endpoint's
+    /// entry (and recovering its slots) if no entry is free.
+    fn join(&self, role: u64) -> Result<usize> {
+        let mine = identity_word(ProcessId::current(), role);
+        for pass in 0..2 {
+            for i in 0..MAX_ENDPOINTS {
+                let id = self.endpoint_identity(i);
+                let word = id.load(Ordering::Acquire);
+                let free = word == 0;
+                if !(free || (pass == 1 && !identity_alive(word))) {
+                    continue;
+                }
+                // AcqRel: Acquire pairs with the leaver's Release store of 0;
+                // Release publishes our identity before any slot we claim.
+                if id
+                    .compare_exchange(word, mine, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+                {
+                    continue;
+                }
+                if !free {
+                    self.retire(i, word);
+                }
+                self.endpoint_count(i).store(0, Ordering::Relaxed);
+                let ever = if role == ROLE_PRODUCER {
+                    OFF_PRODUCERS_EVER
+                } else {
+                    OFF_CONSUMERS_EVER
+                };
+                self.word32(ever).fetch_add(1, Ordering::Relaxed);
+                self.announce();
+                return Ok(i);
+            }
+        }
+        Err(self.err(
+            ErrorKind::LimitExceeded,
+            "connect to",
+            format!(
+                "{MAX_ENDPOINTS} live endpoints are connected, the most a channel has room for"
+            ),
+        ))
+    }
+
+    /// Settles what the dead occupant `old` of entry `i` left: slots it was
+    /// writing or reading, and its message count.
+    fn retire(&self, i: usize, old: u64) {
+        ring::recover_owner(self, (i + 1) as u8);
+        let count = self.endpoint_count(i).swap(0, Ordering::Relaxed);
+        match role_of(old) {
+            ROLE_PRODUCER => self
+                .word64(OFF_DEPARTED_SENT)
+                .fetch_add(count, Ordering::Relaxed),
+            ROLE_CONSUMER => self
+                .word64(OFF_DEPARTED_RECEIVED)
+                .fetch_add(count, Ordering::Relaxed),
+            _ => 0,
+        };
+    }
+
+    /// Leaves the table (a handle dropped).
+    fn leave(&self, i: usize, role: u64) {
+        let count = self.endpoint_count(i).swap(0, Ordering::Relaxed);
+        let departed = if role == ROLE_PRODUCER {
+            OFF_DEPARTED_SENT
+        } else {
+            OFF_DEPARTED_RECEIVED
+        };
+        self.word64(departed).fetch_add(count, Ordering::Relaxed);
+        // Release: pairs with the Acquire in `join`, so the next occupant
+        // sees the count settled.
+        self.endpoint_identity(i).store(0, Ordering::Release);
+        self.announce();
+    }
+
+    /// Tells every sleeper that the set of endpoints changed.
+    fn announce(&self) {
+        // Release: pairs with the Acquire in `epoch`.
+        self.word32(OFF_EPOCH).fetch_add(1, Ordering::Release);
+        self.data_event().notify_all();
+        self.space_event().notify_all();
+    }
+
+    /// Takes over the entries of dead endpoints, recovering their slots.
+    fn reap(&self) {
+        let reaper = identity_word(ProcessId::current(), ROLE_REAPING);
+        for i in 0..MAX_ENDPOINTS {
+            let id = self.endpoint_identity(i);
+            let word = id.load(Ordering::Acquire);
+            if word == 0 || identity_alive(word) {
+                continue;
+            }
+            if id
+                .compare_exchange(word, reaper, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.retire(i, word);
+                id.store(0, Ordering::Release);
+                self.announce();
+            }
+        }
+    }
+
+    /// Whether endpoints of `role` have connected before and none is alive now.
+    fn all_gone(&self, role: u64) -> bool {
+        let ever = if role == ROLE_PRODUCER {
+            OFF_PRODUCERS_EVER
+        } else {
+            OFF_CONSUMERS_EVER
+        };
+        if self.word32(ever).load(Ordering::Relaxed) == 0 {
+            return false; // nobody yet: wait for the first
+        }
+        self.reap();
+        !(0..MAX_ENDPOINTS).any(|i| {
+            let word = self.endpoint_identity(i).load(Ordering::Acquire);
+            role_of(word) == role && identity_alive(word)
+        })
+    }
+}
+
+impl RingWords for Inner {
+    fn capacity(&self) -> u64 {
+        self.layout.capacity
+    }
+    fn enqueue_pos(&self) -> &AtomicU64 {
+        self.word64(OFF_ENQUEUE)
+    }
+    fn dequeue_pos(&self) -> &AtomicU64 {
+        self.word64(OFF_DEQUEUE)
+    }
+    fn slot_state(&self, index: usize) -> &AtomicU64 {
+        // SAFETY: the slot's first 8 bytes, 64-aligned (see slot_ptr).
+        unsafe { &*self.slot_ptr(index).cast::<AtomicU64>() }
+    }
+}
+
+fn identity_word(p: ProcessId, role: u64) -> u64 {
+    (u64::from(p.pid) & ((1 << 22) - 1)) | (role << 22) | ((p.start_time & START_MASK) << 24)
+}
+
+fn role_of(word: u64) -> u64 {
+    (word >> 22) & 0b11
+}
+
+/// Whether the process an identity word names is still running.
+fn identity_alive(word: u64) -> bool {
+    if word == 0 {
+        return false;
+    }
+    let pid = (word & ((1 << 22) - 1)) as u32;
+    let start = word >> 24;
+    match process::start_time(pid) {
+        Some(actual) if actual & START_MASK == start => ProcessId {
+            pid,
+            start_time: actual,
+        }
+        .is_alive(),
+        _ => false,
+    }
+}
+
+/// A channel: a named shared memory object that senders and receivers in
+/// any number of processes connect to. Cheap to clone.
+#[derive(Clone)]
+pub struct Channel {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("name", &self.inner.name)
+            .field("capacity", &self.inner.layout.capacity)
+            .field("max_message", &self.inner.layout.max_msg)
+            .finish()
+    }
+}
+
+impl Channel {
+    /// Creates the channel `name` for byte messages; fails if it exists.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] for a capacity or message size out of
+    /// range; anything [`OpenOptions::open`] reports (exists, no space…).
+    pub fn create(name: &str, options: &ChannelOptions) -> Result<Channel> {
+        Self::create_with(name, options, 0, 0)
+    }
+
+    fn create_with(
+        name: &str,
+        options: &ChannelOptions,
+        type_size: u32,
+        type_align: u32,
+    ) -> Result<Channel> {
+        let capacity = (options.capacity.max(1) as u64)
+            .checked_next_power_of_two()
+            .unwrap_or(0);
+        let layout = Layout::new(capacity, options.max_msg as u64, type_size, type_align)
+            .map_err(|why| Error::new(ErrorKind::InvalidArgument, "create", name, why))?;
+        let obj = OpenOptions::new()
+            .create_new(true)
+            .size(layout.total)
+            .mode(options.mode)
+            .open(name)?;
+        let made = (|| {
+            let region = obj.map()?;
+            layout::write_initialising(&region, Kind::Channel, layout.total)?;
+            let base = region.as_mut_ptr()?;
+            region
+                .atomic_u64(OFF_CAPACITY)?
+                .store(layout.capacity, Ordering::Relaxed);
+            region
+                .atomic_u64(OFF_MAX_MSG)?
+                .store(layout.max_msg, Ordering::Relaxed);
+            region
+                .atomic_u64(OFF_SLOT_SIZE)?
+                .store(layout.slot_size, Ordering::Relaxed);
+            region
+                .atomic_u64(OFF_SLOTS)?
+                .store(SLOTS_START as u64, Ordering::Relaxed);
+            region
+                .atomic_u32(OFF_TYPE_SIZE)?
+                .store(type_size, Ordering::Relaxed);
+            region
+                .atomic_u32(OFF_TYPE_ALIGN)?
+                .store(type_align, Ordering::Relaxed);
+            let info = layout::HeaderInfo {
+                kind: Kind::Channel,
+                total_size: layout.total,
+                creator: ProcessId::current(),
+                created: SystemTime::now(),
+            };
+            let inner = Inner {
+                name: obj.name().clone(),
+                layout,
+                base,
+                info,
+                region,
+            };
+            ring::init(&inner);
+            layout::publish_ready(&inner.region)?;
+            Ok(inner)
+        })();
+        match made {
+            Ok(inner) => Ok(Channel {
+                inner: Arc::new(inner),
+            }),
+            Err(e) => {
+                let _ = obj.unlink();
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens the existing channel `name`, checking its header and layout.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`]; [`ErrorKind::Corrupt`] when the object is
+    /// not a channel this build can read; [`ErrorKind::Disconnected`] when
+    /// its creator died half-way (a stale object); [`ErrorKind::TimedOut`]
+    /// when a live creator is still initialising after two seconds.
+    pub fn open(name: &str) -> Result<Channel> {
+        Self::open_with(name, None)
+    }
+
+    fn open_with(name: &str, typed: Option<(u32, u32)>) -> Result<Channel> {
+        let obj = PosixObject::open(name)?;
+        // A creator between shm_open and sizing leaves the object empty
+        // for a moment: wait for the header to exist.
+        let deadline = Instant::now() + OPEN_TIMEOUT;
+        while obj.size()? < HEADER_SIZE as u64 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let region = obj.map()?;
+        let info = layout::wait_ready(&region, Kind::Channel, OPEN_TIMEOUT)?;
+        let bad = |why: String| Error::new(ErrorKind::Corrupt, "open", obj.name().as_str(), why);
+        if region.len() < SLOTS_START {
+            return Err(bad(format!(
+                "{} bytes cannot hold a channel's header",
+                region.len()
+            )));
+        }
+        let capacity = region.load_u64(OFF_CAPACITY, Ordering::Relaxed)?;
+        let max_msg = region.load_u64(OFF_MAX_MSG, Ordering::Relaxed)?;
+        let type_size = region.load_u32(OFF_TYPE_SIZE, Ordering::Relaxed)?;
+        let type_align = region.load_u32(OFF_TYPE_ALIGN, Ordering::Relaxed)?;
+        let layout = Layout::new(capacity, max_msg, type_size, type_align).map_err(bad)?;
+        let slot_size = region.load_u64(OFF_SLOT_SIZE, Ordering::Relaxed)?;
+        let slots = region.load_u64(OFF_SLOTS, Ordering::Relaxed)?;
+        if slot_size != layout.slot_size
+            || slots != SLOTS_START as u64
+            || info.total_size != layout.total
+        {
+            return Err(bad(format!(
+                "its layout (slot size {slot_size}, slots at {slots}, {} bytes) does not match its parameters",
+                info.total_size
+            )));
+        }
+        if let Some((size, align)) = typed {
+            if (type_size, type_align) != (size, align) {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "open",
+                    obj.name().as_str(),
+                    format!(
+                        "it carries messages of {type_size} bytes aligned to {type_align}, not {size} aligned to {align}"
+                    ),
+                ));
+            }
+        }
+        let base = region.as_mut_ptr()?;
+        Ok(Channel {
+            inner: Arc::new(Inner {
+                name: obj.name().clone(),
+                layout,
+                base,
+                info,
+                region,
+            }),
+        })
+    }
+
+    /// Opens `name`, creating it with `options` if it does not exist.
+    pub fn open_or_create(name: &str, options: &ChannelOptions) -> Result<Channel> {
+        match Self::create(name, options) {
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Self::open(name),
+            other => other,
+        }
+    }
+
+    /// Connects a sender (a producer endpoint).
+    ///
+    /// # Errors
+    /// [`ErrorKind::LimitExceeded`] when [`MAX_ENDPOINTS`] live endpoints
+    /// are connected already.
+    pub fn sender(&self) -> Result<Sender> {
+        let entry = self.inner.join(ROLE_PRODUCER)?;
+        Ok(Sender {
+            inner: self.inner.clone(),
+            entry,
+            owner: (entry + 1) as u8,
+            count: 0,
+        })
+    }
+
+    /// Connects a receiver (a consumer endpoint).
+    pub fn receiver(&self) -> Result<Receiver> {
+        let entry = self.inner.join(ROLE_CONSUMER)?;
+        Ok(Receiver {
+            inner: self.inner.clone(),
+            entry,
+            owner: (entry + 1) as u8,
+            count: 0,
+        })
+    }
+
+    /// The channel's name.
+    pub fn name(&self) -> &ShmName {
+        &self.inner.name
+    }
+
+    /// How many messages the ring holds.
+    pub fn capacity(&self) -> usize {
+        self.inner.layout.capacity as usize
+    }
+
+    /// The largest message in bytes.
+    pub fn max_message(&self) -> usize {
+        self.inner.layout.max_msg as usize
+    }
+
+    /// A snapshot of the channel's state, for people and monitoring.
+    pub fn stats(&self) -> ChannelStats {
+        let inner = &*self.inner;
+        let mut endpoints = Vec::new();
+        let mut sent = inner.word64(OFF_DEPARTED_SENT).load(Ordering::Relaxed);
+        let mut received = inner.word64(OFF_DEPARTED_RECEIVED).load(Ordering::Relaxed);
+        for i in 0..MAX_ENDPOINTS {
+            let word = inner.endpoint_identity(i).load(Ordering::Acquire);
+            let role = match role_of(word) {
+                _ if word == 0 => continue,
+                ROLE_PRODUCER => Role::Sender,
+                ROLE_CONSUMER => Role::Receiver,
+                _ => continue,
+            };
+            let messages = inner.endpoint_count(i).load(Ordering::Relaxed);
+            match role {
+                Role::Sender => sent += messages,
+                Role::Receiver => received += messages,
+            }
+            endpoints.push(EndpointInfo {
+                pid: (word & ((1 << 22) - 1)) as u32,
+                role,
+                alive: identity_alive(word),
+                messages,
+            });
+        }
+        ChannelStats {
+            capacity: inner.layout.capacity,
+            max_message: inner.layout.max_msg,
+            type_size: inner.layout.type_size,
+            depth: ring::depth(inner),
+            sent,
+            received,
+            endpoints,
+            creator: inner.info.creator,
+            creator_alive: inner.info.creator.is_alive(),
+            created: inner.info.created,
+            size: inner.layout.total,
+        }
+    }
+
+    /// Removes the channel's name (see [`crate::posix::unlink`]); connected
+    /// endpoints keep working on the memory they have mapped.
+    pub fn unlink(&self) -> Result<()> {
+        crate::posix::unlink(self.inner.name.as_str())
+    }
+}
+
+/// Which side of a channel an endpoint is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sends messages.
+    Sender,
+    /// Receives messages.
+    Receiver,
+}
+
+/// One connected endpoint in [`ChannelStats`].
+#[derive(Debug, Clone)]
+pub struct EndpointInfo {
+    /// Its process.
+    pub pid: u32,
+    /// Sender or receiver.
+    pub role: Role,
+    /// Whether its process (pid and start time) is still running.
+    pub alive: bool,
+    /// Messages it sent or received since it connected.
+    pub messages: u64,
+}
+
+/// A snapshot of a channel, from [`Channel::stats`].
+#[derive(Debug, Clone)]
+pub struct ChannelStats {
+    /// Messages the ring holds.
+    pub capacity: u64,
+    /// Largest message in bytes.
+    pub max_message: u64,
+    /// Size of the message type for typed channels, 0 for byte channels.
+    pub type_size: u32,
+    /// Messages sent and not yet received (approximate while others run).
+    pub depth: u64,
+    /// Messages sent, by endpoints connected now and before.
+    pub sent: u64,
+    /// Messages received, by endpoints connected now and before.
+    pub received: u64,
+    /// Connected endpoints (dead ones until someone reaps them).
+    pub endpoints: Vec<EndpointInfo>,
+    /// The process that created the channel.
+    pub creator: ProcessId,
+    /// Whether it still runs.
+    pub creator_alive: bool,
+    /// When the channel was created.
+    pub created: SystemTime,
+    /// Bytes of shared memory the channel uses.
+    pub size: u64,
+}
+
+/// Waits on `event` until `ready()` or the end of one liveness slice (or the
+/// deadline). Returns Ok(true) if `ready` held, Ok(false) when the slice
+/// ended, and a TimedOut error when the deadline passed.
+fn wait_slice(
+    inner: &Inner,
+    event: &Event,
+    op: &'static str,
+    deadline: Option<Instant>,
+    ready: impl Fn() -> bool,
+) -> Result<bool> {
+    let now = Instant::now();
+    if deadline.is_some_and(|d| now >= d) {
+        return Err(inner.err(ErrorKind::TimedOut, op, "timed out"));
+    }
+    let slice_end = now + LIVENESS_SLICE;
+    let until = match deadline {
+        Some(d) if d < slice_end => d,
+        _ => slice_end,
+    };
+    let epoch = inner.epoch();
+    event.wait_until(|| ready() || inner.epoch() != epoch, Some(until))
+}
+
+/// The sending end of a channel, connected as one endpoint.
+///
+/// Dropping it disconnects. Not `Clone`: each sender is one endpoint; make
+/// another with [`Channel::sender`].
+pub struct Sender {
+    inner: Arc<Inner>,
+    entry: usize,
+    owner: u8,
+    count: u64,
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("channel", &self.inner.name)
+            .field("endpoint", &self.entry)
+            .finish()
+    }
+}
+
+impl Sender {
+    /// Sends `msg`, waiting while the channel is full.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] for a message over the maximum;
+    /// [`ErrorKind::Disconnected`] when the ring is full and every receiver
+    /// that connected is gone; [`ErrorKind::Corrupt`] if the shared state
+    /// is damaged.
+    pub fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.send_until(msg, true, None)
+    }
+
+    /// Sends `msg` if there is room now: [`ErrorKind::WouldBlock`] if not.
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        self.send_until(msg, false, None)
+    }
+
+    /// Sends `msg`, waiting at most `timeout` for room ([`ErrorKind::TimedOut`]).
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+        self.send_until(msg, true, Instant::now().checked_add(timeout))
+    }
+
+    fn send_until(&mut self, msg: &[u8], block: bool, deadline: Option<Instant>) -> Result<()> {
+        if msg.len() as u64 > self.inner.layout.max_msg {
+            return Err(self.inner.err(
+                ErrorKind::InvalidArgument,
+                "send to",
+                format!(
+                    "a message of {} bytes exceeds the channel's maximum of {}",
+                    msg.len(),
+                    self.inner.layout.max_msg
+                ),
+            ));
+        }
+        let claim = self.claim(block, deadline)?;
+        // SAFETY: we own the claimed slot (state WRITING, owner = us) until
+        // commit; its payload holds max_msg >= msg.len() bytes (checked
+        // above); `msg` is our own memory, so the ranges cannot overlap.
+        unsafe {
+            ptr::copy_nonoverlapping(msg.as_ptr(), self.inner.payload(claim.index), msg.len())
+        };
+        self.commit(claim, msg.len());
+        Ok(())
+    }
+
+    /// Claims a slot to write in place: fill it through [`SendSlot`], then
+    /// [`commit`](SendSlot::commit). Dropping it uncommitted sends nothing.
+    pub fn reserve(&mut self) -> Result<SendSlot<'_>> {
+        let claim = self.claim(true, None)?;
+        Ok(SendSlot {
+            sender: self,
+            claim: Some(claim),
+        })
+    }
+
+    /// Like [`reserve`](Sender::reserve), but [`ErrorKind::WouldBlock`] if full.
+    pub fn try_reserve(&mut self) -> Result<SendSlot<'_>> {
+        let claim = self.claim(false, None)?;
+        Ok(SendSlot {
+            sender: self,
+            claim: Some(claim),
+        })
+    }
+
+    fn commit(&mut self, claim: Claim, len: usize) {
+        let inner = &*self.inner;
+        // Relaxed: ordered before the reader by commit_send's store.
+        inner
+            .slot_len(claim.index)
+            .store(len as u64, Ordering::Relaxed);
+        ring::commit_send(inner, claim, self.owner);
+        self.count += 1;
+        // Relaxed: a statistic; only this endpoint writes it.
+        inner
+            .endpoint_count(self.entry)
+            .store(self.count, Ordering::Relaxed);
+        inner.data_event().notify_one();
+    }
+
+    #[inline]
+    fn claim(&mut self, block: bool, deadline: Option<Instant>) -> Result<Claim> {
+        let inner = &*self.inner;
+        let mut check_dead = false;
+        loop {
+            match ring::claim_send(inner, self.owner, check_dead, &mut |o| inner.owner_dead(o)) {
+                Ok(claim) => return Ok(claim),
+                Err(RingError::Corrupt { index, word }) => {
+                    return Err(inner.corrupt("send to", index, word))
+                }
+                Err(RingError::WouldBlock) => {}
+            }
+            if !block {
+                return Err(inner.err(ErrorKind::WouldBlock, "send to", "the channel is full"));
+            }
+            if check_dead && inner.all_gone(ROLE_CONSUMER) {
+                return Err(inner.err(
+                    ErrorKind::Disconnected,
+                    "send to",
+                    "the channel is full and every receiver is gone",
+                ));
+            }
+            let progressed = wait_slice(inner, inner.space_event(), "send to", deadline, || {
+                inner.may_send()
+            })?;
+            // A slice without progress: next time, ask whether whoever
+            // blocks us is dead.
+            check_dead = !progressed;
+        }
+    }
+
+    /// The channel this sender belongs to.
+    pub fn name(&self) -> &ShmName {
+        &self.inner.name
+    }
+
+    /// The largest message in bytes.
+    pub fn max_message(&self) -> usize {
+        self.inner.layout.max_msg as usize
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.inner.leave(self.entry, ROLE_PRODUCER);
+    }
+}
+
+/// A slot claimed by [`Sender::reserve`]: write the message in place, then commit.
+pub struct SendSlot<'a> {
+    sender: &'a mut Sender,
+    claim: Option<Claim>,
+}
+
+impl SendSlot<'_> {
+    /// Bytes the slot can hold (the channel's maximum message).
+    pub fn capacity(&self) -> usize {
+        self.sender.inner.layout.max_msg as usize
+    }
+
+    /// Copies `data` into the slot at `offset`.
+    pub fn write_at(&mut self, offset: usize, data: &[u8]) -> Result<()> {
+        let claim = self.claim.expect("a live slot has its claim");
+        if offset
+            .checked_add(data.len())
+            .is_none_or(|end| end > self.capacity())
+        {
+            return Err(self.sender.inner.err(
+                ErrorKind::InvalidArgument,
+                "write to",
+                format!(
+                    "{} bytes at offset {offset} exceed the slot's {} bytes",
+                    data.len(),
+                    self.capacity()
+                ),
+            ));
+        }
+        // SAFETY: the slot is ours until commit or drop; the range is inside
+        // its payload (checked above); `data` is not shared memory.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.sender.inner.payload(claim.index).add(offset),
+                data.len(),
+            )
+        };
+        Ok(())
+    }
+
+    /// The payload's first byte, [`capacity`](SendSlot::capacity) bytes long
+    /// and 16-byte aligned, for writing in place. No other process touches
+    /// it until [`commit`](SendSlot::commit).
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.sender
+            .inner
+            .payload(self.claim.expect("a live slot has its claim").index)
+    }
+
+    /// Publishes the first `len` bytes as one message.
+    pub fn commit(mut self, len: usize) -> Result<()> {
+        if len > self.capacity() {
+            return Err(self.sender.inner.err(
+                ErrorKind::InvalidArgument,
+                "send to",
+                format!(
+                    "a message of {len} bytes exceeds the slot's {}",
+                    self.capacity()
+                ),
+            ));
+        }
+        let claim = self.claim.take().expect("a live slot has its claim");
+        self.sender.commit(claim, len);
+        Ok(())
+    }
+}
+
+impl Drop for SendSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            ring::abandon_send(&*self.sender.inner, claim);
+            self.sender.inner.data_event().notify_all();
+        }
+    }
+}
+
+/// The receiving end of a channel, connected as one endpoint.
+pub struct Receiver {
+    inner: Arc<Inner>,
+    entry: usize,
+    owner: u8,
+    count: u64,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("channel", &self.inner.name)
+            .field("endpoint", &self.entry)
+            .finish()
+    }
+}
+
+impl Receiver {
+    /// Receives the next message, waiting while the channel is empty.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`] once the channel is empty and every
+    /// sender that connected is gone; [`ErrorKind::Corrupt`] if the shared
+    /// state is damaged (the message is dropped, the channel goes on).
+    pub fn recv(&mut self) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.recv_into_until(&mut buf, true, None)?;
+        Ok(buf)
+    }
+
+    /// Receives into `buf` (cleared first), reusing its allocation; returns the length.
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        self.recv_into_until(buf, true, None)
+    }
+
+    /// Receives a message if one is there now: [`ErrorKind::WouldBlock`] if not.
+    pub fn try_recv(&mut self) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.recv_into_until(&mut buf, false, None)?;
+        Ok(buf)
+    }
+
+    /// Receives, waiting at most `timeout` ([`ErrorKind::TimedOut`]).
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.recv_into_until(&mut buf, true, Instant::now().checked_add(timeout))?;
+        Ok(buf)
+    }
+
+    fn recv_into_until(
+        &mut self,
+        buf: &mut Vec<u8>,
+        block: bool,
+        deadline: Option<Instant>,
+    ) -> Result<usize> {
+        let slot = self.claim_slot(block, deadline)?;
+        let len = slot.len;
+        buf.clear();
+        buf.reserve(len);
+        // SAFETY: the slot is ours (READING) until the RecvSlot drops; its
+        // payload holds `len` <= max_msg bytes (checked in claim_slot); the
+        // copy goes into spare capacity of our own vector, then the length
+        // is set to what was written.
+        unsafe {
+            ptr::copy_nonoverlapping(slot.payload(), buf.as_mut_ptr(), len);
+            buf.set_len(len);
+        }
+        Ok(len)
+    }
+
+    /// Receives the next message in place: read it through [`RecvSlot`];
+    /// the slot is freed when that drops.
+    pub fn recv_slot(&mut self) -> Result<RecvSlot<'_>> {
+        self.claim_slot(true, None)
+    }
+
+    /// Like [`recv_slot`](Receiver::recv_slot), but [`ErrorKind::WouldBlock`] if empty.
+    pub fn try_recv_slot(&mut self) -> Result<RecvSlot<'_>> {
+        self.claim_slot(false, None)
+    }
+
+    /// Like [`recv_slot`](Receiver::recv_slot), waiting at most `timeout`.
+    pub fn recv_slot_timeout(&mut self, timeout: Duration) -> Result<RecvSlot<'_>> {
+        self.claim_slot(true, Instant::now().checked_add(timeout))
+    }
+
+    #[inline]
+    fn claim_slot(&mut self, block: bool, deadline: Option<Instant>) -> Result<RecvSlot<'_>> {
+        let mut check_dead = false;
+        loop {
+            let inner = &*self.inner;
+            match ring::claim_recv(inner, self.owner, check_dead, &mut |o| inner.owner_dead(o)) {
+                Ok(claim) => {
+                    // Relaxed: ordered after the producer's store by the
+                    // Acquire claim. Untrusted: checked before use.
+                    let len = inner.slot_len(claim.index).load(Ordering::Relaxed);
+                    self.count += 1;
+                    inner
+                        .endpoint_count(self.entry)
+                        .store(self.count, Ordering::Relaxed);
+                    if len > inner.layout.max_msg {
+                        ring::release_recv(inner, claim);
+                        inner.space_event().notify_one();
+                        return Err(inner.err(
+                            ErrorKind::Corrupt,
+                            "receive from",
+                            format!(
+                                "a message claims {len} bytes, over the maximum of {}: dropped",
+                                inner.layout.max_msg
+                            ),
+                        ));
+                    }
+                    return Ok(RecvSlot {
+                        receiver: self,
+                        claim,
+                        len: len as usize,
+                    });
+                }
+                Err(RingError::Corrupt { index, word }) => {
+                    return Err(inner.corrupt("receive from", index, word))
+                }
+                Err(RingError::WouldBlock) => {}
+            }
+            if !block {
+                return Err(inner.err(
+                    ErrorKind::WouldBlock,
+                    "receive from",
+                    "the channel is empty",
+                ));
+            }
+            if check_dead && inner.all_gone(ROLE_PRODUCER) {
+                // Everyone who could send is gone; one last look, since a
+                // sender may have committed just before it left.
+                match ring::claim_recv(inner, self.owner, true, &mut |o| inner.owner_dead(o)) {
+                    Err(RingError::WouldBlock) => {
+                        return Err(inner.err(
+                            ErrorKind::Disconnected,
+                            "receive from",
+                            "the channel is empty and every sender is gone",
+                        ))
+                    }
+                    _ => {
+                        check_dead = false;
+                        continue;
+                    }
+                }
+            }
+            let progressed =
+                wait_slice(inner, inner.data_event(), "receive from", deadline, || {
+                    inner.may_recv()
+                })?;
+            check_dead = !progressed;
+        }
+    }
+
+    /// The channel this receiver belongs to.
+    pub fn name(&self) -> &ShmName {
+        &self.inner.name
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.inner.leave(self.entry, ROLE_CONSUMER);
+    }
+}
+
+/// A received message still in its slot; the slot is freed on drop.
+pub struct RecvSlot<'a> {
+    receiver: &'a mut Receiver,
+    claim: Claim,
+    len: usize,
+}
+
+impl RecvSlot<'_> {
+    /// The message's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn payload(&self) -> *const u8 {
+        self.receiver.inner.payload(self.claim.index)
+    }
+
+    /// The message's first byte, [`len`](RecvSlot::len) bytes long, 16-byte
+    /// aligned. Only a misbehaving process writes it while the slot is held;
+    /// copy out or read with care rather than forming a reference.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.payload()
+    }
+
+    /// Copies `buf.len()` bytes at `offset` out of the message.
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        if offset
+            .checked_add(buf.len())
+            .is_none_or(|end| end > self.len)
+        {
+            return Err(self.receiver.inner.err(
+                ErrorKind::InvalidArgument,
+                "read from",
+                format!(
+                    "{} bytes at offset {offset} exceed the message's {} bytes",
+                    buf.len(),
+                    self.len
+                ),
+            ));
+        }
+        // SAFETY: the range is inside the held slot's message (checked).
+        unsafe {
+            ptr::copy_nonoverlapping(self.payload().add(offset), buf.as_mut_ptr(), buf.len())
+        };
+        Ok(())
+    }
+
+    /// Copies the whole message out.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = vec![0; self.len];
+        self.read_at(0, &mut out)
+            .expect("the whole message is in range");
+        out
+    }
+}
+
+impl Drop for RecvSlot<'_> {
+    fn drop(&mut self) {
+        let inner = &*self.receiver.inner;
+        ring::release_recv(inner, self.claim);
+        inner.space_event().notify_one();
+    }
+}
+
+/// A channel of plain-old-data values of type `T`.
+///
+/// The type's size and alignment are recorded at creation and checked on
+/// open; [`bytemuck::Pod`] proves that any bytes are a valid `T`, which is
+/// what a value from another process must be.
+pub struct TypedChannel<T> {
+    channel: Channel,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: bytemuck::Pod> TypedChannel<T> {
+    fn type_params() -> (u32, u32) {
+        (
+            std::mem::size_of::<T>() as u32,
+            std::mem::align_of::<T>() as u32,
+        )
+    }
+
+    /// Creates a channel for `capacity` values of `T`.
+    pub fn create(name: &str, capacity: usize, mode: u32) -> Result<Self> {
+        let (size, align) = Self::type_params();
+        if size == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "create",
+                name,
+                "zero-sized types carry nothing",
+            ));
+        }
+        let mut opts = ChannelOptions::new();
+        opts.capacity(capacity)
+            .max_message(size as usize)
+            .mode(mode);
+        Ok(TypedChannel {
+            channel: Channel::create_with(name, &opts, size, align)?,
+            _type: PhantomData,
+        })
+    }
+
+    /// Opens a channel of `T`; fails if it was made for another type layout.
+    pub fn open(name: &str) -> Result<Self> {
+        Ok(TypedChannel {
+            channel: Channel::open_with(name, Some(Self::type_params()))?,
+            _type: PhantomData,
+        })
+    }
+
+    /// Connects a sender.
+    pub fn sender(&self) -> Result<TypedSender<T>> {
+        Ok(TypedSender {
+            sender: self.channel.sender()?,
+            _type: PhantomData,
+        })
+    }
+
+    /// Connects a receiver.
+    pub fn receiver(&self) -> Result<TypedReceiver<T>> {
+        Ok(TypedReceiver {
+            receiver: self.channel.receiver()?,
+            _type: PhantomData,
+        })
+    }
+
+    /// The untyped channel underneath (for stats and unlink).
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+}
+
+impl<T> std::fmt::Debug for TypedChannel<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("TypedChannel").field(&self.channel).finish()
+    }
+}
+
+/// Sends values of `T`.
+pub struct TypedSender<T> {
+    sender: Sender,
+    _type: PhantomData<fn(T)>,
+}
+
+impl<T: bytemuck::Pod> TypedSender<T> {
+    /// Sends `value`, waiting while full.
+    pub fn send(&mut self, value: &T) -> Result<()> {
+        self.sender.send(bytemuck::bytes_of(value))
+    }
+
+    /// Sends `value` if there is room now.
+    pub fn try_send(&mut self, value: &T) -> Result<()> {
+        self.sender.try_send(bytemuck::bytes_of(value))
+    }
+
+    /// Sends `value`, waiting at most `timeout`.
+    pub fn send_timeout(&mut self, value: &T, timeout: Duration) -> Result<()> {
+        self.sender.send_timeout(bytemuck::bytes_of(value), timeout)
+    }
+}
+
+/// Receives values of `T`.
+pub struct TypedReceiver<T> {
+    receiver: Receiver,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: bytemuck::Pod> TypedReceiver<T> {
+    fn take(slot: RecvSlot<'_>) -> Result<T> {
+        let mut value = T::zeroed();
+        let bytes = bytemuck::bytes_of_mut(&mut value);
+        if slot.len() != bytes.len() {
+            return Err(slot.receiver.inner.err(
+                ErrorKind::Corrupt,
+                "receive from",
+                format!(
+                    "a message of {} bytes in a channel of {}-byte values",
+                    slot.len(),
+                    bytes.len()
+                ),
+            ));
+        }
+        slot.read_at(0, bytes)?;
+        Ok(value)
+    }
+
+    /// Receives the next value, waiting while empty.
+    pub fn recv(&mut self) -> Result<T> {
+        Self::take(self.receiver.recv_slot()?)
+    }
+
+    /// Receives a value if one is there now.
+    pub fn try_recv(&mut self) -> Result<T> {
+        Self::take(self.receiver.try_recv_slot()?)
+    }
+
+    /// Receives, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T> {
+        Self::take(self.receiver.recv_slot_timeout(timeout)?)
+    }
+}

@@ -1,0 +1,389 @@
+//! Channels: behaviour in one process (threads), header checks, and crash
+//! recovery across real processes (this test binary re-executed as a child).
+
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use shmkit::channel::{Channel, ChannelOptions, Role, TypedChannel};
+use shmkit::posix::{self, OpenOptions};
+use shmkit::ErrorKind;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A unique channel name, unlinked on drop even when the test fails.
+struct Name(String);
+
+impl Name {
+    fn new() -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        Name(format!("/shmkit-test-{}-chan-{n}", std::process::id()))
+    }
+}
+
+impl Drop for Name {
+    fn drop(&mut self) {
+        let _ = posix::unlink(&self.0);
+    }
+}
+
+fn options(capacity: usize, max: usize) -> ChannelOptions {
+    let mut o = ChannelOptions::new();
+    o.capacity(capacity).max_message(max);
+    o
+}
+
+#[test]
+fn send_and_receive_in_order_with_wraparound() {
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &options(4, 32)).unwrap();
+    assert_eq!(ch.capacity(), 4);
+    let mut tx = ch.sender().unwrap();
+    let mut rx = Channel::open(&name.0).unwrap().receiver().unwrap();
+    for i in 0..100u32 {
+        tx.send(format!("message {i}").as_bytes()).unwrap();
+        if i % 3 == 2 {
+            for j in i - 2..=i {
+                assert_eq!(rx.recv().unwrap(), format!("message {j}").as_bytes());
+            }
+        }
+    }
+    assert_eq!(rx.recv().unwrap(), b"message 99");
+    assert_eq!(rx.try_recv().unwrap_err().kind(), ErrorKind::WouldBlock);
+    for _ in 0..4 {
+        tx.try_send(b"x").unwrap();
+    }
+    let e = tx.try_send(b"x").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WouldBlock);
+    assert!(e.to_string().contains("the channel is full"), "{e}");
+    let e = tx.send(&[0; 33]).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("a message of 33 bytes exceeds the channel's maximum of 32"),
+        "{e}"
+    );
+    let stats = ch.stats();
+    assert_eq!((stats.sent, stats.received, stats.depth), (104, 100, 4));
+    assert_eq!(stats.endpoints.len(), 2);
+    assert!(stats
+        .endpoints
+        .iter()
+        .all(|e| e.alive && e.pid == std::process::id()));
+}
+
+#[test]
+fn timeouts_and_disconnection() {
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &options(2, 8)).unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let start = Instant::now();
+    let e = rx.recv_timeout(Duration::from_millis(120)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimedOut);
+    assert!(start.elapsed() >= Duration::from_millis(120));
+    {
+        let mut tx = ch.sender().unwrap();
+        tx.send(b"last").unwrap();
+    } // the only sender leaves
+    assert_eq!(rx.recv().unwrap(), b"last");
+    let e = rx.recv().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Disconnected);
+    assert!(e.to_string().contains("every sender is gone"), "{e}");
+
+    let mut tx = ch.sender().unwrap();
+    drop(rx);
+    tx.send(b"1").unwrap();
+    tx.send(b"2").unwrap();
+    let e = tx.send(b"3").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Disconnected);
+}
+
+#[test]
+fn threads_as_many_producers_and_consumers() {
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &options(8, 16)).unwrap();
+    const PER: u32 = 20_000;
+    let received = std::thread::scope(|s| {
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let mut rx = ch.receiver().unwrap();
+                s.spawn(move || {
+                    let mut got = Vec::new();
+                    while let Ok(m) = rx.recv() {
+                        got.push(m);
+                    }
+                    got
+                })
+            })
+            .collect();
+        for p in 0..2u32 {
+            let mut tx = ch.sender().unwrap();
+            s.spawn(move || {
+                for i in 0..PER {
+                    tx.send(&[p.to_le_bytes(), i.to_le_bytes()].concat())
+                        .unwrap();
+                }
+            });
+        }
+        consumers
+            .into_iter()
+            .map(|c| c.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    let mut per_producer = [Vec::new(), Vec::new()];
+    for got in &received {
+        let mut last = [None, None];
+        for m in got {
+            let p = u32::from_le_bytes(m[..4].try_into().unwrap()) as usize;
+            let i = u32::from_le_bytes(m[4..].try_into().unwrap());
+            assert!(last[p].is_none_or(|l| l < i), "producer {p} out of order");
+            last[p] = Some(i);
+            per_producer[p].push(i);
+        }
+    }
+    for v in &mut per_producer {
+        v.sort();
+        assert_eq!(*v, (0..PER).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn zero_copy_slots_and_typed_values() {
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &options(4, 64)).unwrap();
+    let mut tx = ch.sender().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let mut slot = tx.reserve().unwrap();
+    assert_eq!(slot.capacity(), 64);
+    slot.write_at(0, b"in place").unwrap();
+    assert!(slot.write_at(60, b"12345").is_err());
+    slot.commit(8).unwrap();
+    // An uncommitted slot sends nothing and does not stall the next message.
+    drop(tx.reserve().unwrap());
+    tx.send(b"after").unwrap();
+    {
+        let got = rx.recv_slot().unwrap();
+        assert_eq!(got.len(), 8);
+        assert_eq!(got.to_vec(), b"in place");
+        let mut part = [0; 5];
+        got.read_at(3, &mut part).unwrap();
+        assert_eq!(&part, b"place");
+        assert!(got.read_at(4, &mut part).is_err());
+    }
+    assert_eq!(rx.recv().unwrap(), b"after");
+
+    let tname = Name::new();
+    #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct Point {
+        x: f64,
+        y: f64,
+        id: u64,
+    }
+    let typed = TypedChannel::<Point>::create(&tname.0, 16, 0o600).unwrap();
+    let mut ttx = typed.sender().unwrap();
+    let mut trx = TypedChannel::<Point>::open(&tname.0)
+        .unwrap()
+        .receiver()
+        .unwrap();
+    let p = Point {
+        x: 1.5,
+        y: -2.0,
+        id: 7,
+    };
+    ttx.send(&p).unwrap();
+    assert_eq!(trx.recv().unwrap(), p);
+    let e = TypedChannel::<u32>::open(&tname.0).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("messages of 24 bytes aligned to 8, not 4 aligned to 4"),
+        "{e}"
+    );
+}
+
+#[test]
+fn headers_are_checked_on_open() {
+    let name = Name::new();
+    // Not a channel: a plain object of zeros (a creator that never finished).
+    OpenOptions::new()
+        .create_new(true)
+        .size(8192)
+        .open(&name.0)
+        .unwrap();
+    let e = Channel::open(&name.0).unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::Disconnected),
+        "{e}"
+    );
+    posix::unlink(&name.0).unwrap();
+    // Too small to be anything.
+    OpenOptions::new()
+        .create_new(true)
+        .size(10)
+        .open(&name.0)
+        .unwrap();
+    let e = Channel::open(&name.0).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    posix::unlink(&name.0).unwrap();
+    // Bad parameters at creation.
+    let e = Channel::create(&name.0, &options(4, 0)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(posix::unlink(&name.0).is_err(), "nothing half-made is left");
+    // A damaged slot is an error, never undefined behaviour.
+    let ch = Channel::create(&name.0, &options(4, 8)).unwrap();
+    let raw = shmkit::PosixObject::open(&name.0).unwrap().map().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let slots_start = 768 + 64 * 64;
+    raw.atomic_u64(slots_start)
+        .unwrap()
+        .store(u64::MAX, Ordering::Relaxed);
+    let e = rx.try_recv().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    // A length over the maximum is refused, not copied.
+    raw.atomic_u64(slots_start)
+        .unwrap()
+        .store(0, Ordering::Relaxed);
+    let mut tx = ch.sender().unwrap();
+    tx.send(b"ok").unwrap();
+    raw.atomic_u64(slots_start + 8)
+        .unwrap()
+        .store(1 << 40, Ordering::Relaxed);
+    let e = rx.try_recv().unwrap_err();
+    assert!(e.to_string().contains("over the maximum"), "{e}");
+}
+
+// ---- Crash recovery with real processes ----------------------------------
+
+/// Child entry point: when SHMKIT_CHILD is set, this "test" plays a role
+/// and then parks until killed; otherwise it does nothing.
+#[test]
+fn child_role() {
+    let Ok(role) = std::env::var("SHMKIT_CHILD") else {
+        return;
+    };
+    let name = std::env::var("SHMKIT_CHANNEL").unwrap();
+    let ch = Channel::open(&name).unwrap();
+    match role.as_str() {
+        "send-then-hang-mid-send" => {
+            let mut tx = ch.sender().unwrap();
+            tx.send(b"before").unwrap();
+            let mut slot = tx.reserve().unwrap();
+            slot.write_at(0, b"TORN").unwrap();
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        "hang-mid-receive" => {
+            let mut rx = ch.receiver().unwrap();
+            let _held = rx.recv_slot().unwrap();
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        "sender-idle" => {
+            let _tx = ch.sender().unwrap();
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Starts this test binary as a child playing `role`; waits for "ready".
+fn spawn_child(role: &str, channel: &str) -> Child {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_role", "--nocapture", "--test-threads=1"])
+        .env("SHMKIT_CHILD", role)
+        .env("SHMKIT_CHANNEL", channel)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    while !line.contains("ready") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "child {role} exited early"
+        );
+    }
+    child
+}
+
+fn kill(mut child: Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_producer_killed_mid_send_publishes_nothing_and_stalls_nobody() {
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &options(4, 16)).unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let child = spawn_child("send-then-hang-mid-send", &name.0);
+    let child_pid = child.id();
+    let mut tx = ch.sender().unwrap();
+    tx.send(b"after").unwrap();
+    assert_eq!(rx.recv().unwrap(), b"before");
+    // The next position is claimed by the live, hung child: we wait for it.
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(200))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::TimedOut
+    );
+    kill(child);
+    // Once it is dead its torn slot is skipped; no TORN message ever arrives.
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), b"after");
+    for i in 0..10u8 {
+        tx.send(&[i]).unwrap();
+        assert_eq!(rx.recv().unwrap(), [i]);
+    }
+    // The dead sender shows as dead until someone reaps its entry.
+    let stats = ch.stats();
+    assert!(stats
+        .endpoints
+        .iter()
+        .all(|e| e.alive || e.pid == child_pid));
+    assert!(!stats
+        .endpoints
+        .iter()
+        .any(|e| e.alive && e.pid == child_pid));
+}
+
+#[test]
+fn a_consumer_killed_mid_receive_loses_one_message_and_frees_the_slot() {
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &options(2, 32)).unwrap();
+    let mut tx = ch.sender().unwrap();
+    tx.send(b"held by the child").unwrap();
+    let child = spawn_child("hang-mid-receive", &name.0);
+    tx.send(b"m1").unwrap();
+    // Slot of the held message is not free: the ring is full.
+    assert_eq!(
+        tx.try_send(b"m2").unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
+    kill(child);
+    // The blocked send recovers the dead reader's slot.
+    tx.send_timeout(b"m2", Duration::from_secs(10)).unwrap();
+    let mut rx = ch.receiver().unwrap();
+    assert_eq!(rx.recv().unwrap(), b"m1");
+    assert_eq!(rx.recv().unwrap(), b"m2");
+}
+
+#[test]
+fn a_killed_sender_counts_as_gone() {
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &options(4, 16)).unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let child = spawn_child("sender-idle", &name.0);
+    let stats = ch.stats();
+    let sender = stats
+        .endpoints
+        .iter()
+        .find(|e| e.role == Role::Sender)
+        .unwrap();
+    assert!(sender.alive);
+    kill(child);
+    let e = rx.recv_timeout(Duration::from_secs(10)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Disconnected, "{e}");
+}
