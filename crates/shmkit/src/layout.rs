@@ -180,7 +180,10 @@ pub fn wait_ready(region: &Region, kind: Kind, timeout: Duration) -> Result<Head
                 ErrorKind::TimedOut,
                 "open",
                 region.object(),
-                format!("its creator (pid {}) has not finished initialising it", creator.pid),
+                format!(
+                    "its creator (pid {}) has not finished initialising it",
+                    creator.pid
+                ),
             ));
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -214,7 +217,10 @@ pub fn wait_ready(region: &Region, kind: Kind, timeout: Duration) -> Result<Head
     }
     let header_size = word32(region, OFF_HEADER_SIZE)?.load(Ordering::Relaxed);
     if header_size as usize != HEADER_SIZE {
-        return Err(corrupt(region, format!("header size {header_size}, expected {HEADER_SIZE}")));
+        return Err(corrupt(
+            region,
+            format!("header size {header_size}, expected {HEADER_SIZE}"),
+        ));
     }
     let total_size = word64(region, OFF_TOTAL_SIZE)?.load(Ordering::Relaxed);
     if total_size > region.len() as u64 || total_size < HEADER_SIZE as u64 {
@@ -227,7 +233,11 @@ pub fn wait_ready(region: &Region, kind: Kind, timeout: Duration) -> Result<Head
         ));
     }
     let created = UNIX_EPOCH
-        + Duration::from_secs(word64(region, OFF_CREATED)?.load(Ordering::Relaxed).min(1 << 40));
+        + Duration::from_secs(
+            word64(region, OFF_CREATED)?
+                .load(Ordering::Relaxed)
+                .min(1 << 40),
+        );
     Ok(HeaderInfo {
         kind,
         total_size,
@@ -270,11 +280,19 @@ mod tests {
         assert_eq!(info.creator, ProcessId::current());
         assert_eq!(peek_kind(&r), Some(Kind::Channel));
         let e = wait_ready(&r, Kind::Board, Duration::ZERO).unwrap_err();
-        assert!(e.to_string().contains("it is a shmkit channel, not a board"), "{e}");
-        r.atomic_u64(OFF_TOTAL_SIZE).unwrap().store(1 << 20, Ordering::Relaxed);
+        assert!(
+            e.to_string()
+                .contains("it is a shmkit channel, not a board"),
+            "{e}"
+        );
+        r.atomic_u64(OFF_TOTAL_SIZE)
+            .unwrap()
+            .store(1 << 20, Ordering::Relaxed);
         let e = wait_ready(&r, Kind::Channel, Duration::ZERO).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Corrupt);
-        r.atomic_u32(OFF_VERSION).unwrap().store(9, Ordering::Relaxed);
+        r.atomic_u32(OFF_VERSION)
+            .unwrap()
+            .store(9, Ordering::Relaxed);
         let e = wait_ready(&r, Kind::Channel, Duration::ZERO).unwrap_err();
         assert!(e.to_string().contains("format version 9"), "{e}");
     }
@@ -286,7 +304,9 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
-        r.atomic_u64(OFF_CREATOR_PID).unwrap().store(u64::from(pid), Ordering::Relaxed);
+        r.atomic_u64(OFF_CREATOR_PID)
+            .unwrap()
+            .store(u64::from(pid), Ordering::Relaxed);
         let e = wait_ready(&r, Kind::Board, Duration::from_secs(5)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Disconnected);
         assert!(e.to_string().contains("died before finishing it"), "{e}");
