@@ -11,6 +11,9 @@
 //!   with bounds-checked copy-in/copy-out access and atomics, never references.
 //! - [`inventory`]: what is on the machine: objects in `/dev/shm` and the
 //!   processes that map them.
+//! - [`sync`]: process-shared synchronisation in shared memory: [`sync::Event`]
+//!   and [`sync::Semaphore`] (spin, then shared futex; no syscall on the busy
+//!   path).
 //! - [`error`]: one [`Error`] carrying the operation, the object and the OS reason.
 //!
 //! # Safety model
@@ -45,6 +48,7 @@ pub mod posix;
 pub(crate) mod primitive;
 pub mod process;
 pub mod region;
+pub mod sync;
 pub mod sysv;
 
 pub use error::{Error, ErrorKind, Result};
