@@ -13,7 +13,7 @@
 //!   processes that map them.
 //! - [`sync`]: process-shared synchronisation in shared memory: [`sync::Event`]
 //!   and [`sync::Semaphore`] (spin, then shared futex; no syscall on the busy
-//!   path).
+//!   path) and a robust [`sync::Mutex`] that reports a dead owner.
 //! - [`error`]: one [`Error`] carrying the operation, the object and the OS reason.
 //!
 //! # Safety model
