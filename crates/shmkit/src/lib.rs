@@ -13,7 +13,8 @@
 //!   processes that map them.
 //! - [`sync`]: process-shared synchronisation in shared memory: [`sync::Event`]
 //!   and [`sync::Semaphore`] (spin, then shared futex; no syscall on the busy
-//!   path) and a robust [`sync::Mutex`] that reports a dead owner.
+//!   path), a robust [`sync::Mutex`] that reports a dead owner, and the C
+//!   library's `sem_t` semaphores.
 //! - [`error`]: one [`Error`] carrying the operation, the object and the OS reason.
 //!
 //! # Safety model

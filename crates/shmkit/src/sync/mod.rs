@@ -6,11 +6,14 @@
 //! | [`Event`] | 3 atomics | spin, then shared futex | nothing is held |
 //! | [`Semaphore`] | 4 atomics | spin, then shared futex | its units are lost |
 //! | [`Mutex`] | glibc `pthread_mutex_t`, robust | glibc | next locker is told ([`MutexGuard::previous_owner_died`]) |
+//! | [`PosixSemaphore`] | glibc `sem_t` (unnamed, `pshared`) | glibc | its units are lost |
+//! | [`NamedSemaphore`] | `sem_open` | glibc | its units are lost |
 //!
 //! [`Event`] and [`Semaphore`] are shmkit's own: the busy path makes no
 //! syscall, a waiter spins an adaptive, bounded time before it sleeps, and
 //! sleeping uses *shared* futexes (see [`futex`]). The others wrap the C
-//! library, for robustness.
+//! library, for robustness (the mutex) or for C programs that share the same
+//! `sem_t`.
 //!
 //! # Placing a primitive in shared memory
 //!
@@ -26,7 +29,7 @@
 //!   pattern, so `from_region(&region, offset)` is safe; zeroed memory (what
 //!   a fresh object holds) is already an idle event or a semaphore at 0, and
 //!   `init` sets other starting values before the region is published;
-//! - C-library types ([`Mutex`]) need the C library's
+//! - C-library types ([`Mutex`], [`PosixSemaphore`]) need the C library's
 //!   initialisation, exactly once, before anyone uses them, and must never be
 //!   re-initialised while in use. Nothing in the bytes proves which state
 //!   they are in, so their constructors are `unsafe`:
@@ -43,10 +46,12 @@
 pub mod event;
 pub mod futex;
 pub mod mutex;
+pub mod posix_semaphore;
 pub mod semaphore;
 
 pub use event::Event;
 pub use mutex::{Mutex, MutexGuard};
+pub use posix_semaphore::{NamedSemaphore, PosixSemaphore};
 pub use semaphore::Semaphore;
 
 use std::time::{Duration, Instant};
@@ -74,7 +79,7 @@ pub(crate) fn place<T>(region: &Region, offset: usize, what: &str) -> Result<*mu
 }
 
 /// The `CLOCK_REALTIME` time `timeout` from now, for the C library's
-/// absolute-deadline calls (`pthread_mutex_timedlock`).
+/// absolute-deadline calls (`sem_timedwait`, `pthread_mutex_timedlock`).
 pub(crate) fn realtime_after(timeout: Duration) -> libc::timespec {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
     let nanos = now.tv_nsec as u64 + u64::from(timeout.subsec_nanos());
