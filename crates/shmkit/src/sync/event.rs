@@ -17,8 +17,9 @@
 //! 2. spins for a bounded, adaptive time (below), only loading;
 //! 3. reads `seq` (Acquire), checks the condition again;
 //! 4. increments `sleepers`, then a `SeqCst` fence;
-//! 5. checks the condition and `seq` once more: if either changed, unregisters
-//!    and goes back to 3 without sleeping;
+//! 5. checks the condition and `seq` once more: if the condition holds it
+//!    unregisters and returns; if `seq` moved it unregisters and goes back to
+//!    3 without sleeping;
 //! 6. `FUTEX_WAIT`s on `seq` with the value read in 3, unregisters, goes to 3.
 //!
 //! A notifier, in [`Event::notify_one`] / [`Event::notify_all`], after storing
@@ -59,8 +60,8 @@
 //! On this kind of machine a cross-process hand-off by busy polling takes
 //! ~0.1 µs and one through a sleep ~25–50 µs, so a waiter first spins up to
 //! [`SPIN_MAX`] (40 µs), loading only (`spin_loop` hint; the clock is read
-//! once per [`SPIN_BATCH`] polls). The budget adapts, per event, like glibc's
-//! adaptive mutex: a spin that ended with the condition true doubles it (up to
+//! once per [`SPIN_BATCH`] polls). The budget adapts per event (glibc's
+//! adaptive mutex keeps a similar estimate in the mutex itself): a spin that ended with the condition true doubles it (up to
 //! the maximum), one that ran out halves it (down to [`SPIN_MIN`], 2 µs, so a
 //! resumed fast partner is noticed and the budget grows back). With more
 //! runnable processes than cores the partner is often not running, spins run
