@@ -11,6 +11,10 @@
 //!   with bounds-checked copy-in/copy-out access and atomics, never references.
 //! - [`inventory`]: what is on the machine: objects in `/dev/shm` and the
 //!   processes that map them.
+//! - [`sync`]: process-shared synchronisation in shared memory: [`sync::Event`]
+//!   and [`sync::Semaphore`] (spin, then shared futex; no syscall on the busy
+//!   path), a robust [`sync::Mutex`] that reports a dead owner, and the C
+//!   library's `sem_t` semaphores.
 //! - [`error`]: one [`Error`] carrying the operation, the object and the OS reason.
 //!
 //! # Safety model
@@ -43,9 +47,6 @@ pub mod error;
 pub mod inventory;
 pub mod layout;
 pub mod posix;
-// Nothing uses the atomics yet: the process-shared sync module (branch
-// `sync`) will. Until then they would fail `clippy -D warnings`.
-#[allow(unused_imports)]
 pub(crate) mod primitive;
 pub mod process;
 pub mod region;

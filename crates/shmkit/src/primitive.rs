@@ -14,10 +14,14 @@
 
 #[cfg(not(loom))]
 pub use std::hint::spin_loop;
+// AtomicU64 and AtomicUsize are for algorithms to come (the channels); an
+// unused crate-private re-export would warn until then.
 #[cfg(not(loom))]
+#[allow(unused_imports)]
 pub use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(loom)]
 pub use loom::hint::spin_loop;
 #[cfg(loom)]
+#[allow(unused_imports)]
 pub use loom::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};

@@ -5,7 +5,7 @@
 //!
 //! A channel is a named POSIX object holding a [`layout`](crate::layout)
 //! header, a table of connected endpoints, and a ring of fixed-size slots
-//! (see [`ring`] for the lock-free, crash-tolerant algorithm). Any number of
+//! (the `ring` module holds the lock-free, crash-tolerant algorithm). Any number of
 //! processes may send and receive at once.
 //!
 //! ```text
@@ -37,7 +37,7 @@
 //! - Committed messages are otherwise delivered exactly once, and each
 //!   producer's messages are received in the order it sent them.
 //! - A receiver learns that every sender is gone (including killed ones) and
-//!   gets [`ErrorKind::Disconnected`] once the ring is empty; a sender
+//!   gets [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) once the ring is empty; a sender
 //!   blocked on a full ring with no receiver left gets it too.
 //!
 //! All endpoints must share a pid namespace: liveness is judged from

@@ -17,8 +17,9 @@
 //! 2. spins for a bounded, adaptive time (below), only loading;
 //! 3. reads `seq` (Acquire), checks the condition again;
 //! 4. increments `sleepers`, then a `SeqCst` fence;
-//! 5. checks the condition and `seq` once more: if either changed, unregisters
-//!    and goes back to 3 without sleeping;
+//! 5. checks the condition and `seq` once more: if the condition holds it
+//!    unregisters and returns; if `seq` moved it unregisters and goes back to
+//!    3 without sleeping;
 //! 6. `FUTEX_WAIT`s on `seq` with the value read in 3, unregisters, goes to 3.
 //!
 //! A notifier, in [`Event::notify_one`] / [`Event::notify_all`], after storing
@@ -59,14 +60,16 @@
 //! On this kind of machine a cross-process hand-off by busy polling takes
 //! ~0.1 µs and one through a sleep ~25–50 µs, so a waiter first spins up to
 //! [`SPIN_MAX`] (40 µs), loading only (`spin_loop` hint; the clock is read
-//! once per [`SPIN_BATCH`] polls). The budget adapts, per event, like glibc's
-//! adaptive mutex: a spin that ended with the condition true doubles it (up to
+//! once per [`SPIN_BATCH`] polls). The budget adapts per event (glibc's
+//! adaptive mutex keeps a similar estimate in the mutex itself): a spin that ended with the condition true doubles it (up to
 //! the maximum), one that ran out halves it (down to [`SPIN_MIN`], 2 µs, so a
 //! resumed fast partner is noticed and the budget grows back). With more
 //! runnable processes than cores the partner is often not running, spins run
 //! out, and waiters soon sleep almost at once instead of stealing its CPU.
 //! The budget is a hint kept in the event itself, shared by every process
-//! that waits on it; it is written only when it changes.
+//! that waits on it; it is written only when it changes. A spin never
+//! outlasts the caller's deadline, and one the deadline cuts short leaves the
+//! budget alone.
 
 use std::time::{Duration, Instant};
 
@@ -222,7 +225,7 @@ impl Event {
         mut cond: impl FnMut() -> bool,
         deadline: Option<Instant>,
     ) -> Result<bool> {
-        if cond() || self.spin(&mut cond) {
+        if cond() || self.spin(&mut cond, deadline) {
             return Ok(true);
         }
         self.sleep_until(&mut cond, deadline)
@@ -234,10 +237,11 @@ impl Event {
         self.wait_until(cond, Instant::now().checked_add(timeout))
     }
 
-    /// Spins for the learnt budget; true if `cond` became true meanwhile.
+    /// Spins for the learnt budget (or until `deadline`, if sooner); true
+    /// if `cond` became true meanwhile.
     #[cfg(not(loom))]
     #[inline]
-    fn spin(&self, cond: &mut impl FnMut() -> bool) -> bool {
+    fn spin(&self, cond: &mut impl FnMut() -> bool, deadline: Option<Instant>) -> bool {
         // Relaxed: the budget is a hint; a lost update between two waiters
         // only costs one less-than-ideal spin. Clamp garbage from shared memory.
         let learnt = self.spin_us.load(Ordering::Relaxed);
@@ -246,8 +250,20 @@ impl Event {
         } else {
             learnt.max(SPIN_MIN_US)
         };
-        let limit = Duration::from_micros(u64::from(budget));
         let start = Instant::now();
+        let mut limit = Duration::from_micros(u64::from(budget));
+        let mut cut_short = false;
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(start);
+            if left < limit {
+                // A spin the caller's deadline cuts short says nothing about
+                // the partner: it does not change the budget.
+                (limit, cut_short) = (left, true);
+            }
+        }
+        if limit.is_zero() {
+            return false;
+        }
         let succeeded = 'spin: loop {
             for _ in 0..SPIN_BATCH {
                 spin_loop();
@@ -261,6 +277,8 @@ impl Event {
         };
         let next = if succeeded {
             budget.saturating_mul(2).min(SPIN_MAX_US)
+        } else if cut_short {
+            return false;
         } else {
             (budget / 2).max(SPIN_MIN_US)
         };
@@ -275,7 +293,7 @@ impl Event {
     /// Under loom: one poll and no clock (time would make runs differ), so
     /// the models always exercise the sleep path.
     #[cfg(loom)]
-    fn spin(&self, cond: &mut impl FnMut() -> bool) -> bool {
+    fn spin(&self, cond: &mut impl FnMut() -> bool, _deadline: Option<Instant>) -> bool {
         spin_loop();
         cond()
     }
@@ -415,8 +433,17 @@ mod tests {
     #[test]
     fn failed_spins_shrink_the_budget_and_successes_grow_it() {
         let event = Event::new();
+        // A deadline that cuts the spin short teaches nothing.
+        assert!(!event.wait_timeout(|| false, Duration::ZERO).unwrap());
+        assert!(!event
+            .wait_timeout(|| false, Duration::from_micros(5))
+            .unwrap());
+        assert_eq!(event.spin_us.load(StdOrdering::Relaxed), 0);
+        // Spins that run out halve the budget down to the minimum.
         for _ in 0..8 {
-            assert!(!event.wait_timeout(|| false, Duration::ZERO).unwrap());
+            assert!(!event
+                .wait_timeout(|| false, Duration::from_millis(1))
+                .unwrap());
         }
         assert_eq!(event.spin_us.load(StdOrdering::Relaxed), SPIN_MIN_US);
         // A condition that turns true on the third poll: the spin succeeds.

@@ -20,9 +20,12 @@
 //! See [futex(2)](https://man7.org/linux/man-pages/man2/futex.2.html) and
 //! [futex(7)](https://man7.org/linux/man-pages/man7/futex.7.html).
 
+#[cfg(not(loom))]
 use std::time::Duration;
 
+#[cfg(not(loom))]
 use crate::error::Result;
+#[cfg(not(loom))]
 use crate::primitive::AtomicU32;
 
 /// How a [`wait`] ended. Every outcome may be spurious: a caller re-checks

@@ -17,10 +17,13 @@
 //!
 //! # Placing a primitive in shared memory
 //!
-//! Every type here is `#[repr(C)]` with a fixed size and alignment (checked
-//! by `const` assertions) and holds no pointers of its own, so it can sit at
-//! any suitably aligned offset of a [`Region`]. A process obtains a reference
-//! to it with a constructor that checks bounds, alignment and writability:
+//! Every type here is `#[repr(C)]` (or transparent over the C type) with a
+//! fixed size and alignment, checked by `const` assertions, and none stores
+//! a file descriptor or an address another process would have to follow,
+//! so it can sit at any suitably aligned offset of a [`Region`], mapped at
+//! different addresses in different processes. A process obtains a
+//! reference to it with a constructor that checks bounds, alignment and
+//! writability:
 //!
 //! - atomics-only types ([`Event`], [`Semaphore`]) are valid for every bit
 //!   pattern, so `from_region(&region, offset)` is safe; zeroed memory (what
@@ -51,7 +54,7 @@ pub use mutex::{Mutex, MutexGuard};
 pub use posix_semaphore::{NamedSemaphore, PosixSemaphore};
 pub use semaphore::Semaphore;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::region::Region;
@@ -78,9 +81,14 @@ pub(crate) fn place<T>(region: &Region, offset: usize, what: &str) -> Result<*mu
 /// The `CLOCK_REALTIME` time `timeout` from now, for the C library's
 /// absolute-deadline calls (`sem_timedwait`, `pthread_mutex_timedlock`).
 pub(crate) fn realtime_after(timeout: Duration) -> libc::timespec {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
-    let nanos = now.tv_nsec as u64 + u64::from(timeout.subsec_nanos());
-    let secs = (now.tv_sec as u64)
+    // SystemTime::now is clock_gettime(CLOCK_REALTIME); a clock before 1970
+    // counts as 1970, which only makes the deadline earlier.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let nanos = u64::from(now.subsec_nanos()) + u64::from(timeout.subsec_nanos());
+    let secs = now
+        .as_secs()
         .saturating_add(timeout.as_secs())
         .saturating_add(nanos / 1_000_000_000);
     libc::timespec {

@@ -20,7 +20,7 @@
 //! and calls [`MutexGuard::mark_consistent`]. If the guard is dropped without
 //! that, the unlock marks the mutex *not recoverable* (POSIX semantics): every
 //! later lock, in every process, fails with an error of kind
-//! [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt) (`ENOTRECOVERABLE`), and
+//! [`ErrorKind::Corrupt`] (`ENOTRECOVERABLE`), and
 //! only re-initialising the mutex (when nobody uses it) brings it back. That
 //! is the safe default: a lock whose data nobody vouched for stays shut.
 //!
@@ -92,11 +92,9 @@ const _: () = {
 
 // SAFETY: a process-shared pthread mutex is designed to be used from many
 // threads and processes at once; every access goes through pthread_mutex_*,
-// which synchronise internally. `Mutex` is only ever used by reference.
+// which synchronise internally. (It is Send already: no thread affinity is
+// attached to the mutex, only to a held lock, which `MutexGuard` represents.)
 unsafe impl Sync for Mutex {}
-// SAFETY: as for Sync; no thread affinity is attached to the mutex itself
-// (only to a held lock, which `MutexGuard`, not Send, represents).
-unsafe impl Send for Mutex {}
 
 impl fmt::Debug for Mutex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -337,6 +335,14 @@ impl Mutex {
 /// A held [`Mutex`]; dropping it unlocks (`pthread_mutex_unlock`).
 ///
 /// Not `Send`: a pthread mutex must be unlocked by the thread that locked it.
+///
+/// ```compile_fail
+/// fn unlock_elsewhere<T: Send>(_guard: T) {}
+/// let region = shmkit::Region::anonymous(64).unwrap();
+/// // SAFETY: a new region; no guard is leaked.
+/// let mutex = unsafe { shmkit::sync::Mutex::init_in(&region, 0).unwrap() };
+/// unlock_elsewhere(mutex.lock().unwrap()); // error: MutexGuard is not Send
+/// ```
 #[must_use = "the mutex is unlocked as soon as the guard is dropped"]
 pub struct MutexGuard<'a> {
     mutex: &'a Mutex,
@@ -434,6 +440,12 @@ mod tests {
             .lock_timeout(Duration::from_millis(20))
             .unwrap()
             .is_some());
+    }
+
+    #[test]
+    fn mutexes_are_shared_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Mutex>();
     }
 
     #[test]

@@ -145,8 +145,6 @@ const _: () = {
 // processes at once; every access goes through sem_*, which synchronise
 // internally, and none is tied to a thread.
 unsafe impl Sync for PosixSemaphore {}
-// SAFETY: as for Sync.
-unsafe impl Send for PosixSemaphore {}
 
 impl fmt::Debug for PosixSemaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
