@@ -24,9 +24,9 @@
 //!
 //! A notifier, in [`Event::notify_one`] / [`Event::notify_all`], after storing
 //! whatever makes the condition true:
-//! 1. increments `seq` (Release);
-//! 2. a `SeqCst` fence;
-//! 3. reads `sleepers`: only if it is non-zero, `FUTEX_WAKE`s on `seq`.
+//! 1. a `SeqCst` fence;
+//! 2. reads `sleepers`: if it is zero, that is all (no write, no syscall);
+//! 3. otherwise increments `seq` (Release) and `FUTEX_WAKE`s on it.
 //!
 //! # Why no wake-up is lost
 //!
@@ -40,20 +40,23 @@
 //!   registration, so it calls `FUTEX_WAKE`, which either finds the waiter
 //!   queued or comes before the kernel's own comparison of `seq`, which then
 //!   sees the bump and refuses to sleep; or
-//! - the notifier's fence first: the waiter's step-5 reads see the `seq` bump
-//!   (and the condition store made before it), so it does not sleep.
+//! - the notifier's fence first: the waiter's step-5 check of the condition
+//!   sees the condition store made before that fence, so it does not sleep.
+//!
+//! `seq` is bumped only when someone sleeps, so a busy event (its waiters
+//! all spinning or running) costs a notifier one fence and one load of a
+//! line it does not write.
 //!
 //! Loom checks this (`tests/loom_sync.rs`); loom models `SeqCst` *accesses*
 //! only as AcqRel but models `SeqCst` *fences* fully, one more reason the
 //! protocol uses fences rather than SeqCst loads and stores.
 //!
-//! The condition's own stores must come before the notify call, and its
-//! loads happen after the waiter's Acquire read of `seq`: a waiter that sees a
-//! bump sees everything stored before it. Any memory a condition reads must
-//! be read atomically (or under a lock), as always across processes.
+//! The condition's own stores must come before the notify call. Any memory a
+//! condition reads must be read atomically (or under a lock), as always
+//! across processes.
 //!
-//! `seq` wraps after 2³² notifies; a waiter would sleep through a change only
-//! if exactly a multiple of 2³² notifies happened between its steps 3 and 6.
+//! `seq` wraps after 2³² bumps; a waiter would sleep through a change only
+//! if exactly a multiple of 2³² bumps happened between its steps 3 and 6.
 //!
 //! # Spinning
 //!
@@ -370,17 +373,24 @@ impl Event {
 
     #[inline]
     fn notify(&self, count: u32) {
-        // Step 1. Release: pairs with the Acquire `seq` load in
-        // `sleep_until`; a waiter that sees this bump sees the caller's
-        // condition store made before it.
-        self.seq.fetch_add(1, Ordering::Release);
-        // Step 2, SYNC POINT (Dekker): pairs with the SeqCst fence in
-        // `sleep_until` between registering and re-checking.
+        // Step 1, SYNC POINT (Dekker): pairs with the SeqCst fence in
+        // `sleep_until` between registering and re-checking. The caller's
+        // condition store comes before this fence.
         fence(Ordering::SeqCst);
-        // Step 3. Relaxed: ordered by the fence above.
+        // Step 2. Relaxed: ordered by the fence above.
         if self.sleepers.load(Ordering::Relaxed) != 0 {
-            self.wake(count);
+            self.bump_and_wake(count);
         }
+    }
+
+    /// Step 3, only when someone sleeps (so a busy event writes nothing).
+    #[cold]
+    fn bump_and_wake(&self, count: u32) {
+        // Release: pairs with the Acquire `seq` load in `sleep_until`. A
+        // waiter between reading `seq` and FUTEX_WAIT sees the bump in the
+        // kernel's comparison and does not sleep; one already asleep is woken.
+        self.seq.fetch_add(1, Ordering::Release);
+        self.wake(count);
     }
 
     #[cold]
