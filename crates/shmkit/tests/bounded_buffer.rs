@@ -141,11 +141,12 @@ struct Programs {
 
 impl Programs {
     /// `None`, with the reason printed, when the test `needs_c` and gcc is
-    /// not installed.
+    /// not installed (the Rust-only tests run without it).
     fn new(needs_c: bool) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let c = compile_c(dir.path());
         if needs_c && c.is_none() {
+            eprintln!("skipping: gcc is not installed, and this test needs the C program");
             return None;
         }
         Some(Programs { dir, c })
@@ -346,10 +347,9 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// Compiles [`C_PROGRAM`] into `dir`, or `None` (saying why) without gcc.
+/// Compiles [`C_PROGRAM`] into `dir`, or `None` when gcc is not installed.
 fn compile_c(dir: &Path) -> Option<PathBuf> {
     if Command::new("gcc").arg("--version").output().is_err() {
-        eprintln!("skipping the C side: gcc is not installed");
         return None;
     }
     let src = dir.join("bb_c.c");
