@@ -400,9 +400,12 @@ pub fn destroy(name: &str) -> Result<()> {
     for offset in [MUTEX, EMPTY, FULL] {
         let sem = buffer.semaphore(offset)?;
         // SAFETY: no other process mapped or held the object a moment ago
-        // (the scan above; it sees every process when run as its owner or
-        // root) and none can open it by name now; this process holds no
-        // wait on it. (glibc's sem_destroy changes nothing anyway.)
+        // (the scan above: every process as root, otherwise every process
+        // of this user, the only ones a 0600 object admits besides root's)
+        // and none can open it by name now; this process waits on none of
+        // them. Anything the scan cannot see is the usage contract: destroy
+        // after every producer and consumer has finished. (glibc's
+        // sem_destroy changes nothing, so even then no peer is disturbed.)
         unsafe { sem.destroy()? };
     }
     Ok(())
