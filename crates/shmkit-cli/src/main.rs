@@ -2,6 +2,7 @@
 //! shell. A thin shell over the `shmkit` library: argument parsing, output
 //! formatting and exit codes live here, every mechanism lives there.
 
+mod bench;
 mod commands;
 mod demo;
 mod show;
@@ -84,6 +85,15 @@ enum Command {
     /// Walk the textbook flow: create, write from one process, read from
     /// another, list, remove.
     Demo,
+    /// Measure latency and throughput of IPC transports between processes.
+    Bench(bench::BenchArgs),
+    /// One process of a benchmark, started by `shmkit bench` (internal).
+    #[command(hide = true)]
+    BenchChild {
+        /// The child's specification, written by the harness.
+        #[arg(allow_hyphen_values = true)]
+        spec: Vec<String>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -114,6 +124,8 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Resize { name, size } => commands::resize(&name, size),
         Command::Rm { names } => commands::rm(&names),
         Command::Demo => demo::run(out),
+        Command::Bench(args) => bench::run(out, args),
+        Command::BenchChild { spec } => Ok(shmkit_bench::child_main(&spec) as u8),
     }
 }
 
