@@ -237,6 +237,8 @@ pub fn run(opts: &BenchOptions) -> Result<Report> {
         indicatif::ProgressBar::hidden()
     };
 
+    // Before the first child starts, so the load average is the machine's own.
+    let machine = Machine::detect();
     let mut results = Vec::new();
     for (index, (scenario, t)) in plan.into_iter().enumerate() {
         progress.set_message(format!("{scenario} over {}", t.name()));
@@ -249,7 +251,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report> {
         progress.inc(1);
     }
     progress.finish_and_clear();
-    Ok(Report::new(Machine::detect(), opts, results))
+    Ok(Report::new(machine, opts, results))
 }
 
 /// The entry point of a child process: `args` are the arguments after

@@ -90,7 +90,10 @@ fn latency(area: &DrawingArea<SVGBackend, Shift>, title: &str, rows: &[&Row]) ->
         .margin(12)
         .x_label_area_size(30)
         .y_label_area_size(80)
-        .build_cartesian_2d((0..names.len()).into_segmented(), (lo..hi).log_scale())
+        .build_cartesian_2d(
+            (0..names.len().saturating_sub(1)).into_segmented(),
+            (lo..hi).log_scale(),
+        )
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -144,7 +147,7 @@ fn bars(
         .collect();
     let max = data.iter().map(|d| d.1).fold(0.0, f64::max).max(1e-9);
     let min = data.iter().map(|d| d.1).fold(f64::INFINITY, f64::min);
-    let x = (0..names.len()).into_segmented();
+    let x = (0..names.len().saturating_sub(1)).into_segmented();
     let color = RGBColor(31, 119, 180);
     let mut builder = ChartBuilder::on(area);
     builder

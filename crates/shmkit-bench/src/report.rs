@@ -29,6 +29,9 @@ pub struct Machine {
     pub clocksource: String,
     /// Whether the CPU reports running under a hypervisor.
     pub virtualized: bool,
+    /// Load averages (1, 5, 15 minutes) when the run started: anything
+    /// above zero on a small machine competes with the benchmark.
+    pub load_average: [f64; 3],
     /// Version of shmkit-bench.
     pub shmkit_version: String,
 }
@@ -66,9 +69,16 @@ impl Machine {
             .map(|s| s.trim().to_string())
             .unwrap_or_default(),
             virtualized: field("flags").is_some_and(|f| f.split(' ').any(|x| x == "hypervisor")),
+            load_average: load_average(),
             shmkit_version: env!("CARGO_PKG_VERSION").to_string(),
         }
     }
+}
+
+fn load_average() -> [f64; 3] {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut fields = text.split_whitespace().map(|f| f.parse().unwrap_or(0.0));
+    [(); 3].map(|()| fields.next().unwrap_or(0.0))
 }
 
 /// How the measurements were taken.
@@ -225,11 +235,12 @@ impl Report {
         let m = &self.machine;
         let _ = writeln!(
             out,
-            "{} · {} CPUs ({} allowed) · Linux {} · warm-up {} ms, {} ms each",
+            "{} · {} CPUs ({} allowed) · Linux {} · load {:.2} · warm-up {} ms, {} ms each",
             m.model,
             m.cpus,
             m.cpus_allowed,
             m.kernel,
+            m.load_average[0],
             self.settings.warmup_ms,
             self.settings.duration_ms
         );
@@ -241,7 +252,7 @@ impl Report {
             let floor = floor_of(scenario);
             let (title, headers): (String, &[&str]) = match scenario {
                 Scenario::Rtt => (
-                    format!("rtt: round trip of a {}-byte message", first.msg_size),
+                    format!("rtt: round trip, {}-byte message", first.msg_size),
                     &["min", "p50", "p99", "p99.9", "max", "trips/s"],
                 ),
                 Scenario::Stream => (

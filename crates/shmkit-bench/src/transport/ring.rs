@@ -290,7 +290,7 @@ impl RingConn {
                             self.tx.word(PRODUCER_WAITING),
                             has_room,
                             self.deadline,
-                            "free space",
+                            "no slot was freed",
                         )?;
                     }
                 }
@@ -376,7 +376,7 @@ impl RingConn {
                         self.rx.word(CONSUMER_WAITING),
                         |v| v == want,
                         self.deadline,
-                        "a message",
+                        "no message arrived",
                     )?;
                 }
             }
@@ -524,7 +524,7 @@ fn sleep_futex(
         }
         if Instant::now() >= deadline {
             waiting.store(0, Ordering::Relaxed);
-            bail!("the peer sent no {what} before the deadline");
+            bail!("{what} before the deadline: the peer stopped");
         }
     }
 }
