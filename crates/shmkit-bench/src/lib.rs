@@ -25,6 +25,25 @@
 //! named objects (`/dev/shm`, `/dev/mqueue`) are removed as soon as every
 //! child has opened them.
 //!
+//! # Example
+//! ```no_run
+//! use shmkit_bench::{BenchOptions, ChildCommand, Scenario};
+//!
+//! // This program must route `bench-child SPEC` to `shmkit_bench::child_main`.
+//! let mut opts = BenchOptions::new(ChildCommand::current_exe(&["bench-child"])?).quick();
+//! opts.scenarios = vec![Scenario::Rtt];
+//! opts.transports = vec!["raw-spin".into(), "pipe".into()];
+//! let report = shmkit_bench::run(&opts)?;
+//! print!("{}", report.render_table());
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
+//! # Safety
+//! Shared memory is touched only through atomics and
+//! `ptr::copy_nonoverlapping` after an Acquire/Release handshake, never
+//! through references; indices read back from it are checked in release
+//! builds. Every `unsafe` block says why it is sound.
+//!
 //! # Adding a transport
 //! Write one file in `src/transport/` with a type implementing
 //! [`Transport`] (make the link in the parent, open an end in the child,
