@@ -67,7 +67,14 @@ fn quick_bench_writes_every_field_and_leaves_nothing_behind() {
     let svg_path = dir.path().join("report.svg");
     let child = shmkit_cmd()
         .args(["bench", "--warmup", "50ms", "--duration", "200ms"])
-        .args(["--scenario", "rtt", "--scenario", "bulk"])
+        .args([
+            "--scenario",
+            "rtt",
+            "--scenario",
+            "bulk",
+            "--scenario",
+            "oversubscribed",
+        ])
         .args(["--transport", "raw-spin", "--transport", "pipe"])
         .args(["--transport", "posix-mq", "--transport", "memcpy"])
         .arg("--json")
@@ -167,6 +174,42 @@ fn quick_bench_writes_every_field_and_leaves_nothing_behind() {
         Some(left) => assert_eq!(left, Vec::<String>::new(), "message queues left"),
         None => eprintln!("skipping the message queue check: /dev/mqueue cannot be read"),
     }
+}
+
+/// Every transport through every scenario it supports, very briefly: each
+/// either measures something or fails with the limit it is known to hit.
+#[test]
+fn every_transport_runs_its_scenarios() {
+    let out = shmkit(&[
+        "bench",
+        "--warmup",
+        "20ms",
+        "--duration",
+        "80ms",
+        "--json",
+        "-",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = report["results"].as_array().unwrap();
+    // 8 transports × 4 scenarios, less memcpy's three, plus memcpy's bulk.
+    assert_eq!(rows.len(), 8 * 4 + 1, "{report:#}");
+    for r in rows {
+        let known_limit = r["scenario"] == "bulk"
+            && (r["transport"] == "unix-dgram" || r["transport"] == "posix-mq");
+        if known_limit {
+            assert!(r["error"].is_string(), "{r}");
+        } else {
+            assert!(r["error"].is_null(), "{r}");
+            assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0, "{r}");
+        }
+    }
+    // The table went to standard error, the JSON alone to standard output.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("vs pipe"));
 }
 
 #[test]
