@@ -348,37 +348,27 @@ pub(crate) fn measure(
         stdin.flush()?;
     }
 
-    // Every child reports its outcome.
-    let mut outcome: Vec<Option<String>> = vec![None; children.len()];
+    // Every child reports its outcome. The first failure ends the run: the
+    // guards kill the others rather than letting them wait for a dead peer.
+    let mut finished = vec![false; children.len()];
     let until = Instant::now() + opts.warmup + opts.duration + PARENT_GRACE;
     let mut result = None;
-    let mut first_error = None;
-    while outcome.iter().any(Option::is_none) {
-        let (i, line) = match next_event(&rx, until, &children, "finish") {
-            Ok(event) => event,
-            // Prefer a child's own error over "timed out": it says why.
-            Err(e) => return Err(first_error.unwrap_or(e)),
-        };
-        match line {
-            Some(line) => {
+    while finished.iter().any(|f| !f) {
+        match next_event(&rx, until, &children, "finish")? {
+            (i, Some(line)) => {
                 if let Some(json) = line.strip_prefix("result ") {
                     result = Some(serde_json::from_str::<Measurement>(json)?);
-                } else if line.starts_with("error") && first_error.is_none() {
-                    first_error = Some(anyhow!("process {i}: {}", strip_error(&line)));
+                } else if line != "done" {
+                    bail!("process {i}: {}", strip_error(&line));
                 }
-                outcome[i] = Some(line);
+                finished[i] = true;
             }
             // Output closing after the last line is the normal end.
-            None if outcome[i].is_some() => {}
-            None => {
-                if first_error.is_none() {
-                    first_error = Some(anyhow!(
-                        "process {i} exited without a result ({})",
-                        children[i].exit_reason()
-                    ));
-                }
-                outcome[i] = Some(String::new());
-            }
+            (i, None) if finished[i] => {}
+            (i, None) => bail!(
+                "process {i} exited without a result ({})",
+                children[i].exit_reason()
+            ),
         }
     }
     let until = Instant::now() + EXIT_TIMEOUT;
@@ -386,9 +376,6 @@ pub(crate) fn measure(
         c.wait_until(until);
     }
     drop(children); // kills any that did not exit
-    if let Some(e) = first_error {
-        return Err(e);
-    }
     result.ok_or_else(|| anyhow!("no process reported a result"))
 }
 
