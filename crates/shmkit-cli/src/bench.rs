@@ -27,10 +27,10 @@ pub struct BenchArgs {
     /// Message size for bulk.
     #[arg(long, default_value = "1MiB", value_parser = units::parse_size)]
     bulk_size: u64,
-    /// Recording time of each measurement (e.g. 2s, 500ms).
+    /// Recording time of each measurement [default: 2s; 300ms with --quick].
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
-    /// Warm-up before each measurement.
+    /// Warm-up before each measurement [default: 500ms; 100ms with --quick].
     #[arg(long, value_parser = humantime::parse_duration)]
     warmup: Option<Duration>,
     /// Write the report as JSON to FILE (`-`: standard output, the table then
