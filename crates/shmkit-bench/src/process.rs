@@ -279,6 +279,9 @@ pub(crate) fn measure(
     let (link_count, procs) = plan(scenario, t.in_one_process());
 
     let mut names = NamesGuard::default();
+    // Parent-side state of the links, dropped once every child is ready
+    // (or when the run fails).
+    let mut keep = Vec::new();
     let mut links: Vec<(LinkSpec, Link)> = Vec::new();
     for l in 0..link_count {
         let spec = LinkSpec {
@@ -287,8 +290,9 @@ pub(crate) fn measure(
             tag: format!("shmkit-bench-{pid}-{run_index}-{l}"),
             deadline_ms: child_deadline.as_millis() as u64,
         };
-        let link = t.link(&spec)?;
+        let mut link = t.link(&spec)?;
         names.0.extend(link.names.iter().cloned());
+        keep.append(&mut link.keep);
         links.push((spec, link));
     }
 
@@ -342,6 +346,7 @@ pub(crate) fn measure(
     }
     // Everyone has mapped or opened what it needs: names can go now.
     names.remove_all();
+    drop(keep);
     for c in children.iter_mut().rev() {
         let stdin = c.stdin.as_mut().expect("stdin is piped");
         stdin.write_all(b"go\n").context("cannot start a child")?;

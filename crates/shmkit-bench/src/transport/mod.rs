@@ -26,11 +26,13 @@
 //! A transport that hits a limit (a queue's message size, a datagram's) returns
 //! the error from `link` or `open`; the report shows it in that row.
 //!
-//! Peers (other crates such as iceoryx2 or ipc-channel) are meant to go behind
-//! a cargo feature `peers`, off by default; none is wired yet.
+//! Peers (other crates) go behind the cargo feature `peers`, off by default:
+//! `ipc-channel` is wired; iceoryx2 is not (see the crate README).
 
 mod bytestream;
 mod eventfd;
+#[cfg(feature = "peers")]
+mod ipc_channel;
 mod memcpy;
 mod pipe;
 mod posix_mq;
@@ -51,7 +53,8 @@ use crate::Scenario;
 /// Every transport the harness knows, in report order: floors first, then
 /// classic IPC.
 pub fn all() -> Vec<&'static dyn Transport> {
-    vec![
+    #[allow(unused_mut)] // without peers nothing is added
+    let mut all: Vec<&'static dyn Transport> = vec![
         &raw::RawSpin,
         &raw::RawFutex,
         &memcpy::Memcpy,
@@ -61,7 +64,10 @@ pub fn all() -> Vec<&'static dyn Transport> {
         &tcp::Tcp,
         &eventfd::EventFd,
         &posix_mq::PosixMq,
-    ]
+    ];
+    #[cfg(feature = "peers")]
+    all.push(&ipc_channel::IpcChannel);
+    all
 }
 
 /// The transport with this name.
@@ -275,4 +281,7 @@ pub struct Link {
     pub ends: [Handoff; 2],
     /// Named objects to remove once both ends are open.
     pub names: Vec<Named>,
+    /// Parent-side state kept alive until every child is ready, then
+    /// dropped (a broker thread that hands out channel ends by name).
+    pub keep: Vec<Box<dyn std::any::Any + Send>>,
 }
