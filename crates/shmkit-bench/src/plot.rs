@@ -84,7 +84,8 @@ fn latency(area: &DrawingArea<SVGBackend, Shift>, title: &str, rows: &[&Row]) ->
         .flatten()
         .collect();
     let lo = values.iter().copied().min().unwrap_or(1).max(1) as f64 / 2.0;
-    let hi = values.iter().copied().max().unwrap_or(10) as f64 * 2.0;
+    // Headroom above the highest marker for the legend.
+    let hi = values.iter().copied().max().unwrap_or(10) as f64 * 12.0;
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 18))
         .margin(12)
