@@ -2,6 +2,7 @@
 //! shell. A thin shell over the `shmkit` library: argument parsing, output
 //! formatting and exit codes live here, every mechanism lives there.
 
+mod bench;
 mod chan;
 mod commands;
 mod demo;
@@ -175,6 +176,15 @@ enum Command {
         #[arg(long, default_value = "1000000")]
         messages: u64,
     },
+    /// Measure latency and throughput of IPC transports between processes.
+    Bench(bench::BenchArgs),
+    /// One process of a benchmark, started by `shmkit bench` (internal).
+    #[command(hide = true)]
+    BenchChild {
+        /// The child's specification, written by the harness.
+        #[arg(allow_hyphen_values = true)]
+        spec: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -280,6 +290,8 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             chan,
         } => chan::consume(out, &name, count, unbuffered, &chan.options()),
         Command::Demo { messages } => demo::run(out, messages),
+        Command::Bench(args) => bench::run(out, args),
+        Command::BenchChild { spec } => Ok(shmkit_bench::child_main(&spec) as u8),
     }
 }
 

@@ -1,0 +1,284 @@
+//! shmkit-bench: latency and throughput of IPC transports, measured between
+//! separate processes.
+//!
+//! # Module map
+//! - [`transport`]: the [`Transport`] trait (one link between two processes,
+//!   opened from file descriptors and names the harness hands over) and every
+//!   transport measured: the floors written here (`raw-spin`, `raw-futex`,
+//!   `memcpy`) and the classic IPC (`pipe`, `unix-stream`, `unix-dgram`,
+//!   `tcp`, `eventfd`, `posix-mq`); with the cargo feature `peers`, the peer
+//!   library `ipc-channel`.
+//! - `scenario` (private): what each process does in each [`Scenario`].
+//! - `process` (private): starting, pinning, synchronising and reaping the
+//!   child processes; a child that does not finish in time is killed.
+//! - [`report`]: [`Report`], rendered as a table, JSON or an SVG chart.
+//!
+//! # Process model
+//! Every measurement runs between separate processes. [`run`] re-executes a
+//! program named by [`ChildCommand`] (for the `shmkit` binary: `shmkit
+//! bench-child SPEC`) once per process of the scenario; that program must
+//! hand the arguments it receives to [`child_main`]. Each child is pinned to
+//! its own core where the machine has two or more, opens its end of the
+//! links, reports `ready`, waits for `go`, warms up, measures for a fixed
+//! duration and reports one line of JSON. Children die with the harness
+//! (`PR_SET_PDEATHSIG`), stop by themselves at a deadline, and are killed
+//! when the harness gives up on them: no run leaves a process behind, and
+//! named objects (`/dev/shm`, `/dev/mqueue`) are removed as soon as every
+//! child has opened them.
+//!
+//! # Example
+//! ```no_run
+//! use shmkit_bench::{BenchOptions, ChildCommand, Scenario};
+//!
+//! // This program must route `bench-child SPEC` to `shmkit_bench::child_main`.
+//! let mut opts = BenchOptions::new(ChildCommand::current_exe(&["bench-child"])?).quick();
+//! opts.scenarios = vec![Scenario::Rtt];
+//! opts.transports = vec!["raw-spin".into(), "pipe".into()];
+//! let report = shmkit_bench::run(&opts)?;
+//! print!("{}", report.render_table());
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
+//! # Safety
+//! Shared memory is touched only through atomics and
+//! `ptr::copy_nonoverlapping` after an Acquire/Release handshake, never
+//! through references; indices read back from it are checked in release
+//! builds. Every `unsafe` block says why it is sound.
+//!
+//! # Adding a transport
+//! Write one file in `src/transport/` with a type implementing
+//! [`Transport`] (make the link in the parent, open an end in the child,
+//! say which scenarios it supports) and add it to [`transport::all`]. See
+//! the [`transport`] module documentation.
+
+pub mod report;
+pub mod transport;
+
+mod plot;
+mod process;
+mod scenario;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+pub use report::{Machine, Report, Row};
+pub use transport::{Conn, Transport};
+
+/// What is measured. Every scenario runs between separate processes.
+///
+/// Extension point: `fanout` (one producer, several consumers) is planned; it
+/// needs a scenario function in `scenario.rs`, a process plan in
+/// [`Scenario::processes`], and transports that declare support for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// Round trip of one message (8 bytes by default) between two processes.
+    Rtt,
+    /// One-way stream of messages (64 bytes by default), batched where the
+    /// transport can batch.
+    Stream,
+    /// One-way 1 MiB messages: the producer writes every byte, the consumer
+    /// reads every byte.
+    Bulk,
+    /// A token passed around a ring of three processes pinned to two cores.
+    Oversubscribed,
+}
+
+impl Scenario {
+    /// Every scenario, in report order.
+    pub const ALL: [Scenario; 4] = [
+        Scenario::Rtt,
+        Scenario::Stream,
+        Scenario::Bulk,
+        Scenario::Oversubscribed,
+    ];
+
+    /// The name used on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Rtt => "rtt",
+            Scenario::Stream => "stream",
+            Scenario::Bulk => "bulk",
+            Scenario::Oversubscribed => "oversubscribed",
+        }
+    }
+
+    /// Parses a name as [`Scenario::name`] writes it.
+    pub fn from_name(name: &str) -> Result<Self> {
+        match Self::ALL.iter().find(|s| s.name() == name) {
+            Some(s) => Ok(*s),
+            None => bail!(
+                "unknown scenario {name:?}; known: {}",
+                Self::ALL.map(Scenario::name).join(", ")
+            ),
+        }
+    }
+
+    /// How many processes the scenario runs (for a transport that is not
+    /// [in one process](Transport::in_one_process)).
+    pub fn processes(self) -> usize {
+        match self {
+            Scenario::Rtt | Scenario::Stream | Scenario::Bulk => 2,
+            Scenario::Oversubscribed => 3,
+        }
+    }
+}
+
+impl std::fmt::Display for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The smallest message: every message carries an 8-byte header (a sequence
+/// number, or a start or stop mark).
+pub const MIN_MESSAGE: usize = 8;
+
+/// The program and leading arguments that start one benchmark process; the
+/// child specification is appended as the last argument.
+#[derive(Clone, Debug)]
+pub struct ChildCommand {
+    /// The executable, usually [`std::env::current_exe`].
+    pub program: PathBuf,
+    /// Arguments before the specification, such as `["bench-child"]`.
+    pub args: Vec<String>,
+}
+
+impl ChildCommand {
+    /// This executable with the given leading arguments.
+    pub fn current_exe(args: &[&str]) -> Result<Self> {
+        Ok(ChildCommand {
+            program: std::env::current_exe()?,
+            args: args.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+}
+
+/// What to measure and for how long.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Scenarios to run; empty means all.
+    pub scenarios: Vec<Scenario>,
+    /// Transports to run, by name; empty means all.
+    pub transports: Vec<String>,
+    /// Message size for `rtt`, `stream` and `oversubscribed`; `None` means
+    /// 8 bytes for round trips and 64 bytes for streams.
+    pub size: Option<usize>,
+    /// Message size for `bulk` (default 1 MiB).
+    pub bulk_size: usize,
+    /// Time each measurement runs before recording starts.
+    pub warmup: Duration,
+    /// Time each measurement records.
+    pub duration: Duration,
+    /// How to start a child process.
+    pub child: ChildCommand,
+    /// Show a progress bar on standard error (drawn only on a terminal).
+    pub progress: bool,
+}
+
+impl BenchOptions {
+    /// Full-length defaults: 0.5 s of warm-up and 2 s of measurement each.
+    pub fn new(child: ChildCommand) -> Self {
+        BenchOptions {
+            scenarios: Vec::new(),
+            transports: Vec::new(),
+            size: None,
+            bulk_size: 1 << 20,
+            warmup: Duration::from_millis(500),
+            duration: Duration::from_secs(2),
+            child,
+            progress: false,
+        }
+    }
+
+    /// Short runs (0.1 s warm-up, 0.3 s measurement): the whole set in well
+    /// under a minute on two cores, with noisier figures.
+    pub fn quick(mut self) -> Self {
+        self.warmup = Duration::from_millis(100);
+        self.duration = Duration::from_millis(300);
+        self
+    }
+
+    /// The message size of one scenario under these options.
+    pub fn msg_size(&self, scenario: Scenario) -> usize {
+        match scenario {
+            Scenario::Bulk => self.bulk_size,
+            Scenario::Stream => self.size.unwrap_or(64),
+            Scenario::Rtt | Scenario::Oversubscribed => self.size.unwrap_or(8),
+        }
+    }
+}
+
+/// Runs every selected (scenario, transport) pair that the transport
+/// supports, each between fresh processes, and collects the results.
+///
+/// A transport that fails (a kernel limit, a peer that does not answer) gets a
+/// row with its error; the run goes on. Fails only for bad options: an
+/// unknown transport, a message smaller than [`MIN_MESSAGE`], no scenario
+/// left to run.
+pub fn run(opts: &BenchOptions) -> Result<Report> {
+    let scenarios = if opts.scenarios.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        opts.scenarios.clone()
+    };
+    let transports = transport::select(&opts.transports)?;
+    for &s in &scenarios {
+        if opts.msg_size(s) < MIN_MESSAGE {
+            bail!(
+                "{s}: a message of {} bytes is too small; the least is {MIN_MESSAGE} (a sequence number)",
+                opts.msg_size(s)
+            );
+        }
+    }
+    let mut plan = Vec::new();
+    for &s in &scenarios {
+        for t in &transports {
+            if t.supports(s) {
+                plan.push((s, *t));
+            }
+        }
+    }
+    if plan.is_empty() {
+        bail!("none of the selected transports supports the selected scenarios");
+    }
+
+    let progress = if opts.progress {
+        let bar = indicatif::ProgressBar::new(plan.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed:>3} {wide_msg}")
+                .expect("the template is valid"),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+
+    // Before the first child starts, so the load average is the machine's own.
+    let machine = Machine::detect();
+    let mut results = Vec::new();
+    for (index, (scenario, t)) in plan.into_iter().enumerate() {
+        progress.set_message(format!("{scenario} over {}", t.name()));
+        let msg_size = opts.msg_size(scenario);
+        let row = match process::measure(opts, t, scenario, msg_size, index) {
+            Ok(m) => Row::from_measurement(scenario, t.name(), msg_size, &m),
+            Err(e) => Row::failed(scenario, t.name(), msg_size, format!("{e:#}")),
+        };
+        results.push(row);
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    Ok(Report::new(machine, opts, results))
+}
+
+/// The entry point of a child process: `args` are the arguments after
+/// [`ChildCommand::args`] (the specification). Returns the exit status.
+///
+/// The program named by [`BenchOptions::child`] must call this and exit with
+/// its result; it talks to the harness over standard input and output.
+pub fn child_main(args: &[String]) -> i32 {
+    process::child_main(args)
+}

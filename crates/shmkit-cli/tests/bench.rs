@@ -1,0 +1,246 @@
+//! `shmkit bench` through the real binary: tiny durations, a few transports;
+//! the JSON has its fields, and no process, shared memory object or message
+//! queue is left behind.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+/// Processes whose command line holds `needle` (our benchmark children name
+/// their links `shmkit-bench-PID-…` after the harness's pid).
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(needle) {
+            found.push(format!("{:?}: {cmdline}", entry.file_name()));
+        }
+    }
+    found
+}
+
+fn entries_with(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Message queues whose names start with `prefix`: read from /dev/mqueue,
+/// or from an mqueue file system mounted for the check when none is (root
+/// only; None when it cannot be looked at).
+fn queues_with(prefix: &str) -> Option<Vec<String>> {
+    let dev = Path::new("/dev/mqueue");
+    if dev.join("queues_max").exists() || std::fs::read_dir(dev).is_ok() {
+        return Some(entries_with(dev, prefix));
+    }
+    let dir = tempfile::tempdir().ok()?;
+    let mounted = Command::new("mount")
+        .args(["-t", "mqueue", "none"])
+        .arg(dir.path())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?
+        .success();
+    if !mounted {
+        return None;
+    }
+    let found = entries_with(dir.path(), prefix);
+    let _ = Command::new("umount").arg(dir.path()).status();
+    Some(found)
+}
+
+#[test]
+fn quick_bench_writes_every_field_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("report.json");
+    let svg_path = dir.path().join("report.svg");
+    let child = shmkit_cmd()
+        .args(["bench", "--warmup", "50ms", "--duration", "200ms"])
+        .args([
+            "--scenario",
+            "rtt",
+            "--scenario",
+            "bulk",
+            "--scenario",
+            "oversubscribed",
+        ])
+        .args(["--transport", "raw-spin", "--transport", "pipe"])
+        .args(["--transport", "posix-mq", "--transport", "memcpy"])
+        .arg("--json")
+        .arg(&json_path)
+        .arg("--plot")
+        .arg(&svg_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{table}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    for key in ["cpus", "model", "kernel"] {
+        assert!(!report["machine"][key].is_null(), "machine.{key}");
+    }
+    let rows = report["results"].as_array().unwrap();
+    let row = |scenario: &str, transport: &str| {
+        rows.iter()
+            .find(|r| r["scenario"] == scenario && r["transport"] == transport)
+            .unwrap_or_else(|| panic!("no row for {scenario}/{transport}: {report:#}"))
+    };
+    for r in rows {
+        for key in [
+            "scenario",
+            "transport",
+            "msg_size",
+            "min_ns",
+            "p50_ns",
+            "p99_ns",
+            "p999_ns",
+            "max_ns",
+            "msgs_per_s",
+            "bytes_per_s",
+            "error",
+        ] {
+            assert!(r.get(key).is_some(), "{key} missing from {r}");
+        }
+    }
+    // Round trips: latencies, no byte rate; every transport worked.
+    for t in ["raw-spin", "pipe", "posix-mq"] {
+        let r = row("rtt", t);
+        assert!(r["error"].is_null(), "{r}");
+        assert_eq!(r["msg_size"], 8);
+        assert!(r["p50_ns"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["min_ns"].as_u64() <= r["p99_ns"].as_u64(), "{r}");
+        assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["bytes_per_s"].is_null(), "{r}");
+    }
+    // memcpy is a bulk-only line: no rtt row.
+    assert!(!rows
+        .iter()
+        .any(|r| r["scenario"] == "rtt" && r["transport"] == "memcpy"));
+    // Bulk: a byte rate, no latency; a 1 MiB message exceeds the queue limit
+    // and is reported, not fatal.
+    for t in ["raw-spin", "pipe", "memcpy"] {
+        let r = row("bulk", t);
+        assert!(r["error"].is_null(), "{r}");
+        assert!(r["bytes_per_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["p50_ns"].is_null(), "{r}");
+    }
+    let mq = row("bulk", "posix-mq");
+    assert!(
+        mq["error"].as_str().unwrap().contains("msgsize_max"),
+        "{mq}"
+    );
+    assert!(mq["msgs_per_s"].is_null(), "{mq}");
+
+    assert!(table.contains("rtt: round trip"), "{table}");
+    assert!(table.contains("vs pipe"), "{table}");
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    assert!(
+        svg.contains("<svg") && svg.contains("raw-spin"),
+        "{svg:.200}"
+    );
+
+    let tag = format!("shmkit-bench-{pid}-");
+    assert_eq!(
+        processes_with(&tag),
+        Vec::<String>::new(),
+        "children left running"
+    );
+    assert_eq!(
+        entries_with(Path::new("/dev/shm"), &tag),
+        Vec::<String>::new()
+    );
+    match queues_with(&tag) {
+        Some(left) => assert_eq!(left, Vec::<String>::new(), "message queues left"),
+        None => eprintln!("skipping the message queue check: /dev/mqueue cannot be read"),
+    }
+}
+
+/// Every transport through every scenario it supports, very briefly: each
+/// either measures something or fails with the limit it is known to hit.
+#[test]
+fn every_transport_runs_its_scenarios() {
+    let out = shmkit(&[
+        "bench",
+        "--warmup",
+        "20ms",
+        "--duration",
+        "80ms",
+        "--json",
+        "-",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = report["results"].as_array().unwrap();
+    // Every transport in all 4 scenarios, but memcpy in bulk only (with the
+    // `peers` feature the list is longer).
+    let transports = String::from_utf8(ok(&["bench", "--list"]))
+        .unwrap()
+        .lines()
+        .count();
+    assert!(transports >= 9);
+    assert_eq!(rows.len(), (transports - 1) * 4 + 1, "{report:#}");
+    for r in rows {
+        let known_limit = r["scenario"] == "bulk"
+            && (r["transport"] == "unix-dgram" || r["transport"] == "posix-mq");
+        if known_limit {
+            assert!(r["error"].is_string(), "{r}");
+        } else {
+            assert!(r["error"].is_null(), "{r}");
+            assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0, "{r}");
+        }
+    }
+    // The table went to standard error, the JSON alone to standard output.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("vs pipe"));
+}
+
+#[test]
+fn bench_rejects_unknown_names_and_lists_transports() {
+    fails(
+        &["bench", "--transport", "carrier-pigeon"],
+        &["unknown transport \"carrier-pigeon\"", "raw-spin"],
+    );
+    fails(&["bench", "--scenario", "fanout"], &["unknown scenario"]);
+    fails(
+        &["bench", "--size", "4", "--scenario", "rtt"],
+        &["too small"],
+    );
+    let list = String::from_utf8(ok(&["bench", "--list"])).unwrap();
+    for t in [
+        "raw-spin",
+        "raw-futex",
+        "memcpy",
+        "pipe",
+        "unix-stream",
+        "unix-dgram",
+        "tcp",
+        "eventfd",
+        "posix-mq",
+    ] {
+        assert!(list.contains(t), "{t} missing from {list}");
+    }
+}
