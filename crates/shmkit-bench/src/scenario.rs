@@ -119,6 +119,53 @@ fn fill_bulk(msg: &mut [u8], seq: u64) {
     put_header(msg, seq);
 }
 
+/// [`fill_bulk`] in place, through a pointer (the zero-copy path).
+///
+/// # Safety
+/// `msg` must point to `len >= 8` bytes writable by this process alone for
+/// the duration of the call.
+unsafe fn fill_bulk_raw(msg: *mut u8, len: usize, seq: u64) {
+    // SAFETY: the caller's contract: `len` bytes, ours alone.
+    unsafe {
+        std::ptr::write_bytes(msg, fill_byte(seq), len);
+        std::ptr::copy_nonoverlapping(seq.to_le_bytes().as_ptr(), msg, 8);
+    }
+}
+
+/// [`header`] and [`check_bulk`] in place, through a pointer; returns the
+/// header. Reads with unaligned word loads, never forming a slice.
+///
+/// # Safety
+/// `msg` must point to `len >= 8` readable bytes that no process writes
+/// during the call.
+unsafe fn check_bulk_raw(
+    msg: *const u8,
+    len: usize,
+    marker_only: impl Fn(u64) -> bool,
+) -> Result<u64> {
+    // SAFETY: the caller's contract: `len` readable bytes, stable.
+    let seq = u64::from_le_bytes(unsafe { std::ptr::read_unaligned(msg.cast::<[u8; 8]>()) });
+    if marker_only(seq) {
+        return Ok(seq);
+    }
+    let byte = fill_byte(seq);
+    let word = u64::from_ne_bytes([byte; 8]);
+    let words = (len - 8) / 8;
+    let mut bad = 0u64;
+    for i in 0..words {
+        // SAFETY: 8 + 8 * i + 8 <= len.
+        bad |= unsafe { std::ptr::read_unaligned(msg.add(8 + 8 * i).cast::<u64>()) } ^ word;
+    }
+    for i in 8 + 8 * words..len {
+        // SAFETY: i < len.
+        bad |= u64::from(unsafe { msg.add(i).read() } ^ byte);
+    }
+    if bad != 0 {
+        bail!("bulk message {seq} arrived with wrong contents");
+    }
+    Ok(seq)
+}
+
 /// Reads every byte of a bulk message, checking it.
 fn check_bulk(msg: &[u8], seq: u64) -> Result<()> {
     let byte = fill_byte(seq);
@@ -250,6 +297,16 @@ fn produce(
     let mut buf = vec![0x5a; batch * msg_size];
     let mut seq = 0;
     let mut send_batch = |conns: &mut [Box<dyn Conn>], seq: &mut u64| -> Result<()> {
+        if bulk {
+            let s = *seq;
+            // SAFETY: send_in_place hands `fill` msg_size bytes that are ours
+            // alone until it returns.
+            let mut fill = |p: *mut u8| unsafe { fill_bulk_raw(p, msg_size, s) };
+            if let Some(sent) = conns[ports.tx].send_in_place(msg_size, &mut fill) {
+                *seq += 1;
+                return sent;
+            }
+        }
         for m in buf.chunks_exact_mut(msg_size) {
             if bulk {
                 fill_bulk(m, *seq);
@@ -287,6 +344,42 @@ fn consume(
     let mut start = None;
     let mut count = 0;
     loop {
+        if bulk {
+            let mut got = 0;
+            let mut read = |p: *const u8| -> Result<()> {
+                // SAFETY: recv_in_place hands `read` msg_size bytes that no
+                // process writes until it returns. Markers carry no pattern.
+                got = unsafe {
+                    check_bulk_raw(p, msg_size, |h| h == START || h == STOP || h != expected)
+                }?;
+                Ok(())
+            };
+            if let Some(received) = conns[ports.rx].recv_in_place(msg_size, &mut read) {
+                received?;
+                match got {
+                    START => {
+                        start = Some(Instant::now());
+                        count = 0;
+                    }
+                    STOP => {
+                        let Some(start) = start else {
+                            bail!("the stream stopped before it started");
+                        };
+                        return Ok(Measurement {
+                            count,
+                            elapsed_ns: nanos(start.elapsed()),
+                            latency: None,
+                        });
+                    }
+                    seq if seq == expected => {
+                        expected += 1;
+                        count += 1;
+                    }
+                    seq => bail!("message {seq} arrived where {expected} was due"),
+                }
+                continue;
+            }
+        }
         let n = conns[ports.rx].recv_batch(&mut buf, msg_size)?;
         for m in buf[..n * msg_size].chunks_exact(msg_size) {
             match header(m) {

@@ -196,14 +196,14 @@ fn every_transport_runs_its_scenarios() {
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = report["results"].as_array().unwrap();
-    // Every transport in all 4 scenarios, but memcpy in bulk only (with the
-    // `peers` feature the list is longer).
+    // Every transport in all 4 scenarios, but memcpy and shmkit-zc in bulk
+    // only (with the `peers` feature the list is longer).
     let transports = String::from_utf8(ok(&["bench", "--list"]))
         .unwrap()
         .lines()
         .count();
     assert!(transports >= 9);
-    assert_eq!(rows.len(), (transports - 1) * 4 + 1, "{report:#}");
+    assert_eq!(rows.len(), (transports - 2) * 4 + 2, "{report:#}");
     for r in rows {
         let known_limit = r["scenario"] == "bulk"
             && (r["transport"] == "unix-dgram" || r["transport"] == "posix-mq");

@@ -72,6 +72,38 @@ fn send_and_receive_in_order_with_wraparound() {
 }
 
 #[test]
+fn batches_send_and_receive_many_with_one_wake_up() {
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &options(8, 16)).unwrap();
+    let mut tx = ch.sender().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let msgs: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; (i % 16) as usize + 1]).collect();
+    std::thread::scope(|s| {
+        s.spawn(|| tx.send_batch(msgs.iter().map(|m| m.as_slice())).unwrap());
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        while got.len() < 20 {
+            let deadline = Some(Instant::now() + Duration::from_secs(10));
+            let n = rx
+                .recv_batch(5, deadline, |slot| {
+                    got.push(slot.to_vec());
+                    Ok(())
+                })
+                .unwrap();
+            assert!((1..=5).contains(&n));
+        }
+        assert_eq!(got, msgs);
+    });
+    let e = tx.send_batch([&[0u8; 17][..]]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    let e = rx
+        .recv_batch(3, Some(Instant::now() + Duration::from_millis(50)), |_| {
+            Ok(())
+        })
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimedOut);
+}
+
+#[test]
 fn timeouts_and_disconnection() {
     let name = Name::new();
     let ch = Channel::create(&name.0, &options(2, 8)).unwrap();

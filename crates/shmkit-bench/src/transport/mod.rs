@@ -38,6 +38,7 @@ mod pipe;
 mod posix_mq;
 mod raw;
 mod ring;
+mod shmkit_channel;
 mod tcp;
 mod unix_dgram;
 mod unix_stream;
@@ -64,6 +65,9 @@ pub fn all() -> Vec<&'static dyn Transport> {
         &tcp::Tcp,
         &eventfd::EventFd,
         &posix_mq::PosixMq,
+        &shmkit_channel::Shmkit,
+        &shmkit_channel::ShmkitBlock,
+        &shmkit_channel::ShmkitZeroCopy,
     ];
     #[cfg(feature = "peers")]
     all.push(&ipc_channel::IpcChannel);
@@ -141,6 +145,25 @@ pub trait Conn {
             self.send(m)?;
         }
         Ok(())
+    }
+
+    /// Zero-copy send of one `len`-byte message: `fill` writes it in place
+    /// through a pointer to `len` writable bytes that no other process
+    /// touches until the call returns. `None`: the transport has no such
+    /// path, and the harness sends from its own buffer instead.
+    fn send_in_place(&mut self, _len: usize, _fill: &mut dyn FnMut(*mut u8)) -> Option<Result<()>> {
+        None
+    }
+
+    /// Zero-copy receive of one `len`-byte message: `read` looks at it in
+    /// place through a pointer to `len` bytes, valid during the call.
+    /// `None`: no such path.
+    fn recv_in_place(
+        &mut self,
+        _len: usize,
+        _read: &mut dyn FnMut(*const u8) -> Result<()>,
+    ) -> Option<Result<()>> {
+        None
     }
 
     /// Receives at least one and at most `buf.len() / msg_size` messages into

@@ -234,6 +234,21 @@ impl Event {
         self.sleep_until(&mut cond, deadline)
     }
 
+    /// Like [`wait_until`](Event::wait_until), but sleeps at once instead of
+    /// spinning first: every wait that finds the condition false costs a
+    /// `FUTEX_WAIT` and its wake-up. For callers that must not take CPU from
+    /// others, and as the "blocking only" baseline in benchmarks.
+    pub fn wait_until_blocking(
+        &self,
+        mut cond: impl FnMut() -> bool,
+        deadline: Option<Instant>,
+    ) -> Result<bool> {
+        if cond() {
+            return Ok(true);
+        }
+        self.sleep_until(&mut cond, deadline)
+    }
+
     /// [`wait_until`](Event::wait_until) with a timeout instead of a deadline.
     pub fn wait_timeout(&self, cond: impl FnMut() -> bool, timeout: Duration) -> Result<bool> {
         // A timeout too large to add to now is, for all purposes, for ever.

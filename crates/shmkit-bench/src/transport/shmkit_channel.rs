@@ -1,0 +1,237 @@
+//! `shmkit`, `shmkit-block` and `shmkit-zc`: shmkit's own channels.
+//!
+//! A link is two channels, one per direction (`/shmkit-bench-…-ab` from end A
+//! to end B, `…-ba` back), created by the harness and opened by the
+//! children, each connecting one sender and one receiver.
+//!
+//! - `shmkit`: the default wait strategy (bounded adaptive spin, then a
+//!   shared futex sleep); messages copied in and out.
+//! - `shmkit-block`: the same channel, every wait a futex sleep
+//!   ([`WaitStrategy::Sleep`]): the "blocking only" line.
+//! - `shmkit-zc` (bulk only): the zero-copy path. The producer reserves a
+//!   slot and fills the message in place; the consumer checks it in place
+//!   and releases the slot. No copy between the processes' own buffers and
+//!   the shared ring.
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use shmkit::channel::{Channel, ChannelOptions, Receiver, Sender, WaitStrategy};
+
+use super::{Conn, End, Handoff, Link, LinkSpec, Named, Transport};
+use crate::Scenario;
+
+/// shmkit's channel, default wait strategy, copying.
+pub struct Shmkit;
+/// shmkit's channel, blocking waits only.
+pub struct ShmkitBlock;
+/// shmkit's channel, zero-copy slots (bulk).
+pub struct ShmkitZeroCopy;
+
+/// Messages a channel holds in each scenario: two are enough for a round
+/// trip; a stream wants room to run ahead; 1 MiB bulk messages want a few.
+fn capacity(spec: &LinkSpec) -> usize {
+    match spec.scenario {
+        Scenario::Rtt | Scenario::Oversubscribed => 4,
+        Scenario::Stream => 1024,
+        Scenario::Bulk => 8,
+    }
+}
+
+fn link(spec: &LinkSpec) -> Result<Link> {
+    let mut opts = ChannelOptions::new();
+    opts.capacity(capacity(spec))
+        .max_message(spec.msg_size.max(8));
+    let mut link = Link::default();
+    for dir in ["ab", "ba"] {
+        let name = format!("/{}-{dir}", spec.tag);
+        Channel::create(&name, &opts)?;
+        link.names.push(Named::Shm(name.clone()));
+        for end in &mut link.ends {
+            end.args.push(name.clone());
+        }
+    }
+    Ok(link)
+}
+
+struct ChannelConn {
+    tx: Sender,
+    rx: Receiver,
+    deadline: Instant,
+}
+
+impl ChannelConn {
+    fn open(spec: &LinkSpec, end: End, handoff: &Handoff, wait: WaitStrategy) -> Result<Self> {
+        let ab = Channel::open(handoff.arg(0)?)?;
+        let ba = Channel::open(handoff.arg(1)?)?;
+        let (tx, rx) = match end {
+            End::A => (ab.sender()?, ba.receiver()?),
+            End::B => (ba.sender()?, ab.receiver()?),
+        };
+        let mut conn = ChannelConn {
+            tx,
+            rx,
+            deadline: spec.deadline(Instant::now()),
+        };
+        conn.tx.set_wait_strategy(wait);
+        conn.rx.set_wait_strategy(wait);
+        Ok(conn)
+    }
+}
+
+impl Conn for ChannelConn {
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        Ok(self.tx.send_deadline(msg, self.deadline)?)
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> Result<()> {
+        let slot = self.rx.recv_slot_deadline(self.deadline)?;
+        if slot.len() != buf.len() {
+            bail!(
+                "a message of {} bytes where {} were due",
+                slot.len(),
+                buf.len()
+            );
+        }
+        slot.read_at(0, buf)?;
+        Ok(())
+    }
+
+    fn send_batch(&mut self, msgs: &[u8], msg_size: usize) -> Result<()> {
+        Ok(self.tx.send_batch(msgs.chunks_exact(msg_size))?)
+    }
+
+    fn recv_batch(&mut self, buf: &mut [u8], msg_size: usize) -> Result<usize> {
+        let mut chunks = buf.chunks_exact_mut(msg_size);
+        let max = chunks.len();
+        Ok(self.rx.recv_batch(max, Some(self.deadline), |slot| {
+            let out = chunks.next().expect("at most `max` messages");
+            if slot.len() != msg_size {
+                return Err(shmkit::Error::new(
+                    shmkit::ErrorKind::Corrupt,
+                    "receive from",
+                    "benchmark channel",
+                    format!(
+                        "a message of {} bytes where {msg_size} were due",
+                        slot.len()
+                    ),
+                ));
+            }
+            slot.read_at(0, out)
+        })?)
+    }
+
+    fn send_in_place(&mut self, len: usize, fill: &mut dyn FnMut(*mut u8)) -> Option<Result<()>> {
+        Some((|| {
+            let mut slot = self.tx.reserve_deadline(self.deadline)?;
+            if slot.capacity() < len {
+                bail!("a slot holds {} bytes, not {len}", slot.capacity());
+            }
+            fill(slot.as_mut_ptr());
+            slot.commit(len)?;
+            Ok(())
+        })())
+    }
+
+    fn recv_in_place(
+        &mut self,
+        len: usize,
+        read: &mut dyn FnMut(*const u8) -> Result<()>,
+    ) -> Option<Result<()>> {
+        Some((|| {
+            let slot = self.rx.recv_slot_deadline(self.deadline)?;
+            if slot.len() != len {
+                bail!("a message of {} bytes where {len} were due", slot.len());
+            }
+            read(slot.as_ptr())
+        })())
+    }
+}
+
+/// The copying connection: hides the in-place methods, so the harness
+/// copies through its own buffers as with every other transport.
+struct Copying(ChannelConn);
+
+impl Conn for Copying {
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.0.send(msg)
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> Result<()> {
+        self.0.recv(buf)
+    }
+    fn send_batch(&mut self, msgs: &[u8], msg_size: usize) -> Result<()> {
+        self.0.send_batch(msgs, msg_size)
+    }
+    fn recv_batch(&mut self, buf: &mut [u8], msg_size: usize) -> Result<usize> {
+        self.0.recv_batch(buf, msg_size)
+    }
+}
+
+impl Transport for Shmkit {
+    fn name(&self) -> &'static str {
+        "shmkit"
+    }
+    fn about(&self) -> &'static str {
+        "shmkit channel pair, default wait (bounded adaptive spin, then shared futex), copy in/out"
+    }
+    fn supports(&self, _: Scenario) -> bool {
+        true
+    }
+    fn link(&self, spec: &LinkSpec) -> Result<Link> {
+        link(spec)
+    }
+    fn open(&self, spec: &LinkSpec, end: End, handoff: Handoff) -> Result<Box<dyn Conn>> {
+        Ok(Box::new(Copying(ChannelConn::open(
+            spec,
+            end,
+            &handoff,
+            WaitStrategy::SpinThenSleep,
+        )?)))
+    }
+}
+
+impl Transport for ShmkitBlock {
+    fn name(&self) -> &'static str {
+        "shmkit-block"
+    }
+    fn about(&self) -> &'static str {
+        "shmkit channel pair, every wait a shared futex sleep (no spinning), copy in/out"
+    }
+    fn supports(&self, _: Scenario) -> bool {
+        true
+    }
+    fn link(&self, spec: &LinkSpec) -> Result<Link> {
+        link(spec)
+    }
+    fn open(&self, spec: &LinkSpec, end: End, handoff: Handoff) -> Result<Box<dyn Conn>> {
+        Ok(Box::new(Copying(ChannelConn::open(
+            spec,
+            end,
+            &handoff,
+            WaitStrategy::Sleep,
+        )?)))
+    }
+}
+
+impl Transport for ShmkitZeroCopy {
+    fn name(&self) -> &'static str {
+        "shmkit-zc"
+    }
+    fn about(&self) -> &'static str {
+        "shmkit channel pair, zero-copy slots: filled and checked in place (bulk)"
+    }
+    fn supports(&self, scenario: Scenario) -> bool {
+        scenario == Scenario::Bulk
+    }
+    fn link(&self, spec: &LinkSpec) -> Result<Link> {
+        link(spec)
+    }
+    fn open(&self, spec: &LinkSpec, end: End, handoff: Handoff) -> Result<Box<dyn Conn>> {
+        Ok(Box::new(ChannelConn::open(
+            spec,
+            end,
+            &handoff,
+            WaitStrategy::SpinThenSleep,
+        )?))
+    }
+}
