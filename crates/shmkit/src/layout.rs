@@ -176,6 +176,14 @@ pub fn wait_ready(region: &Region, kind: Kind, timeout: Duration) -> Result<Head
             ));
         }
         if Instant::now() >= deadline {
+            if creator.pid == 0 && word64(region, OFF_MAGIC)?.load(Ordering::Relaxed) != MAGIC {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "open",
+                    region.object(),
+                    format!("it holds no shmkit header: not a shmkit {}", kind.as_str()),
+                ));
+            }
             return Err(Error::new(
                 ErrorKind::TimedOut,
                 "open",
@@ -271,9 +279,13 @@ mod tests {
     #[test]
     fn ready_headers_open_and_wrong_ones_do_not() {
         let r = Region::anonymous(4096).unwrap();
-        // Never initialised, creator field 0: times out quickly.
+        // Never initialised, no header at all: not a shmkit object.
         let e = wait_ready(&r, Kind::Channel, Duration::from_millis(5)).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::TimedOut);
+        assert!(
+            e.to_string()
+                .contains("no shmkit header: not a shmkit channel"),
+            "{e}"
+        );
         write_initialising(&r, Kind::Channel, 4096).unwrap();
         publish_ready(&r).unwrap();
         let info = wait_ready(&r, Kind::Channel, Duration::ZERO).unwrap();

@@ -242,10 +242,7 @@ fn headers_are_checked_on_open() {
         .open(&name.0)
         .unwrap();
     let e = Channel::open(&name.0).unwrap_err();
-    assert!(
-        matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::Disconnected),
-        "{e}"
-    );
+    assert!(e.to_string().contains("not a shmkit channel"), "{e}");
     posix::unlink(&name.0).unwrap();
     // Too small to be anything.
     OpenOptions::new()
