@@ -5,8 +5,9 @@
 //! - [`transport`]: the [`Transport`] trait (one link between two processes,
 //!   opened from file descriptors and names the harness hands over) and every
 //!   transport measured: the floors written here (`raw-spin`, `raw-futex`,
-//!   `memcpy`) and the classic IPC (`pipe`, `unix-stream`, `unix-dgram`,
-//!   `tcp`, `eventfd`, `posix-mq`); with the cargo feature `peers`, the peer
+//!   `memcpy`), the classic IPC (`pipe`, `unix-stream`, `unix-dgram`,
+//!   `tcp`, `eventfd`, `posix-mq`), shmkit's channels (`shmkit`,
+//!   `shmkit-block`, `shmkit-zc`); with the cargo feature `peers`, the peer
 //!   library `ipc-channel`.
 //! - `scenario` (private): what each process does in each [`Scenario`].
 //! - `process` (private): starting, pinning, synchronising and reaping the
