@@ -5,13 +5,17 @@
 //! - [`transport`]: the [`Transport`] trait (one link between two processes,
 //!   opened from file descriptors and names the harness hands over) and every
 //!   transport measured: the floors written here (`raw-spin`, `raw-futex`,
-//!   `memcpy`) and the classic IPC (`pipe`, `unix-stream`, `unix-dgram`,
-//!   `tcp`, `eventfd`, `posix-mq`); with the cargo feature `peers`, the peer
+//!   `memcpy`), the classic IPC (`pipe`, `unix-stream`, `unix-dgram`,
+//!   `tcp`, `eventfd`, `posix-mq`), shmkit's channels (`shmkit`,
+//!   `shmkit-block`, `shmkit-zc`); with the cargo feature `peers`, the peer
 //!   library `ipc-channel`.
 //! - `scenario` (private): what each process does in each [`Scenario`].
 //! - `process` (private): starting, pinning, synchronising and reaping the
 //!   child processes; a child that does not finish in time is killed.
-//! - [`report`]: [`Report`], rendered as a table, JSON or an SVG chart.
+//! - [`report`]: [`Report`], rendered as a table, Markdown, JSON or an SVG
+//!   chart.
+//! - `runs` (private): several runs of the plan combined into one report
+//!   (medians, spreads, medians of per-run ratios).
 //!
 //! # Process model
 //! Every measurement runs between separate processes. [`run`] re-executes a
@@ -56,6 +60,7 @@ pub mod transport;
 
 mod plot;
 mod process;
+mod runs;
 mod scenario;
 
 use std::path::PathBuf;
@@ -177,6 +182,11 @@ pub struct BenchOptions {
     pub child: ChildCommand,
     /// Show a progress bar on standard error (drawn only on a terminal).
     pub progress: bool,
+    /// How many times to run the whole plan (at least 1). Runs are
+    /// interleaved (run 1 of every row, then run 2, …) so that a slow drift
+    /// of the machine's load spreads over every transport; the report holds
+    /// medians.
+    pub runs: usize,
 }
 
 impl BenchOptions {
@@ -191,6 +201,7 @@ impl BenchOptions {
             duration: Duration::from_secs(2),
             child,
             progress: false,
+            runs: 1,
         }
     }
 
@@ -213,12 +224,15 @@ impl BenchOptions {
 }
 
 /// Runs every selected (scenario, transport) pair that the transport
-/// supports, each between fresh processes, and collects the results.
+/// supports, each between fresh processes, [`BenchOptions::runs`] times, and
+/// collects the results: for several runs, the median of each figure, the
+/// spread of the main one, and the median of the ratios taken in each run.
 ///
 /// A transport that fails (a kernel limit, a peer that does not answer) gets a
-/// row with its error; the run goes on. Fails only for bad options: an
-/// unknown transport, a message smaller than [`MIN_MESSAGE`], no scenario
-/// left to run.
+/// row with its error (or, when it failed in some runs only, the medians of
+/// the others and a count of the failures); the run goes on. Fails only for
+/// bad options: an unknown transport, a message smaller than
+/// [`MIN_MESSAGE`], no scenario left to run, zero runs.
 pub fn run(opts: &BenchOptions) -> Result<Report> {
     let scenarios = if opts.scenarios.is_empty() {
         Scenario::ALL.to_vec()
@@ -234,6 +248,9 @@ pub fn run(opts: &BenchOptions) -> Result<Report> {
             );
         }
     }
+    if opts.runs == 0 {
+        bail!("at least one run is needed");
+    }
     let mut plan = Vec::new();
     for &s in &scenarios {
         for t in &transports {
@@ -247,7 +264,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report> {
     }
 
     let progress = if opts.progress {
-        let bar = indicatif::ProgressBar::new(plan.len() as u64);
+        let bar = indicatif::ProgressBar::new((plan.len() * opts.runs) as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed:>3} {wide_msg}")
                 .expect("the template is valid"),
@@ -258,20 +275,36 @@ pub fn run(opts: &BenchOptions) -> Result<Report> {
     };
 
     // Before the first child starts, so the load average is the machine's own.
-    let machine = Machine::detect();
-    let mut results = Vec::new();
-    for (index, (scenario, t)) in plan.into_iter().enumerate() {
-        progress.set_message(format!("{scenario} over {}", t.name()));
-        let msg_size = opts.msg_size(scenario);
-        let row = match process::measure(opts, t, scenario, msg_size, index) {
-            Ok(m) => Row::from_measurement(scenario, t.name(), msg_size, &m),
-            Err(e) => Row::failed(scenario, t.name(), msg_size, format!("{e:#}")),
-        };
-        results.push(row);
-        progress.inc(1);
+    let mut machine = Machine::detect();
+    let mut runs = Vec::with_capacity(opts.runs);
+    for run in 0..opts.runs {
+        let mut results = Vec::with_capacity(plan.len());
+        for (index, &(scenario, t)) in plan.iter().enumerate() {
+            if opts.runs > 1 {
+                progress.set_message(format!(
+                    "run {}/{}: {scenario} over {}",
+                    run + 1,
+                    opts.runs,
+                    t.name()
+                ));
+            } else {
+                progress.set_message(format!("{scenario} over {}", t.name()));
+            }
+            let msg_size = opts.msg_size(scenario);
+            // Unique across runs: it names the links' objects.
+            let measurement = run * plan.len() + index;
+            let row = match process::measure(opts, t, scenario, msg_size, measurement) {
+                Ok(m) => Row::from_measurement(scenario, t.name(), msg_size, &m),
+                Err(e) => Row::failed(scenario, t.name(), msg_size, format!("{e:#}")),
+            };
+            results.push(row);
+            progress.inc(1);
+        }
+        runs.push(results);
     }
     progress.finish_and_clear();
-    Ok(Report::new(machine, opts, results))
+    machine.note_end();
+    Ok(Report::new(machine, opts, &runs))
 }
 
 /// The entry point of a child process: `args` are the arguments after

@@ -32,6 +32,8 @@ pub struct Machine {
     /// Load averages (1, 5, 15 minutes) when the run started: anything
     /// above zero on a small machine competes with the benchmark.
     pub load_average: [f64; 3],
+    /// Load averages when the last measurement ended (`None` until then).
+    pub load_average_end: Option<[f64; 3]>,
     /// Version of shmkit-bench.
     pub shmkit_version: String,
 }
@@ -70,8 +72,14 @@ impl Machine {
             .unwrap_or_default(),
             virtualized: field("flags").is_some_and(|f| f.split(' ').any(|x| x == "hypervisor")),
             load_average: load_average(),
+            load_average_end: None,
             shmkit_version: env!("CARGO_PKG_VERSION").to_string(),
         }
+    }
+
+    /// Notes the load averages now, as the run ends.
+    pub(crate) fn note_end(&mut self) {
+        self.load_average_end = Some(load_average());
     }
 }
 
@@ -90,8 +98,10 @@ pub struct Settings {
     pub duration_ms: u64,
 }
 
-/// One (scenario, transport) result. Fields that do not apply are `None`
-/// (`null` in JSON); a failed transport has only `error`.
+/// One (scenario, transport) result: over several runs, the median of each
+/// figure across the runs that succeeded. Fields that do not apply are
+/// `None` (`null` in JSON); a transport that failed in every run has only
+/// `error` (and the run counts).
 #[derive(Clone, Debug, Serialize)]
 pub struct Row {
     /// The scenario.
@@ -114,8 +124,29 @@ pub struct Row {
     pub msgs_per_s: Option<f64>,
     /// Payload bytes per second (stream, bulk).
     pub bytes_per_s: Option<f64>,
-    /// Why the transport failed, if it did.
+    /// Why the transport failed: in every run, when there were several (see
+    /// `failed_runs`).
     pub error: Option<String>,
+    /// Runs that measured this row; the figures above are their medians.
+    pub runs: usize,
+    /// Runs that failed and are left out of the medians.
+    pub failed_runs: usize,
+    /// The error of the last failed run, when some runs failed but not all.
+    pub last_failure: Option<String>,
+    /// The field whose spread across runs `spread_min` and `spread_max`
+    /// give: `p50_ns` for `rtt` and `oversubscribed`, `msgs_per_s` for
+    /// `stream` and `bulk`.
+    pub spread_of: &'static str,
+    /// The lowest value of `spread_of` across the runs that succeeded.
+    pub spread_min: Option<f64>,
+    /// The highest value of `spread_of` across the runs that succeeded.
+    pub spread_max: Option<f64>,
+    /// Performance relative to `pipe`, higher is better: the ratio taken in
+    /// each run (see [`ratio`]), then the median across runs.
+    pub vs_pipe: Option<f64>,
+    /// Performance relative to the scenario's floor ([`floor_of`]), as
+    /// `vs_pipe`.
+    pub vs_floor: Option<f64>,
 }
 
 impl Row {
@@ -133,7 +164,7 @@ impl Row {
         let bytes_per_s = matches!(scenario, Scenario::Stream | Scenario::Bulk)
             .then_some(msgs_per_s * msg_size as f64);
         let lat = m.latency.as_ref();
-        Row {
+        let mut row = Row {
             scenario,
             transport: transport.to_string(),
             msg_size,
@@ -145,7 +176,18 @@ impl Row {
             msgs_per_s: Some(msgs_per_s),
             bytes_per_s,
             error: None,
-        }
+            runs: 1,
+            failed_runs: 0,
+            last_failure: None,
+            spread_of: spread_of(scenario),
+            spread_min: None,
+            spread_max: None,
+            vs_pipe: None,
+            vs_floor: None,
+        };
+        row.spread_min = row.main_figure();
+        row.spread_max = row.spread_min;
+        row
     }
 
     pub(crate) fn failed(scenario: Scenario, transport: &str, msg_size: usize, e: String) -> Self {
@@ -161,6 +203,22 @@ impl Row {
             msgs_per_s: None,
             bytes_per_s: None,
             error: Some(e),
+            runs: 0,
+            failed_runs: 1,
+            last_failure: None,
+            spread_of: spread_of(scenario),
+            spread_min: None,
+            spread_max: None,
+            vs_pipe: None,
+            vs_floor: None,
+        }
+    }
+
+    /// The figure whose spread across runs is reported (see `spread_of`).
+    pub(crate) fn main_figure(&self) -> Option<f64> {
+        match self.scenario {
+            Scenario::Rtt | Scenario::Oversubscribed => self.p50_ns.map(|v| v as f64),
+            Scenario::Stream | Scenario::Bulk => self.msgs_per_s,
         }
     }
 
@@ -174,6 +232,27 @@ impl Row {
             Scenario::Bulk => self.bytes_per_s.map(|v| (v, false)),
         }
     }
+}
+
+/// The field [`Row::spread_of`] names in a scenario.
+fn spread_of(scenario: Scenario) -> &'static str {
+    match scenario {
+        Scenario::Rtt | Scenario::Oversubscribed => "p50_ns",
+        Scenario::Stream | Scenario::Bulk => "msgs_per_s",
+    }
+}
+
+/// How `row` compares with `base` (the same scenario, usually the same
+/// run): performance relative to it, higher is better: base/row for `rtt`
+/// (p50 latency), row/base for the others (throughput). `None` when either
+/// has no figure.
+pub fn ratio(row: &Row, base: &Row) -> Option<f64> {
+    let (b, lower_better) = base.key_figure()?;
+    let (v, _) = row.key_figure()?;
+    if v <= 0.0 || b <= 0.0 {
+        return None;
+    }
+    Some(if lower_better { b / v } else { v / b })
 }
 
 /// The transport another is compared with as the floor of a scenario.
@@ -191,23 +270,41 @@ pub struct Report {
     pub machine: Machine,
     /// How it ran.
     pub settings: Settings,
+    /// How many times the whole plan ran; each row holds the medians of its
+    /// runs that succeeded.
+    pub runs: usize,
     /// One row per (scenario, transport) that ran, in run order.
     pub results: Vec<Row>,
 }
 
+/// One scenario's table before it is laid out as text or Markdown.
+struct Table {
+    title: String,
+    /// Column names; the first is `transport`.
+    head: Vec<String>,
+    /// One line per transport that measured something: its name, then its
+    /// cells.
+    lines: Vec<Vec<String>>,
+    /// (transport, what went wrong): errors, and runs that failed.
+    notes: Vec<(String, String)>,
+}
+
 impl Report {
-    pub(crate) fn new(machine: Machine, opts: &BenchOptions, results: Vec<Row>) -> Self {
+    /// Combines `runs[r][i]`, run `r` of plan entry `i`, into one report.
+    pub(crate) fn new(machine: Machine, opts: &BenchOptions, runs: &[Vec<Row>]) -> Self {
         Report {
             machine,
             settings: Settings {
                 warmup_ms: opts.warmup.as_millis() as u64,
                 duration_ms: opts.duration.as_millis() as u64,
             },
-            results,
+            runs: runs.len(),
+            results: crate::runs::combine(runs),
         }
     }
 
-    /// The report as JSON: `{"machine": {…}, "settings": {…}, "results": [{…}]}`.
+    /// The report as JSON: `{"machine": {…}, "settings": {…}, "runs": N,
+    /// "results": [{…}]}`.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("a report serialises")
     }
@@ -217,118 +314,257 @@ impl Report {
         self.results.iter().filter(move |r| r.scenario == scenario)
     }
 
-    /// How `row` compares with the transport `base` in the same scenario:
-    /// performance relative to it, higher is better (for latency, base/row).
+    /// How `row` compares with the transport `base` in the same scenario,
+    /// by the figures as they stand in this report (with several runs: a
+    /// ratio of medians). The tables show [`Row::vs_pipe`] and
+    /// [`Row::vs_floor`] instead: the median of the ratios taken in each run.
     pub fn ratio(&self, row: &Row, base: &str) -> Option<f64> {
         let base = self.rows(row.scenario).find(|r| r.transport == base)?;
-        let (b, lower_better) = base.key_figure()?;
-        let (v, _) = row.key_figure()?;
-        if v <= 0.0 || b <= 0.0 {
-            return None;
-        }
-        Some(if lower_better { b / v } else { v / b })
+        ratio(row, base)
     }
 
-    /// The report as text tables, one per scenario.
-    pub fn render_table(&self) -> String {
-        let mut out = String::new();
+    /// The line above the tables: the machine, its load, the settings.
+    fn machine_line(&self) -> String {
         let m = &self.machine;
-        let _ = writeln!(
-            out,
-            "{} · {} CPUs ({} allowed) · Linux {} · load {:.2} · warm-up {} ms, {} ms each",
+        let mut line = format!(
+            "{}{} · {} CPUs ({} allowed) · Linux {} · load {:.2}",
             m.model,
+            if m.virtualized { " (virtualized)" } else { "" },
             m.cpus,
             m.cpus_allowed,
             m.kernel,
             m.load_average[0],
-            self.settings.warmup_ms,
-            self.settings.duration_ms
         );
-        for scenario in Scenario::ALL {
-            let rows: Vec<&Row> = self.rows(scenario).collect();
-            let Some(first) = rows.first() else {
+        if let Some(end) = m.load_average_end {
+            let _ = write!(line, " at the start, {:.2} at the end", end[0]);
+        }
+        let _ = write!(
+            line,
+            " · warm-up {} ms, {} ms each",
+            self.settings.warmup_ms, self.settings.duration_ms
+        );
+        if self.runs > 1 {
+            let _ = write!(line, " · medians of {} runs", self.runs);
+        }
+        line
+    }
+
+    /// The table of one scenario, `None` when nothing ran in it.
+    fn table(&self, scenario: Scenario) -> Option<Table> {
+        let rows: Vec<&Row> = self.rows(scenario).collect();
+        let first = rows.first()?;
+        let floor = floor_of(scenario);
+        let (title, headers, range): (String, &[&str], &str) = match scenario {
+            Scenario::Rtt => (
+                format!("rtt: round trip, {}-byte message", first.msg_size),
+                &["min", "p50", "p99", "p99.9", "max", "trips/s"],
+                "p50 range",
+            ),
+            Scenario::Stream => (
+                format!("stream: one-way {}-byte messages", first.msg_size),
+                &["msgs/s", "MB/s"],
+                "msgs/s range",
+            ),
+            Scenario::Bulk => (
+                format!(
+                    "bulk: one-way {} messages, every byte written and read",
+                    shmkit::human_bytes(first.msg_size as u64)
+                ),
+                &["GB/s", "msgs/s"],
+                "GB/s range",
+            ),
+            Scenario::Oversubscribed => (
+                format!(
+                    "oversubscribed: {}-byte token around 3 processes on 2 cores",
+                    first.msg_size
+                ),
+                &["min", "p50", "p99", "p99.9", "laps/s"],
+                "p50 range",
+            ),
+        };
+        let several = self.runs > 1;
+        let mut head = vec!["transport".to_string()];
+        head.extend(headers.iter().map(|h| h.to_string()));
+        if several {
+            head.push(range.into());
+        }
+        head.push("vs pipe".into());
+        head.push(format!("vs {floor}"));
+        let mut lines = Vec::new();
+        let mut notes = Vec::new();
+        for r in &rows {
+            if let Some(e) = &r.error {
+                let note = if several {
+                    format!("error (every run): {e}")
+                } else {
+                    format!("error: {e}")
+                };
+                notes.push((r.transport.clone(), note));
                 continue;
-            };
-            let floor = floor_of(scenario);
-            let (title, headers): (String, &[&str]) = match scenario {
-                Scenario::Rtt => (
-                    format!("rtt: round trip, {}-byte message", first.msg_size),
-                    &["min", "p50", "p99", "p99.9", "max", "trips/s"],
-                ),
-                Scenario::Stream => (
-                    format!("stream: one-way {}-byte messages", first.msg_size),
-                    &["msgs/s", "MB/s"],
-                ),
-                Scenario::Bulk => (
+            }
+            if r.failed_runs > 0 {
+                notes.push((
+                    r.transport.clone(),
                     format!(
-                        "bulk: one-way {} messages, every byte written and read",
-                        shmkit::human_bytes(first.msg_size as u64)
+                        "{} of {} runs failed (left out), the last with: {}",
+                        r.failed_runs,
+                        r.runs + r.failed_runs,
+                        r.last_failure.as_deref().unwrap_or("?")
                     ),
-                    &["GB/s", "msgs/s"],
-                ),
-                Scenario::Oversubscribed => (
-                    format!(
-                        "oversubscribed: {}-byte token around 3 processes on 2 cores",
-                        first.msg_size
-                    ),
-                    &["min", "p50", "p99", "p99.9", "laps/s"],
-                ),
-            };
-            let mut table: Vec<Vec<String>> = Vec::new();
-            let mut head = vec!["transport".to_string()];
-            head.extend(headers.iter().map(|h| h.to_string()));
-            head.push("vs pipe".into());
-            head.push(format!("vs {floor}"));
-            table.push(head);
-            let mut errors = Vec::new();
-            for r in &rows {
-                if let Some(e) = &r.error {
-                    errors.push(format!("  {:<12} error: {e}", r.transport));
-                    continue;
+                ));
+            }
+            let mut cells = vec![r.transport.clone()];
+            let ns = |v: Option<u64>| v.map_or("-".into(), fmt_ns);
+            match scenario {
+                Scenario::Rtt | Scenario::Oversubscribed => {
+                    cells.push(ns(r.min_ns));
+                    cells.push(ns(r.p50_ns));
+                    cells.push(ns(r.p99_ns));
+                    cells.push(ns(r.p999_ns));
+                    if scenario == Scenario::Rtt {
+                        cells.push(ns(r.max_ns));
+                    }
+                    cells.push(fmt_count(r.msgs_per_s));
                 }
-                let mut cells = vec![r.transport.clone()];
-                let ns = |v: Option<u64>| v.map_or("-".into(), fmt_ns);
-                match scenario {
-                    Scenario::Rtt | Scenario::Oversubscribed => {
-                        cells.push(ns(r.min_ns));
-                        cells.push(ns(r.p50_ns));
-                        cells.push(ns(r.p99_ns));
-                        cells.push(ns(r.p999_ns));
-                        if scenario == Scenario::Rtt {
-                            cells.push(ns(r.max_ns));
+                Scenario::Stream => {
+                    cells.push(fmt_count(r.msgs_per_s));
+                    cells.push(
+                        r.bytes_per_s
+                            .map_or("-".into(), |b| format!("{:.0}", b / 1e6)),
+                    );
+                }
+                Scenario::Bulk => {
+                    cells.push(
+                        r.bytes_per_s
+                            .map_or("-".into(), |b| format!("{:.2}", b / 1e9)),
+                    );
+                    cells.push(fmt_count(r.msgs_per_s));
+                }
+            }
+            if several {
+                let cell = match (r.spread_min, r.spread_max) {
+                    (Some(lo), Some(hi)) => match scenario {
+                        Scenario::Rtt | Scenario::Oversubscribed => {
+                            format!("{}–{}", fmt_ns(lo as u64), fmt_ns(hi as u64))
                         }
-                        cells.push(fmt_count(r.msgs_per_s));
-                    }
-                    Scenario::Stream => {
-                        cells.push(fmt_count(r.msgs_per_s));
-                        cells.push(
-                            r.bytes_per_s
-                                .map_or("-".into(), |b| format!("{:.0}", b / 1e6)),
-                        );
-                    }
-                    Scenario::Bulk => {
-                        cells.push(
-                            r.bytes_per_s
-                                .map_or("-".into(), |b| format!("{:.2}", b / 1e9)),
-                        );
-                        cells.push(fmt_count(r.msgs_per_s));
-                    }
-                }
-                cells.push(fmt_ratio(self.ratio(r, "pipe")));
-                cells.push(fmt_ratio(self.ratio(r, floor)));
-                table.push(cells);
+                        Scenario::Stream => {
+                            format!("{}–{}", fmt_count(Some(lo)), fmt_count(Some(hi)))
+                        }
+                        Scenario::Bulk => {
+                            let gb = |v: f64| v * r.msg_size as f64 / 1e9;
+                            format!("{:.2}–{:.2}", gb(lo), gb(hi))
+                        }
+                    },
+                    _ => "-".into(),
+                };
+                cells.push(cell);
             }
-            let _ = writeln!(out, "\n{title}");
-            write_aligned(&mut out, &table);
-            for e in errors {
-                let _ = writeln!(out, "{e}");
+            cells.push(fmt_ratio(r.vs_pipe));
+            cells.push(fmt_ratio(r.vs_floor));
+            lines.push(cells);
+        }
+        Some(Table {
+            title,
+            head,
+            lines,
+            notes,
+        })
+    }
+
+    /// What the columns mean, below the tables.
+    fn footer(&self) -> String {
+        let ratios = "vs pipe, vs floor: performance relative to that transport, higher is \
+                      better (rtt: by p50 latency; others: by throughput)";
+        if self.runs > 1 {
+            format!(
+                "Every figure is the median of {n} runs (run 1 of every row, then run 2, …, \
+                 each between fresh processes); range: the lowest and highest p50 (rtt, \
+                 oversubscribed) or throughput (stream, bulk) of the {n} runs. {ratios}, \
+                 taken within each run, then the median across runs: robust to load that \
+                 drifts between runs. MB and GB are 10^6 and 10^9 bytes.",
+                n = self.runs
+            )
+        } else {
+            format!("{ratios}. MB and GB are 10^6 and 10^9 bytes.")
+        }
+    }
+
+    /// The report as text tables, one per scenario.
+    pub fn render_table(&self) -> String {
+        let mut out = self.machine_line();
+        out.push('\n');
+        for table in Scenario::ALL.into_iter().filter_map(|s| self.table(s)) {
+            let _ = writeln!(out, "\n{}", table.title);
+            let mut cells = vec![table.head];
+            cells.extend(table.lines);
+            write_aligned(&mut out, &cells);
+            for (transport, note) in table.notes {
+                let _ = writeln!(out, "  {transport:<12} {note}");
             }
+        }
+        let _ = writeln!(out, "\n{}", self.footer());
+        out
+    }
+
+    /// The report as Markdown: the machine line, one table per scenario
+    /// (numbers right-aligned) with its errors listed below it, and what
+    /// the columns mean.
+    pub fn render_markdown(&self) -> String {
+        let m = &self.machine;
+        let mut out = String::new();
+        let load = |l: [f64; 3]| format!("{:.2}, {:.2}, {:.2}", l[0], l[1], l[2]);
+        let _ = write!(
+            out,
+            "{} · {} CPUs ({} allowed){} · Linux {} · {} memory · clock source {} · \
+             load average {} (1, 5, 15 min) at the start",
+            m.model,
+            m.cpus,
+            m.cpus_allowed,
+            if m.virtualized { ", virtualized" } else { "" },
+            m.kernel,
+            shmkit::human_bytes(m.memory_bytes),
+            if m.clocksource.is_empty() {
+                "?"
+            } else {
+                &m.clocksource
+            },
+            load(m.load_average),
+        );
+        if let Some(end) = m.load_average_end {
+            let _ = write!(out, ", {} at the end", load(end));
         }
         let _ = writeln!(
             out,
-            "\nvs pipe, vs floor: performance relative to that transport, higher is better \
-             (rtt: by p50 latency; others: by throughput). MB and GB are 10^6 and 10^9 bytes."
+            " · warm-up {} ms, {} ms each · {} run{}\n",
+            self.settings.warmup_ms,
+            self.settings.duration_ms,
+            self.runs,
+            if self.runs == 1 { "" } else { "s (medians)" }
         );
+        for table in Scenario::ALL.into_iter().filter_map(|s| self.table(s)) {
+            let _ = writeln!(out, "**{}**\n", table.title);
+            let row = |cells: &[String]| {
+                let cells: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
+                format!("| {} |", cells.join(" | "))
+            };
+            let _ = writeln!(out, "{}", row(&table.head));
+            let align: Vec<String> = (0..table.head.len())
+                .map(|c| if c == 0 { ":--" } else { "--:" }.to_string())
+                .collect();
+            let _ = writeln!(out, "{}", row(&align));
+            for mut line in table.lines {
+                line[0] = format!("`{}`", line[0]);
+                let _ = writeln!(out, "{}", row(&line));
+            }
+            if !table.notes.is_empty() {
+                out.push('\n');
+                for (transport, note) in table.notes {
+                    let _ = writeln!(out, "- `{transport}`: {note}");
+                }
+            }
+            out.push('\n');
+        }
+        let _ = writeln!(out, "{}", self.footer());
         out
     }
 
@@ -406,9 +642,9 @@ mod tests {
     use super::*;
     use crate::scenario::Latency;
 
-    fn report() -> Report {
-        let m = |p50, count| Measurement {
-            count,
+    fn rtt(transport: &str, p50: u64) -> Row {
+        let m = Measurement {
+            count: 1_000_000_000 / p50,
             elapsed_ns: 1_000_000_000,
             latency: Some(Latency {
                 min_ns: p50 / 2,
@@ -418,34 +654,51 @@ mod tests {
                 max_ns: p50 * 10,
             }),
         };
-        Report {
-            machine: Machine::detect(),
-            settings: Settings {
-                warmup_ms: 1,
-                duration_ms: 2,
-            },
-            results: vec![
-                Row::from_measurement(Scenario::Rtt, "raw-spin", 8, &m(200, 5_000_000)),
-                Row::from_measurement(Scenario::Rtt, "pipe", 8, &m(20_000, 50_000)),
-                Row::failed(Scenario::Bulk, "posix-mq", 1 << 20, "too big".into()),
-            ],
-        }
+        Row::from_measurement(Scenario::Rtt, transport, 8, &m)
+    }
+
+    fn bulk_failed() -> Row {
+        Row::failed(Scenario::Bulk, "posix-mq", 1 << 20, "too big".into())
+    }
+
+    /// Runs whose figures all scale by `slow[r]` (a machine that gets busier).
+    fn report(slow: &[u64]) -> Report {
+        let runs: Vec<Vec<Row>> = slow
+            .iter()
+            .map(|&k| {
+                vec![
+                    rtt("raw-spin", 200 * k),
+                    rtt("pipe", 20_000 * k),
+                    bulk_failed(),
+                ]
+            })
+            .collect();
+        let mut opts = BenchOptions::new(crate::ChildCommand {
+            program: "unused".into(),
+            args: Vec::new(),
+        });
+        opts.warmup = std::time::Duration::from_millis(1);
+        opts.duration = std::time::Duration::from_millis(2);
+        Report::new(Machine::detect(), &opts, &runs)
     }
 
     #[test]
     fn ratios_are_higher_is_better() {
-        let r = report();
+        let r = report(&[1]);
         let spin = &r.results[0];
         let pipe = &r.results[1];
         assert_eq!(r.ratio(spin, "pipe"), Some(100.0));
         assert_eq!(r.ratio(pipe, "raw-spin"), Some(0.01));
         assert_eq!(r.ratio(&r.results[2], "pipe"), None);
+        assert_eq!((spin.vs_pipe, spin.vs_floor), (Some(100.0), Some(1.0)));
+        assert_eq!((pipe.vs_pipe, pipe.vs_floor), (Some(1.0), Some(0.01)));
     }
 
     #[test]
     fn json_has_every_field_with_nulls() {
-        let j = report().to_json();
+        let j = report(&[1]).to_json();
         assert!(j["machine"]["cpus"].as_u64().unwrap() >= 1);
+        assert_eq!(j["runs"], 1);
         let rows = j["results"].as_array().unwrap();
         for key in [
             "scenario",
@@ -459,21 +712,76 @@ mod tests {
             "msgs_per_s",
             "bytes_per_s",
             "error",
+            "runs",
+            "failed_runs",
+            "last_failure",
+            "spread_of",
+            "spread_min",
+            "spread_max",
+            "vs_pipe",
+            "vs_floor",
         ] {
             assert!(rows.iter().all(|r| r.get(key).is_some()), "{key}");
         }
         assert_eq!(rows[0]["scenario"], "rtt");
         assert!(rows[0]["bytes_per_s"].is_null());
+        assert_eq!(rows[0]["spread_of"], "p50_ns");
+        assert_eq!(rows[0]["spread_min"], 200.0);
         assert_eq!(rows[2]["error"], "too big");
+        assert_eq!(rows[2]["runs"], 0);
     }
 
     #[test]
     fn table_shows_ratios_and_errors() {
-        let t = report().render_table();
+        let t = report(&[1]).render_table();
         assert!(t.contains("100×"), "{t}");
         assert!(t.contains("0.010×"), "{t}");
         assert!(t.contains("posix-mq     error: too big"), "{t}");
+        assert!(!t.contains("range"), "one run has no range column: {t}");
         assert_eq!(fmt_ns(1_500), "1.5 µs");
         assert_eq!(fmt_ratio(Some(0.0032)), "0.0032×");
+    }
+
+    #[test]
+    fn several_runs_show_medians_ranges_and_per_run_ratios() {
+        let r = report(&[1, 3, 2]);
+        assert_eq!(r.runs, 3);
+        let spin = &r.results[0];
+        assert_eq!(spin.p50_ns, Some(400));
+        assert_eq!(
+            (spin.spread_min, spin.spread_max),
+            (Some(200.0), Some(600.0))
+        );
+        assert_eq!(spin.vs_pipe, Some(100.0));
+        assert_eq!(r.results[2].failed_runs, 3);
+        let t = r.render_table();
+        assert!(t.contains("p50 range"), "{t}");
+        assert!(t.contains("200 ns–600 ns"), "{t}");
+        assert!(t.contains("medians of 3 runs"), "{t}");
+        assert!(t.contains("error (every run): too big"), "{t}");
+        assert!(t.contains("the median across runs"), "{t}");
+    }
+
+    #[test]
+    fn markdown_has_one_table_per_scenario() {
+        let md = report(&[1, 2]).render_markdown();
+        assert!(md.contains("load average "), "{md}");
+        assert!(md.contains("2 runs (medians)"), "{md}");
+        assert!(md.contains("**rtt: round trip, 8-byte message**"), "{md}");
+        assert!(
+            md.contains("| transport | min | p50 | p99 | p99.9 | max | trips/s | p50 range | vs pipe | vs raw-spin |"),
+            "{md}"
+        );
+        assert!(md.contains("| :-- | --: |"), "{md}");
+        assert!(md.contains("| `raw-spin` | "), "{md}");
+        assert!(
+            md.contains("- `posix-mq`: error (every run): too big"),
+            "{md}"
+        );
+        // Every table line has as many cells as its header.
+        for block in md.split("\n\n").filter(|b| b.starts_with('|')) {
+            let widths: Vec<usize> = block.lines().map(|l| l.matches(" | ").count()).collect();
+            assert!(widths.windows(2).all(|w| w[0] == w[1]), "{block}");
+        }
     }
 }

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use shmkit_bench::{BenchOptions, ChildCommand, Scenario};
 
 use crate::units;
@@ -37,9 +37,19 @@ pub struct BenchArgs {
     /// goes to standard error).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Run the whole selection N times (run 1 of everything, then run 2, …)
+    /// and report medians, the range of the main figure, and medians of the
+    /// per-run ratios.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
     /// Write an SVG chart to FILE.
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
+    /// Write the report as Markdown tables to FILE (`-`: standard output,
+    /// the table then goes to standard error).
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
     /// List the transports and the scenarios each supports, then exit.
     #[arg(long)]
     list: bool,
@@ -82,19 +92,30 @@ pub fn run(out: &mut dyn Write, args: BenchArgs) -> Result<u8> {
         opts.warmup = w;
     }
     opts.progress = true;
+    opts.runs = args.runs as usize;
+
+    let is_stdout = |p: &Option<PathBuf>| p.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    let json_to_stdout = is_stdout(&args.json);
+    let markdown_to_stdout = is_stdout(&args.markdown);
+    if json_to_stdout && markdown_to_stdout {
+        bail!("--json - and --markdown - cannot both go to standard output");
+    }
 
     let report = shmkit_bench::run(&opts)?;
-    let json_to_stdout = args.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
-    if json_to_stdout {
+    let json = serde_json::to_string_pretty(&report.to_json())? + "\n";
+    let markdown = report.render_markdown();
+    if json_to_stdout || markdown_to_stdout {
         eprint!("{}", report.render_table());
-        serde_json::to_writer_pretty(&mut *out, &report.to_json())?;
-        writeln!(out)?;
     } else {
         write!(out, "{}", report.render_table())?;
-        if let Some(path) = &args.json {
-            let text = serde_json::to_string_pretty(&report.to_json())?;
-            std::fs::write(path, text + "\n")
-                .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    for (path, text) in [(&args.json, &json), (&args.markdown, &markdown)] {
+        match path {
+            Some(p) if p.as_os_str() == "-" => out.write_all(text.as_bytes())?,
+            Some(p) => {
+                std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?
+            }
+            None => {}
         }
     }
     if let Some(path) = &args.plot {

@@ -218,6 +218,138 @@ fn every_transport_runs_its_scenarios() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("vs pipe"));
 }
 
+/// `--runs 2`: every row holds medians and the range of its main figure;
+/// ratios are medians of per-run ratios; a transport that fails in every
+/// run keeps its error; `--markdown -` prints Markdown tables.
+#[test]
+fn two_runs_give_medians_ranges_and_markdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("report.json");
+    let out = shmkit_cmd()
+        .args([
+            "bench",
+            "--runs",
+            "2",
+            "--warmup",
+            "10ms",
+            "--duration",
+            "60ms",
+        ])
+        .args([
+            "--scenario",
+            "rtt",
+            "--scenario",
+            "stream",
+            "--scenario",
+            "bulk",
+        ])
+        .args(["--transport", "raw-spin", "--transport", "pipe"])
+        .args(["--transport", "posix-mq", "--transport", "memcpy"])
+        .arg("--json")
+        .arg(&json_path)
+        .args(["--markdown", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    assert_eq!(report["runs"], 2, "{report:#}");
+    let rows = report["results"].as_array().unwrap();
+    // rtt and stream: 3 transports; bulk: 4.
+    assert_eq!(rows.len(), 10, "{report:#}");
+    let row = |scenario: &str, transport: &str| {
+        rows.iter()
+            .find(|r| r["scenario"] == scenario && r["transport"] == transport)
+            .unwrap_or_else(|| panic!("no row for {scenario}/{transport}: {report:#}"))
+    };
+    for r in rows {
+        for key in [
+            "runs",
+            "failed_runs",
+            "last_failure",
+            "spread_of",
+            "spread_min",
+            "spread_max",
+            "vs_pipe",
+            "vs_floor",
+        ] {
+            assert!(r.get(key).is_some(), "{key} missing from {r}");
+        }
+        let runs = r["runs"].as_u64().unwrap() + r["failed_runs"].as_u64().unwrap();
+        assert_eq!(runs, 2, "{r}");
+    }
+    for (scenario, main) in [
+        ("rtt", "p50_ns"),
+        ("stream", "msgs_per_s"),
+        ("bulk", "msgs_per_s"),
+    ] {
+        for t in ["raw-spin", "pipe"] {
+            let r = row(scenario, t);
+            assert!(r["error"].is_null(), "{r}");
+            assert!(r["runs"].as_u64().unwrap() >= 1, "{r}");
+            assert_eq!(r["spread_of"], main, "{r}");
+            // The median lies within the range of the runs.
+            let (lo, hi) = (
+                r["spread_min"].as_f64().unwrap(),
+                r["spread_max"].as_f64().unwrap(),
+            );
+            let median = r[main].as_f64().unwrap();
+            assert!(0.0 < lo && lo <= median && median <= hi, "{r}");
+            assert!(r["vs_pipe"].as_f64().unwrap() > 0.0, "{r}");
+        }
+        assert_eq!(row(scenario, "pipe")["vs_pipe"], 1.0);
+    }
+    assert_eq!(row("rtt", "raw-spin")["vs_floor"], 1.0);
+    assert_eq!(row("bulk", "memcpy")["vs_floor"], 1.0);
+    // A 1 MiB message exceeds the queue limit in every run: the error stays.
+    let mq = row("bulk", "posix-mq");
+    assert!(
+        mq["error"].as_str().unwrap().contains("msgsize_max"),
+        "{mq}"
+    );
+    assert_eq!(
+        (mq["runs"].as_u64(), mq["failed_runs"].as_u64()),
+        (Some(0), Some(2))
+    );
+    assert!(mq["p50_ns"].is_null() && mq["spread_min"].is_null(), "{mq}");
+
+    // Markdown on standard output, the table on standard error.
+    let md = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "2 runs (medians)",
+        "load average ",
+        "**rtt: round trip, 8-byte message**",
+        "| transport | min | p50 | p99 | p99.9 | max | trips/s | p50 range | vs pipe | vs raw-spin |",
+        "| transport | msgs/s | MB/s | msgs/s range | vs pipe | vs raw-spin |",
+        "| transport | GB/s | msgs/s | GB/s range | vs pipe | vs memcpy |",
+        "| `raw-spin` | ",
+        "- `posix-mq`: error (every run): ",
+        "the median across runs",
+    ] {
+        assert!(md.contains(needle), "{needle:?} missing from\n{md}");
+    }
+    assert!(
+        stderr.contains("medians of 2 runs") && stderr.contains("p50 range"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bench_rejects_zero_runs_and_two_reports_on_stdout() {
+    // Rejected by the argument parser (status 2, its usage lines).
+    let out = shmkit(&["bench", "--runs", "0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--runs"), "{err}");
+    fails(
+        &["bench", "--json", "-", "--markdown", "-"],
+        &["cannot both go to standard output"],
+    );
+}
+
 #[test]
 fn bench_rejects_unknown_names_and_lists_transports() {
     fails(

@@ -1,0 +1,138 @@
+//! Micro-benchmarks of shmkit's hot paths, in one process and one thread:
+//! what a call costs when nothing waits (no futex system call, no other
+//! core), the floor under the cross-process figures of `shmkit bench`.
+//!
+//! ```sh
+//! cargo bench -p shmkit --bench hot_paths              # everything, ~1 min
+//! cargo bench -p shmkit --bench hot_paths -- channel   # names containing "channel"
+//! ```
+//!
+//! Channels live in `/dev/shm` under a name unique to this process, removed
+//! as soon as the benchmark has connected its endpoints (they keep the memory
+//! mapped); the sync primitives live in anonymous shared memory
+//! ([`Region::anonymous`]).
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput};
+use shmkit::channel::{Channel, ChannelOptions, Receiver, Sender};
+use shmkit::sync::{Event, Mutex, Semaphore};
+use shmkit::Region;
+
+/// Messages a batch moves.
+const BATCH: usize = 64;
+
+/// A sender and a receiver on a fresh channel whose name is already
+/// removed, so nothing is left in `/dev/shm` even if the benchmark panics.
+fn channel(max_message: usize) -> (Sender, Receiver) {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "/shmkit-bench-hot-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut opts = ChannelOptions::new();
+    opts.capacity(BATCH).max_message(max_message);
+    let ch = Channel::create(&name, &opts).expect("create the channel");
+    let endpoints = (ch.sender(), ch.receiver());
+    ch.unlink().expect("remove the channel's name");
+    (
+        endpoints.0.expect("connect a sender"),
+        endpoints.1.expect("connect a receiver"),
+    )
+}
+
+fn channels(c: &mut Criterion) {
+    let mut g = c.benchmark_group("channel");
+    g.throughput(Throughput::Elements(1));
+    for size in [8, 64] {
+        let (mut tx, mut rx) = channel(size);
+        let msg = vec![7u8; size];
+        // try_recv hands back a new Vec: one allocation per message.
+        g.bench_function(format!("try_send+try_recv/{size}B"), |b| {
+            b.iter(|| {
+                tx.try_send(black_box(&msg)).unwrap();
+                black_box(rx.try_recv().unwrap());
+            })
+        });
+        // The same without allocating: read in place into our buffer.
+        let mut buf = vec![0u8; size];
+        g.bench_function(format!("try_send+try_recv_slot/{size}B"), |b| {
+            b.iter(|| {
+                tx.try_send(black_box(&msg)).unwrap();
+                let slot = rx.try_recv_slot().unwrap();
+                slot.read_at(0, &mut buf).unwrap();
+                black_box(&buf);
+            })
+        });
+    }
+
+    // One wake-up check per batch instead of one per message.
+    let size = 64;
+    let (mut tx, mut rx) = channel(size);
+    let msgs = vec![7u8; size * BATCH];
+    let mut buf = vec![0u8; size * BATCH];
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function(format!("send_batch+recv_batch/{BATCH}x{size}B"), |b| {
+        b.iter(|| {
+            tx.send_batch(black_box(&msgs).chunks_exact(size)).unwrap();
+            let mut out = buf.chunks_exact_mut(size);
+            let n = rx
+                .recv_batch(BATCH, None, |slot| {
+                    slot.read_at(0, out.next().expect("at most BATCH messages"))
+                })
+                .unwrap();
+            assert_eq!(n, BATCH);
+            black_box(&buf);
+        })
+    });
+    g.finish();
+}
+
+fn sync(c: &mut Criterion) {
+    let region = Region::anonymous(4096).expect("map anonymous shared memory");
+    let mut g = c.benchmark_group("sync");
+    g.throughput(Throughput::Elements(1));
+
+    let sem = Semaphore::from_region(&region, 0).unwrap();
+    sem.init(0);
+    g.bench_function("Semaphore::post+try_wait", |b| {
+        b.iter(|| {
+            sem.post().unwrap();
+            assert!(sem.try_wait());
+        })
+    });
+
+    let event = Event::from_region(&region, 64).unwrap();
+    event.init();
+    g.bench_function("Event::notify_one/no sleepers", |b| {
+        b.iter(|| black_box(event).notify_one())
+    });
+
+    // SAFETY: these bytes of the new region hold nothing else and nobody
+    // else uses them; no guard is leaked, and the region outlives the
+    // mutex (both live to the end of this function).
+    let mutex = unsafe { Mutex::init_in(&region, 128) }.unwrap();
+    g.bench_function("Mutex::lock+unlock/uncontended", |b| {
+        b.iter(|| drop(black_box(mutex.lock().unwrap())))
+    });
+    g.finish();
+}
+
+/// Short enough to run everything in about a minute on two busy cores.
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+}
+
+// What `criterion_group!` and `criterion_main!` expand to, written out: the
+// macros' `pub fn` would need a doc comment we cannot give it.
+fn main() {
+    let mut c = config().configure_from_args();
+    channels(&mut c);
+    sync(&mut c);
+    c.final_summary();
+}
