@@ -274,9 +274,17 @@ impl Inner {
     }
 
     /// Load-only peek: could a sender make progress now?
+    ///
+    /// Looks at the positions first and at the slot only when they say there
+    /// may be room: a spinning sender then polls the consumers' position
+    /// line, not the slot line a consumer is working in.
     fn may_send(&self) -> bool {
         let cap = self.layout.capacity;
         let pos = self.enqueue_pos().load(Ordering::Relaxed);
+        let deq = self.dequeue_pos().load(Ordering::Relaxed);
+        if pos.wrapping_sub(deq) >= cap && pos >= deq {
+            return false;
+        }
         let s = State::decode(
             self.slot_state((pos & (cap - 1)) as usize)
                 .load(Ordering::Relaxed),
@@ -285,6 +293,11 @@ impl Inner {
     }
 
     /// Load-only peek: could a receiver make progress now?
+    ///
+    /// Polls the slot itself, unlike `may_send`: the receiver's wait is what
+    /// a round trip's latency is made of, and the slot line is the first to
+    /// change (polling the position first adds a line transfer, ~25% of a
+    /// round trip measured here).
     fn may_recv(&self) -> bool {
         let cap = self.layout.capacity;
         let pos = self.dequeue_pos().load(Ordering::Relaxed);
