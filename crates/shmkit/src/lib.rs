@@ -15,6 +15,9 @@
 //!   and [`sync::Semaphore`] (spin, then shared futex; no syscall on the busy
 //!   path), a robust [`sync::Mutex`] that reports a dead owner, and the C
 //!   library's `sem_t` semaphores.
+//! - [`board`]: a blackboard: one value, one writer at a time, any number
+//!   of readers, each seeing the latest complete version (a double-buffered
+//!   sequence lock: the writer never waits, no read is ever torn).
 //! - [`error`]: one [`Error`] carrying the operation, the object and the OS reason.
 //!
 //! # Safety model
@@ -42,6 +45,7 @@
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 
+pub mod board;
 pub mod channel;
 pub mod error;
 pub mod inventory;
@@ -50,6 +54,8 @@ pub mod posix;
 pub(crate) mod primitive;
 pub mod process;
 pub mod region;
+#[cfg(not(loom))]
+mod shared_object;
 pub mod sync;
 pub mod sysv;
 
