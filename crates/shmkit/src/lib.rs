@@ -18,6 +18,9 @@
 //! - [`board`]: a blackboard: one value, one writer at a time, any number
 //!   of readers, each seeing the latest complete version (a double-buffered
 //!   sequence lock: the writer never waits, no read is ever torn).
+//! - [`broadcast`]: one writer, many subscribers, every subscriber sees
+//!   every message or learns exactly how many it missed; the writer never
+//!   waits for a slow subscriber.
 //! - [`error`]: one [`Error`] carrying the operation, the object and the OS reason.
 //!
 //! # Safety model
@@ -46,6 +49,7 @@
 //! ```
 
 pub mod board;
+pub mod broadcast;
 pub mod channel;
 pub mod error;
 pub mod inventory;
