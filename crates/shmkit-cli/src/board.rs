@@ -86,6 +86,9 @@ pub fn board(out: &mut dyn Write, cmd: BoardCommand) -> Result<u8> {
         }
         BoardCommand::Set { name, text } => {
             let board = Board::open(&name)?;
+            // The writer role first: while standard input is read, this
+            // process is the board's writer, and a second `set` is refused.
+            let mut writer = board.writer()?;
             let value = match text {
                 Some(t) => t.into_bytes(),
                 None => {
@@ -99,7 +102,7 @@ pub fn board(out: &mut dyn Write, cmd: BoardCommand) -> Result<u8> {
                     data
                 }
             };
-            board.writer()?.write(&value)?;
+            writer.write(&value)?;
         }
         BoardCommand::Get {
             name,
