@@ -12,16 +12,38 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// A running shmkit process whose output is drained as it comes, so a
-/// full pipe never blocks it.
+/// full pipe never blocks it. Killed if dropped unfinished (a failing test
+/// leaves no subscriber waiting for ever).
 struct Running {
     child: Child,
-    stdout: std::thread::JoinHandle<String>,
-    stderr: std::thread::JoinHandle<String>,
+    stdout: Option<std::thread::JoinHandle<String>>,
+    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Running {
     fn id(&self) -> u32 {
         self.child.id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A child killed (and reaped) when dropped, if it still runs.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }
 
@@ -45,8 +67,8 @@ fn spawn(args: &[&str]) -> Running {
     let stderr = drain(child.stderr.take().unwrap());
     Running {
         child,
-        stdout,
-        stderr,
+        stdout: Some(stdout),
+        stderr: Some(stderr),
     }
 }
 
@@ -68,11 +90,9 @@ fn finish(
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    (
-        status,
-        run.stdout.join().unwrap(),
-        run.stderr.join().unwrap(),
-    )
+    let out = run.stdout.take().unwrap().join().unwrap();
+    let err = run.stderr.take().unwrap().join().unwrap();
+    (status, out, err)
 }
 
 /// Polls `stat --json` until `ready` holds (at most 30 s); returns it. The
@@ -169,23 +189,25 @@ fn board_get_watch_prints_each_new_version() {
     let b = TestObject::new("board-watch");
     ok(&["board", "create", &b.name, "--size", "32"]);
     ok(&["board", "set", &b.name, "one"]);
-    let mut watcher = shmkit_cmd()
-        .args([
-            "board",
-            "get",
-            &b.name,
-            "--watch",
-            "--count",
-            "3",
-            "--with-version",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut watcher = Guard(
+        shmkit_cmd()
+            .args([
+                "board",
+                "get",
+                &b.name,
+                "--watch",
+                "--count",
+                "3",
+                "--with-version",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     // Lines as they come, each waited for with a timeout.
     let (tx, rx) = mpsc::channel();
-    let out = BufReader::new(watcher.stdout.take().unwrap());
+    let out = BufReader::new(watcher.0.stdout.take().unwrap());
     std::thread::spawn(move || {
         for line in out.lines() {
             if tx.send(line.unwrap()).is_err() {
@@ -203,14 +225,14 @@ fn board_get_watch_prints_each_new_version() {
     ok(&["board", "set", &b.name, "three"]);
     assert_eq!(next(), "3\tthree");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while watcher.try_wait().unwrap().is_none() {
+    while watcher.0.try_wait().unwrap().is_none() {
         assert!(
             Instant::now() < deadline,
             "watcher did not stop after 3 values"
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(watcher.wait().unwrap().success());
+    assert!(watcher.0.wait().unwrap().success());
 }
 
 #[test]
@@ -219,14 +241,17 @@ fn one_board_writer_at_a_time_and_a_killed_one_is_taken_over() {
     ok(&["board", "create", &b.name, "--size", "32"]);
     ok(&["board", "set", &b.name, "before"]);
     // `set` reading a standard input that never ends holds the writer role.
-    let mut holder = shmkit_cmd()
-        .args(["board", "set", &b.name])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = holder.id();
+    let mut holder = Guard(
+        shmkit_cmd()
+            .args(["board", "set", &b.name])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = holder.0.id();
     holder
+        .0
         .stdin
         .as_mut()
         .unwrap()
@@ -238,8 +263,8 @@ fn one_board_writer_at_a_time_and_a_killed_one_is_taken_over() {
         &["board", "set", &b.name, "second"],
         &[&format!("board has a live writer pid {pid}")],
     );
-    holder.kill().unwrap();
-    holder.wait().unwrap();
+    holder.0.kill().unwrap();
+    holder.0.wait().unwrap();
     let st = json(&["stat", &b.name, "--json"]);
     assert_eq!(st["writer_pid"], pid);
     assert_eq!(st["writer_alive"], false);
@@ -366,19 +391,32 @@ fn a_stopped_subscriber_learns_exactly_how_many_it_missed() {
 #[test]
 fn killed_subscribers_show_dead_and_are_reaped_by_the_next() {
     let b = TestObject::new("bcast-reap");
-    ok(&["pub", &b.name, "--count", "0"]);
-    let mut victim = shmkit_cmd()
-        .args(["sub", &b.name])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = victim.id();
+    // `pub` reading a standard input kept open is a live writer, so the
+    // subscribers wait rather than find the writer gone.
+    let mut publisher = Guard(
+        shmkit_cmd()
+            .args(["pub", &b.name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let writer = publisher.0.id();
+    stat_until(&b.name, "the writer", |st| st["writer_pid"] == writer);
+    let mut victim = Guard(
+        shmkit_cmd()
+            .args(["sub", &b.name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = victim.0.id();
     stat_until(&b.name, "the victim", |st| {
         subscribers(st).iter().any(|s| s["pid"] == pid)
     });
-    victim.kill().unwrap();
-    victim.wait().unwrap();
+    victim.0.kill().unwrap();
+    victim.0.wait().unwrap();
     let st = json(&["stat", &b.name, "--json"]);
     let dead = subscribers(&st).iter().find(|s| s["pid"] == pid).unwrap();
     assert_eq!(dead["alive"], false, "{st}");
@@ -393,10 +431,13 @@ fn killed_subscribers_show_dead_and_are_reaped_by_the_next() {
         subscribers(st).iter().any(|s| s["pid"] == next.id())
     });
     assert!(subscribers(&st).iter().all(|s| s["pid"] != pid), "{st}");
-    ok(&["pub", &b.name, "--count", "1", "--tag", "t"]);
+    let mut stdin = publisher.0.stdin.take().unwrap();
+    stdin.write_all(b"t 0\n").unwrap();
+    drop(stdin);
     let (status, out, err) = finish(next, Duration::from_secs(30), "sub");
     assert!(status.success(), "{err}");
     assert_eq!(out, "t 0\n");
+    assert!(publisher.0.wait().unwrap().success());
 }
 
 #[test]
