@@ -48,6 +48,9 @@
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 
+// Under loom only its models use it (boards and broadcasts are not built).
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) mod bell;
 pub mod board;
 pub mod broadcast;
 pub mod channel;

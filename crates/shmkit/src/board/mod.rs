@@ -21,8 +21,9 @@
 //!   "board has a live writer pid N" unless that process is dead, in which
 //!   case it is taken over.
 //! - **Watching.** [`Board::wait_for_change`] spins briefly, then sleeps on
-//!   a shared futex ([`Event`](crate::sync::Event)); the writer makes the wake-up syscall only
-//!   when somebody sleeps.
+//!   a shared futex (a bell: like [`Event`](crate::sync::Event), but the
+//!   writer makes at most one wake-up syscall per sleep, and none while
+//!   nobody sleeps).
 //!
 //! # Readers that cannot keep up
 //! A copy is refused only if the writer completed *two* writes during it
@@ -39,7 +40,7 @@
 //! 64              parameters (maximum size, slot size, value type), claims
 //! 128             writer identity word (pid | start time)
 //! 256             sequence word            (own 128-byte block)
-//! 384             "new version" event      (own 128-byte block)
+//! 384             "new version" bell       (own 128-byte block)
 //! 512             slot 0: length word, then the value as 64-bit words
 //! 512 + slot size slot 1
 //! ```

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::seqlock::{self, PendingWrite, ReadError, SeqlockWords};
+use crate::bell::Bell;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{HeaderInfo, Kind, HEADER_SIZE};
 use crate::posix::ShmName;
 use crate::process::ProcessId;
 use crate::region::Region;
 use crate::shared_object::{self, Claim};
-use crate::sync::Event;
 
 /// The largest value a board can hold, in bytes.
 pub const MAX_SIZE: usize = 1 << 30;
@@ -51,8 +51,8 @@ struct Control {
     seq: AtomicU64,
     _pad2: [AtomicU64; 15],
     /// Bumped after every write; watchers sleep on it.
-    event: Event,
-    _pad3: [AtomicU32; 29],
+    bell: Bell,
+    _pad3: [AtomicU32; 30],
 }
 
 const CONTROL_OFFSET: usize = HEADER_SIZE;
@@ -64,10 +64,10 @@ const _: () = {
     assert!(CONTROL_OFFSET % 64 == 0);
     assert!(align_of::<Control>() == 8);
     assert!(CONTROL_OFFSET + offset_of!(Control, writer) == 128);
-    // The sequence word and the event each get a 128-byte block of their
+    // The sequence word and the bell each get a 128-byte block of their
     // own (the adjacent-line prefetcher pulls 64-byte lines in pairs).
     assert!(CONTROL_OFFSET + offset_of!(Control, seq) == 256);
-    assert!(CONTROL_OFFSET + offset_of!(Control, event) == 384);
+    assert!(CONTROL_OFFSET + offset_of!(Control, bell) == 384);
     assert!(SLOTS_START == 512);
 };
 
@@ -263,7 +263,7 @@ impl Inner {
         }
         // A timeout too large to add to now is, for all purposes, for ever.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        if self.control().event.wait_until(changed, deadline)? {
+        if self.control().bell.wait_until(changed, deadline)? {
             Ok(())
         } else {
             Err(self.err(
@@ -347,7 +347,7 @@ impl Board {
             shared_object::create(name, Kind::Board, layout.total, mode, |region| {
                 // Relaxed: published by the Release store of READY that
                 // follows (`layout::publish_ready`). The rest is zero:
-                // version 0, an empty value, no writer, an idle event.
+                // version 0, an empty value, no writer, an idle bell.
                 region
                     .atomic_u64(CONTROL_OFFSET + offset_of!(Control, max_size))?
                     .store(layout.max_size, Ordering::Relaxed);
@@ -612,7 +612,7 @@ impl BoardWriter {
     pub fn write(&mut self, value: &[u8]) -> Result<u64> {
         self.inner.type_check(value.len())?;
         let version = seqlock::write(&*self.inner, value);
-        self.inner.control().event.notify_all();
+        self.inner.control().bell.ring();
         Ok(version)
     }
 
@@ -700,7 +700,7 @@ impl BoardWrite<'_> {
         inner.type_check(len)?;
         seqlock::store_len(inner, self.pending, len as u64);
         let version = seqlock::commit_write(inner, self.pending);
-        inner.control().event.notify_all();
+        inner.control().bell.ring();
         Ok(version)
     }
 }

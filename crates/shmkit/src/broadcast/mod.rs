@@ -25,8 +25,10 @@
 //!   is reaped by the next subscriber to join (or [`Broadcast::reap`]), and
 //!   nobody ever waited for it.
 //! - **Waiting.** A subscriber with nothing to read spins briefly, then
-//!   sleeps on a shared futex ([`Event`](crate::sync::Event)); the writer
-//!   makes the wake-up syscall only when somebody sleeps.
+//!   sleeps on a shared futex (a bell: like [`Event`](crate::sync::Event),
+//!   but the writer makes at most one wake-up syscall per sleep, and none
+//!   while nobody sleeps, so a fast writer does not pay a syscall per
+//!   message while woken subscribers wait for a CPU).
 //! - **Observability.** Each subscriber publishes its cursor and its missed
 //!   count in its table entry (relaxed stores to its own cache line), so
 //!   [`Broadcast::stats`] shows every subscriber's pid, liveness and lag.
@@ -37,7 +39,7 @@
 //! 64              parameters (capacity, maximum message, slot size), counters
 //! 128             writer identity word (pid | start time)
 //! 256             head: the next position to write   (own 128-byte block)
-//! 384             "new message" event                 (own 128-byte block)
+//! 384             "new message" bell                  (own 128-byte block)
 //! 512             subscriber table: 128 × 64 bytes (identity, cursor, missed, joined at)
 //! 8704            slots: capacity × slot size; a slot is its sequence word,
 //!                 the message length, and the message as 64-bit words

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::ring::{self, RingWords, Step};
+use crate::bell::Bell;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{HeaderInfo, Kind, HEADER_SIZE};
 use crate::posix::ShmName;
 use crate::process::{self, ProcessId};
 use crate::region::Region;
 use crate::shared_object::{self, Claim};
-use crate::sync::Event;
 
 pub use crate::board::WriterInfo;
 
@@ -53,8 +53,8 @@ struct Control {
     head: AtomicU64,
     _pad2: [AtomicU64; 15],
     /// Bumped after every message (and when the writer leaves).
-    event: Event,
-    _pad3: [AtomicU32; 29],
+    bell: Bell,
+    _pad3: [AtomicU32; 30],
 }
 
 /// One subscriber's entry in the table: written by that subscriber only
@@ -85,10 +85,10 @@ const REAPING: u64 = 1 << 22;
 const _: () = {
     assert!(align_of::<Control>() == 8 && align_of::<Entry>() == 8);
     assert!(CONTROL_OFFSET + offset_of!(Control, writer) == 128);
-    // Head and event each get a 128-byte block of their own (the
+    // Head and bell each get a 128-byte block of their own (the
     // adjacent-line prefetcher pulls 64-byte lines in pairs).
     assert!(CONTROL_OFFSET + offset_of!(Control, head) == 256);
-    assert!(CONTROL_OFFSET + offset_of!(Control, event) == 384);
+    assert!(CONTROL_OFFSET + offset_of!(Control, bell) == 384);
     assert!(ENTRIES_OFFSET == 512);
     // One entry per cache line: subscribers never share a line.
     assert!(size_of::<Entry>() == 64);
@@ -342,7 +342,7 @@ impl Broadcast {
             |region| {
                 // Relaxed: published by the Release store of READY that
                 // follows. Everything else starts at zero: head 0, every
-                // slot never written, no writer, no subscriber, an idle event.
+                // slot never written, no writer, no subscriber, an idle bell.
                 let at = |field: usize| region.atomic_u64(CONTROL_OFFSET + field);
                 at(offset_of!(Control, capacity))?.store(layout.capacity, Ordering::Relaxed);
                 at(offset_of!(Control, max_msg))?.store(layout.max_msg, Ordering::Relaxed);
@@ -430,7 +430,7 @@ impl Broadcast {
         let claim = shared_object::claim_writer(&c.writer, &c.claims, "broadcast", &inner.name)?;
         let position = ring::recover(inner);
         // Subscribers waiting for a writer look again.
-        c.event.notify_all();
+        c.bell.ring();
         Ok(Publisher {
             inner: self.inner.clone(),
             claim,
@@ -656,7 +656,7 @@ impl Publisher {
         }
         let position = self.position;
         self.position = ring::send(inner, position, msg);
-        inner.control().event.notify_all();
+        inner.control().bell.ring();
         Ok(position)
     }
 
@@ -693,7 +693,7 @@ impl Drop for Publisher {
         let c = self.inner.control();
         shared_object::release_writer(&c.writer, self.claim);
         // Subscribers waiting for messages learn that the writer left.
-        c.event.notify_all();
+        c.bell.ring();
     }
 }
 
@@ -859,7 +859,7 @@ impl Subscriber {
             // store in `Publisher::drop`.
             let writer = c.writer.load(Ordering::Acquire);
             let cursor = self.cursor;
-            let woke = c.event.wait_until(
+            let woke = c.bell.wait_until(
                 || ring::ready(inner, cursor) || c.writer.load(Ordering::Relaxed) != writer,
                 Some(until),
             )?;
