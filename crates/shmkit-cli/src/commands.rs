@@ -152,8 +152,14 @@ pub fn stat(out: &mut dyn Write, name: &str, json: bool) -> Result<u8> {
     }
     let entry = inventory::posix_object(name)?;
     let scan = ProcessScan::new();
+    // A board or broadcast adds its own state (version, writer, subscribers).
+    let extra = crate::board::stat_extra(name);
     if json {
-        print_json(out, &posix_json(&scan, &entry))?;
+        let mut value = posix_json(&scan, &entry);
+        if let (Some(extra), Some(obj)) = (extra, value.as_object_mut()) {
+            obj.extend(extra.json);
+        }
+        print_json(out, &value)?;
         return Ok(0);
     }
     let md = &entry.metadata;
@@ -177,6 +183,9 @@ pub fn stat(out: &mut dyn Write, name: &str, json: bool) -> Result<u8> {
         ("mapped by", show::pid_list(&mapped_by)),
         ("open by", show::pid_list(&open_by)),
     ];
+    if let Some(extra) = extra {
+        lines.extend(extra.lines);
+    }
     if entry.file_type != FileType::Regular {
         lines.push((
             "note",

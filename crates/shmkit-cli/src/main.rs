@@ -3,6 +3,7 @@
 //! formatting and exit codes live here, every mechanism lives there.
 
 mod bench;
+mod board;
 mod chan;
 mod commands;
 mod demo;
@@ -168,6 +169,45 @@ enum Command {
         #[command(flatten)]
         chan: ChanArgs,
     },
+    /// Blackboard commands: create a board, set its value, get (or watch) it.
+    #[command(subcommand)]
+    Board(board::BoardCommand),
+    /// Publish each line of standard input as one broadcast message (or N
+    /// numbered messages `TAG I`), creating the broadcast if absent. Never
+    /// waits for subscribers: the oldest messages are overwritten.
+    Pub {
+        /// Broadcast name.
+        name: String,
+        /// Send this many numbered messages instead of standard input.
+        #[arg(long)]
+        count: Option<u64>,
+        /// The TAG of numbered messages (default: this process's pid).
+        #[arg(long)]
+        tag: Option<String>,
+        #[command(flatten)]
+        bcast: board::BcastArgs,
+    },
+    /// Print each broadcast message published from now on as a line, and
+    /// `lagged: missed N messages` on standard error when the ring
+    /// overwrote some first; until N messages are accounted for (printed
+    /// or missed) or, without --count, the writer is gone. Creates the
+    /// broadcast if absent.
+    Sub {
+        /// Broadcast name.
+        name: String,
+        /// Stop after this many messages, printed or missed (an error if
+        /// the writer leaves first).
+        #[arg(long)]
+        count: Option<u64>,
+        /// Start with the oldest messages still in the ring.
+        #[arg(long)]
+        from_oldest: bool,
+        /// Write each line as soon as it is received.
+        #[arg(long)]
+        unbuffered: bool,
+        #[command(flatten)]
+        bcast: board::BcastArgs,
+    },
     /// Walk the textbook flow: create, write from one process, read from
     /// another, list, remove; then a producer and a consumer process over a
     /// channel, with the messages per second they reach.
@@ -289,6 +329,20 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             unbuffered,
             chan,
         } => chan::consume(out, &name, count, unbuffered, &chan.options()),
+        Command::Board(cmd) => board::board(out, cmd),
+        Command::Pub {
+            name,
+            count,
+            tag,
+            bcast,
+        } => board::publish(&name, count, tag, &bcast),
+        Command::Sub {
+            name,
+            count,
+            from_oldest,
+            unbuffered,
+            bcast,
+        } => board::subscribe(out, &name, count, from_oldest, unbuffered, &bcast),
         Command::Demo { messages } => demo::run(out, messages),
         Command::Bench(args) => bench::run(out, args),
         Command::BenchChild { spec } => Ok(shmkit_bench::child_main(&spec) as u8),

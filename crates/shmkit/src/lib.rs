@@ -15,6 +15,12 @@
 //!   and [`sync::Semaphore`] (spin, then shared futex; no syscall on the busy
 //!   path), a robust [`sync::Mutex`] that reports a dead owner, and the C
 //!   library's `sem_t` semaphores.
+//! - [`board`]: a blackboard: one value, one writer at a time, any number
+//!   of readers, each seeing the latest complete version (a double-buffered
+//!   sequence lock: the writer never waits, no read is ever torn).
+//! - [`broadcast`]: one writer, many subscribers, every subscriber sees
+//!   every message or learns exactly how many it missed; the writer never
+//!   waits for a slow subscriber.
 //! - [`error`]: one [`Error`] carrying the operation, the object and the OS reason.
 //!
 //! # Safety model
@@ -42,6 +48,11 @@
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 
+// Under loom only its models use it (boards and broadcasts are not built).
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) mod bell;
+pub mod board;
+pub mod broadcast;
 pub mod channel;
 pub mod error;
 pub mod inventory;
@@ -50,6 +61,8 @@ pub mod posix;
 pub(crate) mod primitive;
 pub mod process;
 pub mod region;
+#[cfg(not(loom))]
+mod shared_object;
 pub mod sync;
 pub mod sysv;
 

@@ -1,0 +1,371 @@
+//! [`Bell`]: "something changed", rung by a writer and waited for by many
+//! readers, with at most one `FUTEX_WAKE` per sleep instead of one per
+//! change.
+//!
+//! # Why not [`Event`](crate::sync::Event)
+//! An event counts its sleepers, and a sleeper leaves the count only when
+//! it runs again. With more readers than cores, readers woken by one notify
+//! wait a while for a CPU, still counted, so the writer's next notifies all
+//! make a `FUTEX_WAKE` that wakes nobody: measured with `examples/fanout`
+//! on two cores, a broadcast writer with two subscribers or more spent
+//! most of its time in those syscalls (2.4 M messages a second delivered
+//! instead of 7.5 M). A bell remembers only *whether* somebody may be
+//! asleep, and the first ring after that clears it.
+//!
+//! # Protocol
+//! One 32-bit word, the futex word: `generation << 1 | parked`.
+//!
+//! A waiter, in [`Bell::wait_until`]:
+//! 1. checks its condition; spins for a bounded, adaptive time, only
+//!    loading (as [`Event`](crate::sync::Event) does);
+//! 2. sets `parked` with a `fetch_or` (a read-modify-write even when the
+//!    bit is already set: see below), getting the word `w` it set;
+//! 3. a `SeqCst` fence;
+//! 4. checks its condition again: if it holds, returns;
+//! 5. `FUTEX_WAIT`s while the word equals `w`; then goes back to 2.
+//!
+//! A ringer, in [`Bell::ring`], after storing whatever makes the condition
+//! true:
+//! 1. a `SeqCst` fence;
+//! 2. loads the word: if `parked` is clear, returns (no syscall);
+//! 3. otherwise adds 1 by compare-and-swap, which clears `parked` and bumps
+//!    the generation, and `FUTEX_WAKE`s every sleeper.
+//!
+//! # Why no wake-up is lost
+//! Waiter steps 2–4 and ringer steps 1–2 are Dekker's pattern. The fences
+//! are ordered one way or the other:
+//! - the waiter's fence first: the ringer's load sees the waiter's own
+//!   `fetch_or` or a later change of the word, which is either another
+//!   waiter's `fetch_or` (`parked` set: the ringer rings) or another
+//!   ringer's increment (which woke, or changed the word under, the
+//!   sleeper). This is why every waiter writes the word in step 2: a
+//!   waiter that merely *read* another's bit would have no write of its
+//!   own for the fence rule to make visible.
+//! - the ringer's fence first: the waiter's step-4 check sees the
+//!   condition the ringer stored before it.
+//!
+//! Either way the waiter does not sleep through the change: it sleeps only
+//! while the word equals `w`, and any ring after step 2 changes the word.
+//!
+//! A waiter that sets `parked` and then finds its condition true leaves the
+//! bit set: the next ring makes one needless `FUTEX_WAKE`. The generation
+//! wraps after 2³¹ rings that found a sleeper; a waiter would sleep through
+//! a change only if exactly a multiple of that many happened between its
+//! steps 2 and 5. The loom models below check the protocol.
+
+#[cfg(not(loom))]
+use std::time::Duration;
+use std::time::Instant;
+
+use crate::error::Result;
+use crate::primitive::{fence, spin_loop, AtomicU32, Ordering};
+use crate::sync::futex;
+
+const PARKED: u32 = 1;
+
+/// The longest a waiter spins before it sleeps, in µs (as `Event`).
+const SPIN_MAX_US: u32 = 40;
+/// The shortest spin budget the adaptation goes down to, in µs.
+const SPIN_MIN_US: u32 = 2;
+/// Polls of the condition between two reads of the clock while spinning.
+const SPIN_BATCH: u32 = 32;
+
+/// A wake-up for many waiters in shared memory: 8 bytes, two atomics, all
+/// zero when idle. See the module documentation.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Bell {
+    /// The futex word: `generation << 1 | parked`.
+    word: AtomicU32,
+    /// The learnt spin budget in µs; 0 means "not learnt" (the maximum).
+    spin_us: AtomicU32,
+}
+
+#[cfg(not(loom))]
+const _: () = {
+    assert!(std::mem::size_of::<Bell>() == 8);
+    assert!(std::mem::align_of::<Bell>() == 4);
+};
+
+impl Bell {
+    /// A new, idle bell in ordinary memory (tests).
+    #[cfg(test)]
+    pub(crate) fn new() -> Self {
+        Bell {
+            word: AtomicU32::new(0),
+            spin_us: AtomicU32::new(0),
+        }
+    }
+
+    /// Waits until `cond` returns true or `deadline` passes (`None`: for
+    /// ever); returns whether it held. `cond` only loads, and is called
+    /// once more after the deadline. A ringer must make the condition true
+    /// *before* it rings.
+    ///
+    /// # Errors
+    /// Only if `FUTEX_WAIT` fails for a reason other than a wake-up, a
+    /// changed word, a signal or a timeout.
+    pub(crate) fn wait_until(
+        &self,
+        mut cond: impl FnMut() -> bool,
+        deadline: Option<Instant>,
+    ) -> Result<bool> {
+        if cond() || self.spin(&mut cond, deadline) {
+            return Ok(true);
+        }
+        self.sleep_until(&mut cond, deadline)
+    }
+
+    #[cold]
+    fn sleep_until(
+        &self,
+        cond: &mut impl FnMut() -> bool,
+        deadline: Option<Instant>,
+    ) -> Result<bool> {
+        loop {
+            if cond() {
+                return Ok(true);
+            }
+            let timeout = match deadline {
+                None => None,
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Ok(cond());
+                    }
+                    Some(deadline - now)
+                }
+            };
+            // Step 2: register, always with a write of our own (module
+            // doc). Relaxed: the fence below orders it.
+            let w = self.word.fetch_or(PARKED, Ordering::Relaxed) | PARKED;
+            // Step 3, SYNC POINT (Dekker): pairs with the SeqCst fence in
+            // `ring`. Either that ring's load sees our registration, or our
+            // check below sees what the ringer stored before ringing.
+            fence(Ordering::SeqCst);
+            // Step 4. `cond` does its own loads, ordered by the fence.
+            if cond() {
+                return Ok(true);
+            }
+            // Step 5: sleeps only while the word is still `w`. Every
+            // outcome (woken, changed, interrupted, timed out) loops: the
+            // deadline check above decides.
+            futex::wait(&self.word, w, timeout)?;
+        }
+    }
+
+    /// Wakes every sleeping waiter, if any may be asleep; makes no syscall
+    /// otherwise, nor for a second ring before any waiter sleeps again.
+    #[inline]
+    pub(crate) fn ring(&self) {
+        // Step 1, SYNC POINT (Dekker): pairs with the SeqCst fence in
+        // `sleep_until`, between registering and re-checking.
+        fence(Ordering::SeqCst);
+        // Step 2. Relaxed: ordered by the fence above.
+        let mut w = self.word.load(Ordering::Relaxed);
+        while w & PARKED != 0 {
+            // Step 3: clear `parked`, bump the generation. Relaxed: the
+            // fence above ordered our condition store before it, and the
+            // futex compare in the kernel is what sleepers rely on.
+            match self.word.compare_exchange_weak(
+                w,
+                w.wrapping_add(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    self.wake();
+                    return;
+                }
+                Err(now) => w = now,
+            }
+        }
+    }
+
+    #[cold]
+    fn wake(&self) {
+        // FUTEX_WAKE fails only for a bad address, which `&self.word` is
+        // not; there is nothing a ringer could do about it anyway.
+        let woken = futex::wake(&self.word, u32::MAX);
+        debug_assert!(woken.is_ok(), "FUTEX_WAKE failed: {woken:?}");
+    }
+
+    /// Whether a waiter may be asleep (a diagnostic).
+    #[cfg(test)]
+    pub(crate) fn parked(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & PARKED != 0
+    }
+
+    /// Spins for the learnt budget (or until `deadline`, if sooner); true
+    /// if `cond` became true meanwhile. As `Event`'s: success doubles the
+    /// budget, a spin that ran out halves it, one the deadline cut short
+    /// teaches nothing.
+    #[cfg(not(loom))]
+    #[inline]
+    fn spin(&self, cond: &mut impl FnMut() -> bool, deadline: Option<Instant>) -> bool {
+        // Relaxed: a hint; clamp garbage from shared memory.
+        let learnt = self.spin_us.load(Ordering::Relaxed);
+        let budget = if learnt == 0 || learnt > SPIN_MAX_US {
+            SPIN_MAX_US
+        } else {
+            learnt.max(SPIN_MIN_US)
+        };
+        let start = Instant::now();
+        let mut limit = Duration::from_micros(u64::from(budget));
+        let mut cut_short = false;
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(start);
+            if left < limit {
+                (limit, cut_short) = (left, true);
+            }
+        }
+        if limit.is_zero() {
+            return false;
+        }
+        let succeeded = 'spin: loop {
+            for _ in 0..SPIN_BATCH {
+                spin_loop();
+                if cond() {
+                    break 'spin true;
+                }
+            }
+            if start.elapsed() >= limit {
+                break false;
+            }
+        };
+        let next = if succeeded {
+            budget.saturating_mul(2).min(SPIN_MAX_US)
+        } else if cut_short {
+            return false;
+        } else {
+            (budget / 2).max(SPIN_MIN_US)
+        };
+        if next != learnt {
+            // Relaxed: a hint, written only when it changes.
+            self.spin_us.store(next, Ordering::Relaxed);
+        }
+        succeeded
+    }
+
+    /// Under loom: one poll and no clock, so the models take the sleep path.
+    #[cfg(loom)]
+    fn spin(&self, cond: &mut impl FnMut() -> bool, _deadline: Option<Instant>) -> bool {
+        spin_loop();
+        cond()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32 as StdAtomicU32;
+    use std::sync::atomic::Ordering as StdOrdering;
+
+    #[test]
+    fn times_out_and_returns_at_once_when_true() {
+        let bell = Bell::new();
+        assert!(bell.wait_until(|| true, None).unwrap());
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(30);
+        assert!(!bell.wait_until(|| false, Some(deadline)).unwrap());
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        // It registered, so the next ring clears the flag (one syscall) and
+        // the one after makes none.
+        assert!(bell.parked());
+        bell.ring();
+        assert!(!bell.parked());
+        bell.ring();
+        assert_eq!(bell.word.load(StdOrdering::Relaxed), 2);
+    }
+
+    #[test]
+    fn ring_wakes_sleeping_threads() {
+        let bell = Bell::new();
+        let flag = StdAtomicU32::new(0);
+        std::thread::scope(|s| {
+            let waiters: Vec<_> = (0..3)
+                .map(|_| {
+                    s.spawn(|| {
+                        let deadline = Instant::now() + Duration::from_secs(10);
+                        bell.wait_until(|| flag.load(StdOrdering::Acquire) == 1, Some(deadline))
+                    })
+                })
+                .collect();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !bell.parked() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            flag.store(1, StdOrdering::Release);
+            bell.ring();
+            for w in waiters {
+                assert!(w.join().unwrap().unwrap());
+            }
+        });
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_models {
+    //! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p shmkit --release --lib bell`
+    //!
+    //! Waiters wait without a deadline and the futex model really blocks,
+    //! so a lost wake-up shows up as a deadlock.
+    use super::*;
+    use loom::sync::Arc;
+
+    fn model(bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = bound;
+        builder.check(f);
+    }
+
+    /// One ringer, one waiter: the waiter always wakes.
+    #[test]
+    fn a_ring_wakes_the_waiter() {
+        model(None, || {
+            let shared = Arc::new((Bell::new(), AtomicU32::new(0)));
+            let ringer = {
+                let shared = shared.clone();
+                loom::thread::spawn(move || {
+                    // Relaxed: the bell's fences must make it visible.
+                    shared.1.store(1, Ordering::Relaxed);
+                    shared.0.ring();
+                })
+            };
+            let (bell, flag) = &*shared;
+            assert!(bell
+                .wait_until(|| flag.load(Ordering::Relaxed) == 1, None)
+                .unwrap());
+            ringer.join().unwrap();
+        });
+    }
+
+    /// Two waiters, two rings: nobody sleeps through a change, including
+    /// a waiter that finds the bit already set by the other.
+    #[test]
+    fn two_waiters_two_rings() {
+        model(Some(3), || {
+            let shared = Arc::new((Bell::new(), AtomicU32::new(0)));
+            let waiters: Vec<_> = (0..2)
+                .map(|_| {
+                    let shared = shared.clone();
+                    loom::thread::spawn(move || {
+                        let (bell, count) = &*shared;
+                        assert!(bell
+                            .wait_until(|| count.load(Ordering::Relaxed) == 2, None)
+                            .unwrap());
+                    })
+                })
+                .collect();
+            let (bell, count) = &*shared;
+            for _ in 0..2 {
+                count.fetch_add(1, Ordering::Relaxed);
+                bell.ring();
+            }
+            for w in waiters {
+                w.join().unwrap();
+            }
+        });
+    }
+}

@@ -1,0 +1,73 @@
+//! Broadcast: one writer, any number of subscribers, every subscriber sees
+//! every message, and the writer never waits for anyone.
+//!
+//! A broadcast is a named POSIX object holding a [`layout`](crate::layout)
+//! header, a control block, a table of subscribers, and a ring of
+//! fixed-size slots, each guarded by its own sequence lock (the `ring`
+//! module, model-checked with loom):
+//!
+//! - **The writer never blocks.** When the ring is full it overwrites the
+//!   oldest message, whoever has not read it yet.
+//! - **Every subscriber reads every message, in order, or learns exactly
+//!   how many it missed.** Each subscriber keeps its own cursor; one that
+//!   falls more than the capacity behind gets
+//!   [`Received::Lagged`]` { missed }` with the exact count and resumes at
+//!   the oldest message still in the ring. For every subscriber, messages
+//!   received plus messages reported missed equals messages published
+//!   since it joined.
+//! - **No torn message.** A subscriber copies a slot with word-sized atomic
+//!   loads and checks the slot's sequence word before and after: a slot
+//!   overwritten mid-copy counts as missed, never as a message.
+//! - **Crashes.** A writer killed mid-message publishes nothing torn; a new
+//!   writer takes over ([`Broadcast::publisher`] succeeds only if the old one
+//!   is dead, else "broadcast has a live writer pid N"). Subscribers may
+//!   join, leave, or be killed at any time: a dead subscriber's table entry
+//!   is reaped by the next subscriber to join (or [`Broadcast::reap`]), and
+//!   nobody ever waited for it.
+//! - **Waiting.** A subscriber with nothing to read spins briefly, then
+//!   sleeps on a shared futex (a bell: like [`Event`](crate::sync::Event),
+//!   but the writer makes at most one wake-up syscall per sleep, and none
+//!   while nobody sleeps, so a fast writer does not pay a syscall per
+//!   message while woken subscribers wait for a CPU).
+//! - **Observability.** Each subscriber publishes its cursor and its missed
+//!   count in its table entry (relaxed stores to its own cache line), so
+//!   [`Broadcast::stats`] shows every subscriber's pid, liveness and lag.
+//!
+//! ```text
+//! offset          contents
+//! 0               object header (magic, version, kind, ready flag, creator)
+//! 64              parameters (capacity, maximum message, slot size), counters
+//! 128             writer identity word (pid | start time)
+//! 256             head: the next position to write   (own 128-byte block)
+//! 384             "new message" bell                  (own 128-byte block)
+//! 512             subscriber table: 128 × 64 bytes (identity, cursor, missed, joined at)
+//! 8704            slots: capacity × slot size; a slot is its sequence word,
+//!                 the message length, and the message as 64-bit words
+//! ```
+//!
+//! All processes must share a pid namespace: liveness is judged from
+//! `/proc/PID/stat`.
+//!
+//! ```no_run
+//! use shmkit::broadcast::{Broadcast, BroadcastOptions, Received};
+//!
+//! let news = Broadcast::open_or_create("/news", BroadcastOptions::new().capacity(256))?;
+//! let mut sub = news.subscribe()?;
+//! let mut publisher = news.publisher()?;
+//! publisher.send(b"extra! extra!")?;
+//! match sub.recv()? {
+//!     Received::Message { position, value } => println!("{position}: {value:?}"),
+//!     Received::Lagged { missed } => eprintln!("missed {missed} messages"),
+//! }
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+
+// Under loom only the models use the algorithm.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) mod ring;
+
+#[cfg(not(loom))]
+mod shared;
+
+#[cfg(not(loom))]
+pub use shared::*;

@@ -1,0 +1,622 @@
+//! The broadcast ring: one writer that never waits, any number of
+//! subscribers that each read every message, or learn exactly how many
+//! they missed.
+//!
+//! # Algorithm
+//! A ring of `capacity` slots (a power of two); message position `p` goes
+//! to slot `p % capacity`, overwriting position `p - capacity`. Each slot
+//! is guarded by its own sequence lock, whose word also says which
+//! position the slot holds:
+//!
+//! ```text
+//! slot seq = 0        never written
+//! slot seq = 2p + 1   position p is being written (or its writer died)
+//! slot seq = 2p + 2   position p is complete
+//! ```
+//!
+//! and `head` is the next position the writer will write (every position
+//! below it is complete). Writing position `p` (one writer at a time; the
+//! broadcast's writer identity word makes sure):
+//! 1. store `2p + 1` in the slot's seq (Release);
+//! 2. a Release fence;
+//! 3. store the length and data words (Relaxed);
+//! 4. store `2p + 2` in the slot's seq (Release);
+//! 5. store `p + 1` in `head` (Release).
+//!
+//! The writer never reads what subscribers do: a subscriber that falls
+//! behind is overwritten, never waited for.
+//!
+//! A subscriber keeps its cursor `c` (the next position it wants) in its
+//! own memory. To read it:
+//! 1. `s1` = the seq of slot `c % capacity` (Acquire);
+//! 2. if `s1` says position `c` is complete, copy the length and data
+//!    words out (Relaxed), an Acquire fence, reload the seq (Relaxed): if
+//!    it still equals `s1` the copy is message `c`, whole; if not, the
+//!    writer overwrote it mid-copy and `c` is lost;
+//! 3. if `s1` says an older position (or `c` itself, mid-write), nothing
+//!    is there yet: wait;
+//! 4. if `s1` says a newer position, `c` is lost.
+//!
+//! # Lag accounting
+//! A subscriber that finds `c` lost loads `head` = `h` (Acquire) and
+//! resumes at `max(h - capacity, c + 1)`, the oldest position that can
+//! still be in the ring, reporting `resume - c` messages missed. Every
+//! position counted as missed was really overwritten: a newer position in
+//! slot `c` means `h >= c + capacity` (the writer stored `head` before it
+//! began that position, and the subscriber's Acquire load of the slot's
+//! seq synchronises with that Release store), and each `x < h - capacity`
+//! had its slot rewritten by `x + capacity < h`. Every position from
+//! `resume` on is later either received or counted missed, so for each
+//! subscriber `received + missed` equals the positions published after it
+//! joined, exactly.
+//!
+//! # Why a torn message is never accepted
+//! As for the board's sequence lock: if the copy loaded any word stored
+//! for a later position, that position's Release fence (writer step 2)
+//! synchronises with the subscriber's Acquire fence, so the reload sees
+//! that position's odd seq (or later) and differs from `s1`. Loom checks
+//! it, and the lag arithmetic, in the models below.
+//!
+//! # A writer that dies
+//! A writer killed between steps 1 and 4 leaves the slot's seq odd: the
+//! message was never published, and subscribers wait at `c`. One killed
+//! between 4 and 5 leaves a complete message that `head` does not count
+//! yet. A new writer calls [`recover`] first, which counts the latter, then
+//! writes from `head` on, rewriting an unfinished slot.
+//!
+//! Positions have 63 bits: at a billion messages a second they last 146
+//! years.
+
+use crate::primitive::{fence, AtomicU64, Ordering};
+
+/// Where a broadcast ring's words live: shared memory in production, the
+/// heap under loom. Implementations guarantee that `capacity()` is a power
+/// of two, that `slot_seq(i)`, `slot_len(i)` and `slot_data(i)` are valid
+/// for every `i < capacity()`, and that each `slot_data(i)` holds at least
+/// `ceil(max_len() / 8)` words.
+pub(crate) trait RingWords {
+    fn capacity(&self) -> u64;
+    fn max_len(&self) -> u64;
+    /// The next position the writer will write.
+    fn head(&self) -> &AtomicU64;
+    fn slot_seq(&self, index: usize) -> &AtomicU64;
+    fn slot_len(&self, index: usize) -> &AtomicU64;
+    fn slot_data(&self, index: usize) -> &[AtomicU64];
+}
+
+/// What a slot's sequence word says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SlotState {
+    /// Never written.
+    Empty,
+    /// Position `p` is being written (or its writer died).
+    Writing(u64),
+    /// Position `p` is complete.
+    Complete(u64),
+}
+
+impl SlotState {
+    pub(crate) fn decode(seq: u64) -> Self {
+        match seq {
+            0 => SlotState::Empty,
+            s if s & 1 == 1 => SlotState::Writing(s >> 1),
+            s => SlotState::Complete((s >> 1) - 1),
+        }
+    }
+
+    fn position(self) -> Option<u64> {
+        match self {
+            SlotState::Empty => None,
+            SlotState::Writing(p) | SlotState::Complete(p) => Some(p),
+        }
+    }
+}
+
+/// What one receive attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Message `cursor`, `len` bytes, copied out whole. Advance the cursor by one.
+    Message { len: usize },
+    /// Nothing at `cursor` yet.
+    Empty,
+    /// Messages `cursor..resume` are gone. Continue at `resume`.
+    Lagged { resume: u64 },
+    /// A state the protocol never writes: a peer wrote garbage.
+    Corrupt { index: usize, seq: u64, len: u64 },
+}
+
+/// The slot of `position`.
+#[inline]
+pub(crate) fn index_of(words: &impl RingWords, position: u64) -> usize {
+    (position & (words.capacity() - 1)) as usize
+}
+
+/// The next position the writer will write (Acquire: pairs with the
+/// writer's Release store in `commit`; every position below is complete).
+#[inline]
+pub(crate) fn head(words: &impl RingWords) -> u64 {
+    words.head().load(Ordering::Acquire)
+}
+
+/// Load-only peek for waiting: is there something at `cursor` (a message,
+/// or proof that it was lost)? Relaxed: a hint; `try_recv` decides.
+#[inline]
+pub(crate) fn ready(words: &impl RingWords, cursor: u64) -> bool {
+    let seq = words
+        .slot_seq(index_of(words, cursor))
+        .load(Ordering::Relaxed);
+    match SlotState::decode(seq) {
+        SlotState::Empty => false,
+        SlotState::Writing(p) => p > cursor,
+        SlotState::Complete(p) => p >= cursor,
+    }
+}
+
+/// One attempt to copy message `cursor` into `out` (cleared first).
+pub(crate) fn try_recv(words: &impl RingWords, cursor: u64, out: &mut Vec<u8>) -> Step {
+    let index = index_of(words, cursor);
+    let slot = words.slot_seq(index);
+    // Step 1. Acquire: pairs with the writer's Release stores of the slot's
+    // seq (steps 1 and 4): the words of the position it names are visible,
+    // and so is `head` as the writer stored it before.
+    let s1 = slot.load(Ordering::Acquire);
+    let state = SlotState::decode(s1);
+    if let Some(p) = state.position() {
+        // A slot only ever holds positions that map to it.
+        if index_of(words, p) != index {
+            return Step::Corrupt {
+                index,
+                seq: s1,
+                len: 0,
+            };
+        }
+    }
+    match state {
+        SlotState::Complete(p) if p == cursor => {}
+        SlotState::Complete(p) | SlotState::Writing(p) if p > cursor => {
+            return lagged(words, cursor)
+        }
+        // Never written, an older lap, or `cursor` itself mid-write.
+        _ => return Step::Empty,
+    }
+    // Step 2. Relaxed: ordered by the fences (module doc). Untrusted:
+    // clamped for the copy, checked once the copy is known consistent.
+    let len = words.slot_len(index).load(Ordering::Relaxed);
+    let data = words.slot_data(index);
+    let n = len.min(words.max_len()).min(data.len() as u64 * 8) as usize;
+    out.clear();
+    out.reserve(n);
+    for word in &data[..n.div_ceil(8)] {
+        // Relaxed: a torn mix is caught by the re-check below.
+        out.extend_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+    }
+    out.truncate(n);
+    // SYNC POINT: pairs with the writer's Release fence (its step 2): if a
+    // load above saw a later position's word, the reload sees its odd seq.
+    fence(Ordering::Acquire);
+    // Relaxed: ordered after the copy by the fence above.
+    if slot.load(Ordering::Relaxed) != s1 {
+        // Overwritten while we copied: message `cursor` is lost.
+        return lagged(words, cursor);
+    }
+    if len > words.max_len() {
+        return Step::Corrupt {
+            index,
+            seq: s1,
+            len,
+        };
+    }
+    Step::Message { len: n }
+}
+
+/// Message `cursor` is gone: where to resume (see "Lag accounting").
+fn lagged(words: &impl RingWords, cursor: u64) -> Step {
+    let oldest = head(words).saturating_sub(words.capacity());
+    Step::Lagged {
+        resume: oldest.max(cursor + 1),
+    }
+}
+
+/// For a writer taking over: counts a message a dead writer completed but
+/// did not add to `head` (died between steps 4 and 5), and returns the
+/// position to write next.
+pub(crate) fn recover(words: &impl RingWords) -> u64 {
+    let pos = head(words);
+    let seq = words.slot_seq(index_of(words, pos)).load(Ordering::Acquire);
+    if SlotState::decode(seq) == SlotState::Complete(pos) {
+        // Release: pairs with the Acquire loads of `head`, as in `commit`.
+        words.head().store(pos + 1, Ordering::Release);
+        pos + 1
+    } else {
+        pos
+    }
+}
+
+/// A message being written at `position`, from [`begin`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pending {
+    pub position: u64,
+    pub index: usize,
+}
+
+/// Writer steps 1 and 2 for `position` (the writer's own count, starting
+/// from [`recover`]).
+pub(crate) fn begin(words: &impl RingWords, position: u64) -> Pending {
+    let index = index_of(words, position);
+    // Step 1. Release: pairs with the subscribers' Acquire load of the
+    // slot's seq: one that sees this sees `head` = `position` (stored in
+    // the previous commit, or loaded by `recover`), which its lag
+    // arithmetic relies on.
+    words
+        .slot_seq(index)
+        .store(2 * position + 1, Ordering::Release);
+    // Step 2, SYNC POINT: pairs with the subscribers' Acquire fence between
+    // copy and re-check: one that loads a word stored below sees the odd
+    // seq above when it re-checks.
+    fence(Ordering::Release);
+    Pending { position, index }
+}
+
+/// Writer step 3: the message's bytes. At most `max_len()` bytes (checked
+/// by the caller; more panics).
+pub(crate) fn store(words: &impl RingWords, pending: Pending, msg: &[u8]) {
+    let data = words.slot_data(pending.index);
+    assert!(msg.len() as u64 <= words.max_len() && msg.len().div_ceil(8) <= data.len());
+    let mut chunks = msg.chunks_exact(8);
+    for (word, chunk) in data.iter().zip(&mut chunks) {
+        let bytes: [u8; 8] = chunk.try_into().expect("chunks of 8");
+        // Relaxed: published by the Release store in `commit`.
+        word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut bytes = [0u8; 8];
+        bytes[..rest.len()].copy_from_slice(rest);
+        // Relaxed: as above.
+        data[msg.len() / 8].store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+    }
+    // Relaxed: as above.
+    words
+        .slot_len(pending.index)
+        .store(msg.len() as u64, Ordering::Relaxed);
+}
+
+/// Writer steps 4 and 5: publishes the message; returns the next position.
+pub(crate) fn commit(words: &impl RingWords, pending: Pending) -> u64 {
+    // Step 4. Release: pairs with the subscribers' Acquire load of the
+    // slot's seq: the words stored above are visible to whoever sees it.
+    words
+        .slot_seq(pending.index)
+        .store(2 * pending.position + 2, Ordering::Release);
+    // Step 5. Release: pairs with the Acquire loads of `head` (lag
+    // arithmetic, a writer taking over, statistics).
+    words.head().store(pending.position + 1, Ordering::Release);
+    pending.position + 1
+}
+
+/// Writes one whole message at `position`; returns the next position.
+pub(crate) fn send(words: &impl RingWords, position: u64, msg: &[u8]) -> u64 {
+    let pending = begin(words, position);
+    store(words, pending, msg);
+    commit(words, pending)
+}
+
+#[cfg(test)]
+pub(crate) mod heap {
+    //! A ring whose words live on the heap, for unit and loom tests.
+    use super::*;
+
+    pub(crate) struct HeapRing {
+        pub max_len: u64,
+        pub head: AtomicU64,
+        pub seq: Vec<AtomicU64>,
+        pub len: Vec<AtomicU64>,
+        pub data: Vec<Vec<AtomicU64>>,
+    }
+
+    impl HeapRing {
+        pub(crate) fn new(capacity: usize, max_len: usize) -> Self {
+            assert!(capacity.is_power_of_two());
+            let zeros = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
+            HeapRing {
+                max_len: max_len as u64,
+                head: AtomicU64::new(0),
+                seq: zeros(capacity),
+                len: zeros(capacity),
+                data: (0..capacity).map(|_| zeros(max_len.div_ceil(8))).collect(),
+            }
+        }
+    }
+
+    impl RingWords for HeapRing {
+        fn capacity(&self) -> u64 {
+            self.seq.len() as u64
+        }
+        fn max_len(&self) -> u64 {
+            self.max_len
+        }
+        fn head(&self) -> &AtomicU64 {
+            &self.head
+        }
+        fn slot_seq(&self, index: usize) -> &AtomicU64 {
+            &self.seq[index]
+        }
+        fn slot_len(&self, index: usize) -> &AtomicU64 {
+            &self.len[index]
+        }
+        fn slot_data(&self, index: usize) -> &[AtomicU64] {
+            &self.data[index]
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::heap::HeapRing;
+    use super::*;
+
+    fn recv(ring: &HeapRing, cursor: &mut u64) -> Result<Vec<u8>, u64> {
+        let mut out = Vec::new();
+        match try_recv(ring, *cursor, &mut out) {
+            Step::Message { len } => {
+                assert_eq!(len, out.len());
+                *cursor += 1;
+                Ok(out)
+            }
+            Step::Lagged { resume } => {
+                let missed = resume - *cursor;
+                *cursor = resume;
+                Err(missed)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_subscriber_reads_every_message_in_order() {
+        let ring = HeapRing::new(4, 16);
+        let mut pos = recover(&ring);
+        let (mut a, mut b) = (0, 0);
+        let mut out = Vec::new();
+        assert_eq!(try_recv(&ring, a, &mut out), Step::Empty);
+        assert!(!ready(&ring, a));
+        for round in 0..5u64 {
+            for k in 0..3 {
+                pos = send(&ring, pos, format!("m{}", round * 3 + k).as_bytes());
+            }
+            for k in 0..3 {
+                let want = format!("m{}", round * 3 + k).into_bytes();
+                assert!(ready(&ring, a));
+                assert_eq!(recv(&ring, &mut a), Ok(want.clone()));
+                assert_eq!(recv(&ring, &mut b), Ok(want));
+            }
+            assert_eq!(try_recv(&ring, a, &mut out), Step::Empty);
+        }
+        assert_eq!(head(&ring), 15);
+    }
+
+    #[test]
+    fn a_slow_subscriber_learns_exactly_what_it_missed() {
+        let ring = HeapRing::new(4, 8);
+        let mut pos = 0;
+        let mut slow = 0;
+        for i in 0..10u64 {
+            pos = send(&ring, pos, &i.to_ne_bytes());
+        }
+        // Positions 6..10 are in the ring; 0..6 are gone.
+        assert_eq!(recv(&ring, &mut slow), Err(6));
+        for i in 6..10u64 {
+            assert_eq!(recv(&ring, &mut slow), Ok(i.to_ne_bytes().to_vec()));
+        }
+        // Exactly a lap behind: position 10 overwrote 6.
+        let mut lap = 6;
+        pos = send(&ring, pos, b"x");
+        assert_eq!(pos, 11);
+        assert_eq!(recv(&ring, &mut lap), Err(1));
+        assert_eq!(lap, 7);
+    }
+
+    #[test]
+    fn a_message_being_written_is_not_read_and_overwrites_the_old_one() {
+        let ring = HeapRing::new(2, 8);
+        let mut pos = send(&ring, 0, b"zero");
+        pos = send(&ring, pos, b"one");
+        // The writer begins position 2 (overwriting 0) and stops there.
+        let p = begin(&ring, pos);
+        store(&ring, p, b"TORN");
+        let mut at_zero = 0;
+        assert_eq!(recv(&ring, &mut at_zero), Err(1), "0 is being overwritten");
+        assert_eq!(recv(&ring, &mut at_zero), Ok(b"one".to_vec()));
+        let mut out = Vec::new();
+        assert_eq!(try_recv(&ring, 2, &mut out), Step::Empty);
+        assert!(!ready(&ring, 2));
+        // A new writer rewrites the unfinished position.
+        assert_eq!(recover(&ring), 2);
+        send(&ring, 2, b"two");
+        assert_eq!(recv(&ring, &mut at_zero), Ok(b"two".to_vec()));
+    }
+
+    #[test]
+    fn a_writer_that_died_after_completing_a_slot_is_counted() {
+        let ring = HeapRing::new(4, 8);
+        let p = begin(&ring, 0);
+        store(&ring, p, b"done");
+        // Step 4 only: the slot is complete, head still 0.
+        ring.seq[0].store(2, Ordering::Release);
+        assert_eq!(head(&ring), 0);
+        assert_eq!(recover(&ring), 1);
+        assert_eq!(head(&ring), 1);
+        let mut c = 0;
+        assert_eq!(recv(&ring, &mut c), Ok(b"done".to_vec()));
+    }
+
+    #[test]
+    fn garbage_is_reported_not_trusted() {
+        let ring = HeapRing::new(4, 8);
+        send(&ring, 0, b"ok");
+        let mut out = Vec::new();
+        // A slot claiming a position that does not map to it.
+        ring.seq[1].store(2 * 2 + 2, Ordering::Relaxed);
+        assert!(matches!(
+            try_recv(&ring, 1, &mut out),
+            Step::Corrupt { index: 1, .. }
+        ));
+        // A length over the maximum.
+        ring.len[0].store(1 << 40, Ordering::Relaxed);
+        assert!(matches!(
+            try_recv(&ring, 0, &mut out),
+            Step::Corrupt { len, .. } if len == 1 << 40
+        ));
+        assert_eq!(out.len(), 8, "the copy was clamped");
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_models {
+    //! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p shmkit --release --lib broadcast::ring`
+    //!
+    //! Message `k` is two words `[k, k]`: a torn copy shows as two
+    //! different words, and a message must match its position.
+    use super::heap::HeapRing;
+    use super::*;
+    use loom::sync::Arc;
+
+    fn message(k: u64) -> [u8; 16] {
+        let mut m = [0u8; 16];
+        m[..8].copy_from_slice(&k.to_ne_bytes());
+        m[8..].copy_from_slice(&k.to_ne_bytes());
+        m
+    }
+
+    fn model(bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = bound;
+        builder.check(f);
+    }
+
+    /// A subscriber's view of one run: what it received and missed.
+    struct Account {
+        cursor: u64,
+        received: Vec<u64>,
+        missed: u64,
+    }
+
+    impl Account {
+        /// One attempt; returns false when nothing was there.
+        fn step(&mut self, ring: &HeapRing, out: &mut Vec<u8>) -> bool {
+            match try_recv(ring, self.cursor, out) {
+                Step::Message { len } => {
+                    assert_eq!(len, 16);
+                    let a = u64::from_ne_bytes(out[..8].try_into().unwrap());
+                    let b = u64::from_ne_bytes(out[8..16].try_into().unwrap());
+                    assert_eq!(a, b, "torn message accepted");
+                    assert_eq!(a, self.cursor, "message does not match its position");
+                    self.received.push(a);
+                    self.cursor += 1;
+                    true
+                }
+                Step::Lagged { resume } => {
+                    assert!(resume > self.cursor);
+                    // Every position counted missed really is gone: its
+                    // slot holds a later position (being written or
+                    // complete). If the lag arithmetic is right, the writer's
+                    // store of that later position happens before this load
+                    // (through the Acquire loads in `try_recv`), so by
+                    // coherence even a Relaxed load (which adds no
+                    // synchronisation to the model) must see it.
+                    for x in self.cursor..resume {
+                        let slot = &ring.seq[index_of(ring, x)];
+                        let now = SlotState::decode(slot.load(Ordering::Relaxed));
+                        assert!(
+                            matches!(now, SlotState::Writing(p) | SlotState::Complete(p) if p > x),
+                            "position {x} counted missed but its slot holds {now:?}"
+                        );
+                    }
+                    self.missed += resume - self.cursor;
+                    self.cursor = resume;
+                    true
+                }
+                Step::Empty => false,
+                Step::Corrupt { .. } => panic!("corrupt"),
+            }
+        }
+    }
+
+    /// One writer sends 3 messages into a ring of 2 while a subscriber
+    /// reads: it never accepts a slot overwritten mid-copy, receives in
+    /// order, and once the writer is done, received + missed == 3.
+    #[test]
+    fn overwritten_slots_are_never_accepted_and_lag_is_exact() {
+        model(Some(5), || {
+            let ring = Arc::new(HeapRing::new(2, 16));
+            let writer = {
+                let ring = ring.clone();
+                loom::thread::spawn(move || {
+                    let mut pos = recover(&*ring);
+                    for k in 0..3 {
+                        pos = send(&*ring, pos, &message(k));
+                    }
+                })
+            };
+            let mut acc = Account {
+                cursor: 0,
+                received: Vec::new(),
+                missed: 0,
+            };
+            let mut out = Vec::new();
+            // Read concurrently with the writer, a bounded number of tries.
+            for _ in 0..3 {
+                if !acc.step(&ring, &mut out) {
+                    loom::thread::yield_now();
+                }
+            }
+            writer.join().unwrap();
+            // Then drain: everything is accounted for, exactly.
+            while acc.cursor < 3 {
+                assert!(acc.step(&ring, &mut out), "stuck at {}", acc.cursor);
+            }
+            assert!(acc.received.windows(2).all(|w| w[0] < w[1]));
+            assert_eq!(acc.received.len() as u64 + acc.missed, 3);
+        });
+    }
+
+    /// A writer dies after beginning position 1 (seq odd, half the words
+    /// stored); a new writer recovers and writes positions 1 and 2 while a
+    /// subscriber reads. The half message is never accepted, and the
+    /// subscriber accounts for all three positions.
+    #[test]
+    fn a_writer_dying_mid_message_is_taken_over() {
+        model(Some(5), || {
+            let ring = Arc::new(HeapRing::new(2, 16));
+            let pos = send(&*ring, 0, &message(0));
+            let p = begin(&*ring, pos);
+            ring.data[p.index][0].store(99, Ordering::Relaxed);
+            let taker = {
+                let ring = ring.clone();
+                loom::thread::spawn(move || {
+                    let mut pos = recover(&*ring);
+                    assert_eq!(pos, 1);
+                    for k in 1..3 {
+                        pos = send(&*ring, pos, &message(k));
+                    }
+                })
+            };
+            let mut acc = Account {
+                cursor: 0,
+                received: Vec::new(),
+                missed: 0,
+            };
+            let mut out = Vec::new();
+            for _ in 0..3 {
+                if !acc.step(&ring, &mut out) {
+                    loom::thread::yield_now();
+                }
+            }
+            taker.join().unwrap();
+            while acc.cursor < 3 {
+                assert!(acc.step(&ring, &mut out), "stuck at {}", acc.cursor);
+            }
+            assert_eq!(acc.received.len() as u64 + acc.missed, 3);
+        });
+    }
+}

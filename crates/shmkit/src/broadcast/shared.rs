@@ -1,0 +1,922 @@
+//! Broadcasts over named shared memory: [`Broadcast`], [`Publisher`],
+//! [`Subscriber`].
+
+use std::mem::{align_of, offset_of, size_of};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::ring::{self, RingWords, Step};
+use crate::bell::Bell;
+use crate::error::{Error, ErrorKind, Result};
+use crate::layout::{HeaderInfo, Kind, HEADER_SIZE};
+use crate::posix::ShmName;
+use crate::process::{self, ProcessId};
+use crate::region::Region;
+use crate::shared_object::{self, Claim};
+
+pub use crate::board::WriterInfo;
+
+/// How long a waiting subscriber sleeps before it checks that the writer
+/// is still alive.
+pub const LIVENESS_SLICE: Duration = Duration::from_millis(50);
+/// Subscribers one broadcast can have at once.
+pub const MAX_SUBSCRIBERS: usize = 128;
+/// The largest capacity, in messages.
+pub const MAX_CAPACITY: usize = 1 << 24;
+/// The largest message, in bytes.
+pub const MAX_MESSAGE: usize = 1 << 30;
+
+/// The broadcast's fixed part, right after the common header. Atomics only
+/// (padding included), so a shared reference over memory other processes
+/// write is sound.
+#[repr(C)]
+struct Control {
+    /// Slots in the ring, a power of two (written once by the creator).
+    capacity: AtomicU64,
+    /// Largest message in bytes (written once).
+    max_msg: AtomicU64,
+    /// Bytes per slot (written once).
+    slot_size: AtomicU64,
+    /// Offset of slot 0 from the start of the object (written once).
+    slots_offset: AtomicU64,
+    /// How many times a writer claimed the broadcast: once it is non-zero,
+    /// a subscriber with nothing to read and no live writer is told so.
+    claims: AtomicU64,
+    /// How many subscribers ever joined (statistic).
+    joins: AtomicU64,
+    _pad0: [AtomicU64; 2],
+    /// The writer's identity word (pid | start time), 0 when none.
+    writer: AtomicU64,
+    _pad1: [AtomicU64; 15],
+    /// The next position the writer will write.
+    head: AtomicU64,
+    _pad2: [AtomicU64; 15],
+    /// Bumped after every message (and when the writer leaves).
+    bell: Bell,
+    _pad3: [AtomicU32; 30],
+}
+
+/// One subscriber's entry in the table: written by that subscriber only
+/// (and by whoever reaps it once it is dead), read by `stats`.
+#[repr(C)]
+struct Entry {
+    /// The subscriber's identity word; 0 when free; `REAPING` while a
+    /// reaper clears it.
+    identity: AtomicU64,
+    /// The next position it will read.
+    cursor: AtomicU64,
+    /// Messages it missed in all.
+    missed: AtomicU64,
+    /// The position it joined at.
+    joined_at: AtomicU64,
+    _pad: [AtomicU64; 4],
+}
+
+const CONTROL_OFFSET: usize = HEADER_SIZE;
+const ENTRIES_OFFSET: usize = CONTROL_OFFSET + size_of::<Control>();
+const SLOTS_START: usize = ENTRIES_OFFSET + MAX_SUBSCRIBERS * size_of::<Entry>();
+/// A slot: its sequence word, its length word, then the message's words.
+const SLOT_HEADER: usize = 16;
+/// An identity word no process has (bit 22 is never set in one): an entry
+/// being reaped.
+const REAPING: u64 = 1 << 22;
+
+const _: () = {
+    assert!(align_of::<Control>() == 8 && align_of::<Entry>() == 8);
+    assert!(CONTROL_OFFSET + offset_of!(Control, writer) == 128);
+    // Head and bell each get a 128-byte block of their own (the
+    // adjacent-line prefetcher pulls 64-byte lines in pairs).
+    assert!(CONTROL_OFFSET + offset_of!(Control, head) == 256);
+    assert!(CONTROL_OFFSET + offset_of!(Control, bell) == 384);
+    assert!(ENTRIES_OFFSET == 512);
+    // One entry per cache line: subscribers never share a line.
+    assert!(size_of::<Entry>() == 64);
+    assert!(SLOTS_START == 8704 && SLOTS_START % 64 == 0);
+};
+
+/// What a broadcast is made of: fixed at creation, checked on every open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    capacity: u64,
+    max_msg: u64,
+    slot_size: u64,
+    total: u64,
+}
+
+impl Layout {
+    fn new(capacity: u64, max_msg: u64) -> std::result::Result<Self, String> {
+        if capacity == 0 || capacity > MAX_CAPACITY as u64 || !capacity.is_power_of_two() {
+            return Err(format!(
+                "capacity {capacity} is not a power of two from 1 to {MAX_CAPACITY}"
+            ));
+        }
+        if max_msg == 0 || max_msg > MAX_MESSAGE as u64 {
+            return Err(format!(
+                "maximum message size {max_msg} is not from 1 to {MAX_MESSAGE} bytes"
+            ));
+        }
+        let slot_size = (SLOT_HEADER as u64 + max_msg.next_multiple_of(8)).next_multiple_of(64);
+        let total = capacity
+            .checked_mul(slot_size)
+            .and_then(|s| s.checked_add(SLOTS_START as u64))
+            .filter(|&t| t <= isize::MAX as u64)
+            .ok_or_else(|| format!("{capacity} slots of {slot_size} bytes do not fit in memory"))?;
+        Ok(Layout {
+            capacity,
+            max_msg,
+            slot_size,
+            total,
+        })
+    }
+}
+
+/// How to create a broadcast.
+#[derive(Debug, Clone)]
+pub struct BroadcastOptions {
+    capacity: usize,
+    max_msg: usize,
+    mode: u32,
+}
+
+impl Default for BroadcastOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BroadcastOptions {
+    /// 1024 messages of up to 1024 bytes, mode 0600.
+    pub fn new() -> Self {
+        BroadcastOptions {
+            capacity: 1024,
+            max_msg: 1024,
+            mode: 0o600,
+        }
+    }
+
+    /// How many messages the ring keeps for slow subscribers; rounded up
+    /// to a power of two.
+    pub fn capacity(&mut self, capacity: usize) -> &mut Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// The largest message in bytes.
+    pub fn max_message(&mut self, bytes: usize) -> &mut Self {
+        self.max_msg = bytes;
+        self
+    }
+
+    /// Permission bits of the object (default 0600).
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        self.mode = mode;
+        self
+    }
+}
+
+/// The mapped broadcast, shared by its handles.
+struct Inner {
+    /// The mapping `base` points into, kept alive (and unmapped on drop).
+    _region: Region,
+    name: ShmName,
+    layout: Layout,
+    info: HeaderInfo,
+    /// `region`'s first byte, writable (checked at open).
+    base: *mut u8,
+}
+
+// SAFETY: `base` points into `region`, which Inner owns and which is Send +
+// Sync; every access through it is atomic.
+unsafe impl Send for Inner {}
+// SAFETY: as for Send.
+unsafe impl Sync for Inner {}
+
+impl Inner {
+    fn control(&self) -> &Control {
+        // SAFETY: open checked that the mapping holds SLOTS_START bytes, so
+        // the control block lies inside it; offset 64 of a page-aligned
+        // mapping is aligned for Control; Control is atomics only, for
+        // which a shared reference over memory other processes write is
+        // sound; the mapping lives as long as `self`.
+        unsafe { &*self.base.add(CONTROL_OFFSET).cast::<Control>() }
+    }
+
+    fn entry(&self, i: usize) -> &Entry {
+        // Checked in release builds: the layout depends on it.
+        assert!(i < MAX_SUBSCRIBERS, "subscriber entry out of range");
+        // SAFETY: entry i lies in ENTRIES_OFFSET..SLOTS_START, inside the
+        // mapping (checked in open), 64-byte aligned; Entry is atomics only.
+        unsafe {
+            &*self
+                .base
+                .add(ENTRIES_OFFSET + i * size_of::<Entry>())
+                .cast::<Entry>()
+        }
+    }
+
+    fn slot(&self, index: usize) -> *mut u8 {
+        // `index` comes from `position & (capacity - 1)`; checked again
+        // because it is cheap and the layout depends on it.
+        assert!(
+            (index as u64) < self.layout.capacity,
+            "slot index out of range"
+        );
+        // SAFETY: SLOTS_START + capacity * slot_size == total <= mapped
+        // length (checked in open), so the slot lies inside the mapping.
+        unsafe {
+            self.base
+                .add(SLOTS_START + index * self.layout.slot_size as usize)
+        }
+    }
+
+    fn slot_word(&self, index: usize, word: usize) -> &AtomicU64 {
+        debug_assert!(word < 2);
+        // SAFETY: the slot's first two words (SLOT_HEADER = 16 bytes),
+        // 8-aligned because slots start at 8704 and are multiples of 64.
+        unsafe { &*self.slot(index).add(8 * word).cast::<AtomicU64>() }
+    }
+
+    fn err(&self, kind: ErrorKind, op: &'static str, detail: impl Into<String>) -> Error {
+        Error::new(kind, op, self.name.as_str(), detail)
+    }
+
+    /// Clears the entries of dead subscribers; returns how many.
+    fn reap(&self) -> usize {
+        let mut reaped = 0;
+        for i in 0..MAX_SUBSCRIBERS {
+            let e = self.entry(i);
+            // Acquire: pairs with the joiner's Release CAS.
+            let word = e.identity.load(Ordering::Acquire);
+            if word == 0 || word == REAPING || process::identity_alive(word) {
+                continue;
+            }
+            // AcqRel: only one reaper wins, and a joiner cannot claim the
+            // entry until we store 0 below.
+            if e.identity
+                .compare_exchange(word, REAPING, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                clear(e);
+                reaped += 1;
+            }
+        }
+        reaped
+    }
+}
+
+/// Zeroes an entry we hold (as subscriber or reaper) and frees it.
+fn clear(e: &Entry) {
+    // Relaxed: statistics, ordered before the Release store below.
+    e.cursor.store(0, Ordering::Relaxed);
+    e.missed.store(0, Ordering::Relaxed);
+    e.joined_at.store(0, Ordering::Relaxed);
+    // Release: pairs with the Acquire of the next joiner's CAS.
+    e.identity.store(0, Ordering::Release);
+}
+
+impl RingWords for Inner {
+    fn capacity(&self) -> u64 {
+        self.layout.capacity
+    }
+    fn max_len(&self) -> u64 {
+        self.layout.max_msg
+    }
+    fn head(&self) -> &AtomicU64 {
+        &self.control().head
+    }
+    fn slot_seq(&self, index: usize) -> &AtomicU64 {
+        self.slot_word(index, 0)
+    }
+    fn slot_len(&self, index: usize) -> &AtomicU64 {
+        self.slot_word(index, 1)
+    }
+    fn slot_data(&self, index: usize) -> &[AtomicU64] {
+        let words = self.layout.max_msg.div_ceil(8) as usize;
+        // SAFETY: the slot holds SLOT_HEADER + 8 * words bytes (slot_size is
+        // rounded up from that), 8-aligned; AtomicU64 has the size and
+        // alignment of u64 and may be shared across processes; the slice
+        // lives no longer than `self`'s mapping.
+        unsafe {
+            std::slice::from_raw_parts(self.slot(index).add(SLOT_HEADER).cast::<AtomicU64>(), words)
+        }
+    }
+}
+
+/// A broadcast: a named shared memory object that one publisher writes and
+/// any number of subscribers, in any processes, read. Cheap to clone; see
+/// the [module documentation](super) for the guarantees.
+#[derive(Clone)]
+pub struct Broadcast {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Broadcast {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broadcast")
+            .field("name", &self.inner.name)
+            .field("capacity", &self.inner.layout.capacity)
+            .field("max_message", &self.inner.layout.max_msg)
+            .finish()
+    }
+}
+
+impl Broadcast {
+    /// Creates the broadcast `name`; fails if it exists.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] for a capacity or message size out of
+    /// range; anything [`OpenOptions::open`](crate::OpenOptions::open)
+    /// reports (exists, no space…).
+    pub fn create(name: &str, options: &BroadcastOptions) -> Result<Broadcast> {
+        let capacity = (options.capacity.max(1) as u64)
+            .checked_next_power_of_two()
+            .unwrap_or(0);
+        let layout = Layout::new(capacity, options.max_msg as u64)
+            .map_err(|why| Error::new(ErrorKind::InvalidArgument, "create", name, why))?;
+        let (name, region, info) = shared_object::create(
+            name,
+            Kind::Broadcast,
+            layout.total,
+            options.mode,
+            |region| {
+                // Relaxed: published by the Release store of READY that
+                // follows. Everything else starts at zero: head 0, every
+                // slot never written, no writer, no subscriber, an idle bell.
+                let at = |field: usize| region.atomic_u64(CONTROL_OFFSET + field);
+                at(offset_of!(Control, capacity))?.store(layout.capacity, Ordering::Relaxed);
+                at(offset_of!(Control, max_msg))?.store(layout.max_msg, Ordering::Relaxed);
+                at(offset_of!(Control, slot_size))?.store(layout.slot_size, Ordering::Relaxed);
+                at(offset_of!(Control, slots_offset))?.store(SLOTS_START as u64, Ordering::Relaxed);
+                Ok(())
+            },
+        )?;
+        Self::from_region(name, region, info, layout)
+    }
+
+    fn from_region(
+        name: ShmName,
+        region: Region,
+        info: HeaderInfo,
+        layout: Layout,
+    ) -> Result<Broadcast> {
+        let base = region.as_mut_ptr()?;
+        Ok(Broadcast {
+            inner: Arc::new(Inner {
+                _region: region,
+                name,
+                layout,
+                info,
+                base,
+            }),
+        })
+    }
+
+    /// Opens the existing broadcast `name`, checking its header and layout.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`]; [`ErrorKind::InvalidArgument`] when it is
+    /// another kind of shmkit object; [`ErrorKind::Corrupt`] when it is not
+    /// a broadcast this build can read; [`ErrorKind::Disconnected`] when its
+    /// creator died half-way (a stale object); [`ErrorKind::TimedOut`] when
+    /// a live creator is still initialising after two seconds.
+    pub fn open(name: &str) -> Result<Broadcast> {
+        let (name, region, info) = shared_object::open(name, Kind::Broadcast)?;
+        let bad = |why: String| shared_object::corrupt(&name, "open", why);
+        if region.len() < SLOTS_START {
+            return Err(bad(format!(
+                "{} bytes cannot hold a broadcast's header",
+                region.len()
+            )));
+        }
+        // Relaxed: ordered after the creator's stores by wait_ready's
+        // Acquire load of READY. Untrusted: checked right below.
+        let word = |field: usize| region.load_u64(CONTROL_OFFSET + field, Ordering::Relaxed);
+        let capacity = word(offset_of!(Control, capacity))?;
+        let max_msg = word(offset_of!(Control, max_msg))?;
+        let slot_size = word(offset_of!(Control, slot_size))?;
+        let slots = word(offset_of!(Control, slots_offset))?;
+        let layout = Layout::new(capacity, max_msg).map_err(bad)?;
+        if slot_size != layout.slot_size
+            || slots != SLOTS_START as u64
+            || info.total_size != layout.total
+        {
+            return Err(bad(format!(
+                "its layout (slot size {slot_size}, slots at {slots}, {} bytes) does not match its parameters",
+                info.total_size
+            )));
+        }
+        Self::from_region(name, region, info, layout)
+    }
+
+    /// Opens `name`, creating it with `options` if it does not exist.
+    pub fn open_or_create(name: &str, options: &BroadcastOptions) -> Result<Broadcast> {
+        match Self::create(name, options) {
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Self::open(name),
+            other => other,
+        }
+    }
+
+    /// Becomes the broadcast's writer.
+    ///
+    /// # Errors
+    /// [`ErrorKind::AlreadyExists`] with "broadcast has a live writer pid
+    /// N" while another live process (or another handle in this one)
+    /// writes. A writer that died is taken over: see
+    /// [`Publisher::took_over_from`].
+    pub fn publisher(&self) -> Result<Publisher> {
+        let inner = &*self.inner;
+        let c = inner.control();
+        let claim = shared_object::claim_writer(&c.writer, &c.claims, "broadcast", &inner.name)?;
+        let position = ring::recover(inner);
+        // Subscribers waiting for a writer look again.
+        c.bell.ring();
+        Ok(Publisher {
+            inner: self.inner.clone(),
+            claim,
+            position,
+        })
+    }
+
+    /// Joins as a subscriber that receives the messages published from now
+    /// on. Reaps the entries of dead subscribers first.
+    ///
+    /// # Errors
+    /// [`ErrorKind::LimitExceeded`] when [`MAX_SUBSCRIBERS`] live
+    /// subscribers are connected already.
+    pub fn subscribe(&self) -> Result<Subscriber> {
+        self.join(false)
+    }
+
+    /// Joins as a subscriber that receives, first, the messages still in
+    /// the ring (up to its capacity), then everything published after.
+    pub fn subscribe_from_oldest(&self) -> Result<Subscriber> {
+        self.join(true)
+    }
+
+    fn join(&self, oldest: bool) -> Result<Subscriber> {
+        let inner = &*self.inner;
+        let c = inner.control();
+        inner.reap();
+        let me = process::identity_word(ProcessId::current());
+        for i in 0..MAX_SUBSCRIBERS {
+            let e = inner.entry(i);
+            // AcqRel: Acquire pairs with the Release store of 0 in `clear`
+            // (the previous occupant's statistics are settled); Release
+            // publishes our identity to `stats`.
+            if e.identity
+                .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            let head = ring::head(inner);
+            let cursor = if oldest {
+                head.saturating_sub(inner.layout.capacity)
+            } else {
+                head
+            };
+            // Relaxed: statistics for `stats`; only we write them now.
+            e.joined_at.store(cursor, Ordering::Relaxed);
+            e.cursor.store(cursor, Ordering::Relaxed);
+            e.missed.store(0, Ordering::Relaxed);
+            c.joins.fetch_add(1, Ordering::Relaxed);
+            return Ok(Subscriber {
+                inner: self.inner.clone(),
+                entry: i,
+                identity: me,
+                cursor,
+                received: 0,
+                missed: 0,
+            });
+        }
+        Err(inner.err(
+            ErrorKind::LimitExceeded,
+            "subscribe to",
+            format!("{MAX_SUBSCRIBERS} live subscribers are connected, the most a broadcast has room for"),
+        ))
+    }
+
+    /// Frees the table entries of subscribers that died without leaving;
+    /// returns how many. Joining does this too.
+    pub fn reap(&self) -> usize {
+        self.inner.reap()
+    }
+
+    /// The broadcast's name.
+    pub fn name(&self) -> &ShmName {
+        &self.inner.name
+    }
+
+    /// How many messages the ring keeps.
+    pub fn capacity(&self) -> usize {
+        self.inner.layout.capacity as usize
+    }
+
+    /// The largest message in bytes.
+    pub fn max_message(&self) -> usize {
+        self.inner.layout.max_msg as usize
+    }
+
+    /// How many messages were ever published (the next position).
+    pub fn published(&self) -> u64 {
+        ring::head(&*self.inner)
+    }
+
+    /// A snapshot of the broadcast's state, for people and monitoring.
+    /// Dead subscribers are listed (not alive) until reaped.
+    pub fn stats(&self) -> BroadcastStats {
+        let inner = &*self.inner;
+        let c = inner.control();
+        let published = ring::head(inner);
+        let mut subscribers = Vec::new();
+        for i in 0..MAX_SUBSCRIBERS {
+            let e = inner.entry(i);
+            // Acquire: pairs with the joiner's Release CAS.
+            let word = e.identity.load(Ordering::Acquire);
+            if word == 0 || word == REAPING {
+                continue;
+            }
+            // Relaxed: statistics, possibly a moment old.
+            let cursor = e.cursor.load(Ordering::Relaxed);
+            let missed = e.missed.load(Ordering::Relaxed);
+            let joined_at = e.joined_at.load(Ordering::Relaxed);
+            subscribers.push(SubscriberInfo {
+                pid: process::identity_pid(word),
+                alive: process::identity_alive(word),
+                cursor,
+                lag: published.saturating_sub(cursor),
+                missed,
+                received: cursor.saturating_sub(joined_at).saturating_sub(missed),
+            });
+        }
+        BroadcastStats {
+            capacity: inner.layout.capacity,
+            max_message: inner.layout.max_msg,
+            published,
+            writer: shared_object::writer_of(&c.writer)
+                .map(|(pid, alive)| WriterInfo { pid, alive }),
+            // Relaxed: statistics.
+            writer_claims: c.claims.load(Ordering::Relaxed),
+            joins: c.joins.load(Ordering::Relaxed),
+            subscribers,
+            creator: inner.info.creator,
+            creator_alive: inner.info.creator.is_alive(),
+            created: inner.info.created,
+            size: inner.layout.total,
+        }
+    }
+
+    /// Removes the broadcast's name (see [`crate::posix::unlink`]);
+    /// connected processes keep using the memory they have mapped.
+    pub fn unlink(&self) -> Result<()> {
+        crate::posix::unlink(self.inner.name.as_str())
+    }
+}
+
+/// One subscriber in [`BroadcastStats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberInfo {
+    /// Its process.
+    pub pid: u32,
+    /// Whether that process (pid and start time) still runs.
+    pub alive: bool,
+    /// The next position it will read.
+    pub cursor: u64,
+    /// Messages published that it has not read yet (more than the capacity:
+    /// it will miss some).
+    pub lag: u64,
+    /// Messages it missed so far (overwritten before it read them).
+    pub missed: u64,
+    /// Messages it received so far.
+    pub received: u64,
+}
+
+/// A snapshot of a broadcast, from [`Broadcast::stats`].
+#[derive(Debug, Clone)]
+pub struct BroadcastStats {
+    /// Messages the ring keeps.
+    pub capacity: u64,
+    /// Largest message in bytes.
+    pub max_message: u64,
+    /// Messages ever published.
+    pub published: u64,
+    /// The writer, if one holds the role (a dead one until taken over).
+    pub writer: Option<WriterInfo>,
+    /// How many times a writer claimed the broadcast.
+    pub writer_claims: u64,
+    /// How many subscribers ever joined.
+    pub joins: u64,
+    /// Connected subscribers (dead ones until reaped).
+    pub subscribers: Vec<SubscriberInfo>,
+    /// The process that created the broadcast.
+    pub creator: ProcessId,
+    /// Whether it still runs.
+    pub creator_alive: bool,
+    /// When the broadcast was created.
+    pub created: SystemTime,
+    /// Bytes of shared memory the broadcast uses.
+    pub size: u64,
+}
+
+/// The one writer of a broadcast. Dropping it gives the role back.
+pub struct Publisher {
+    inner: Arc<Inner>,
+    claim: Claim,
+    position: u64,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("broadcast", &self.inner.name)
+            .field("position", &self.position)
+            .finish()
+    }
+}
+
+impl Publisher {
+    /// Publishes `msg`; returns its position. Never waits: when the ring is
+    /// full the oldest message is overwritten.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] for a message over the maximum.
+    pub fn send(&mut self, msg: &[u8]) -> Result<u64> {
+        let inner = &*self.inner;
+        if msg.len() as u64 > inner.layout.max_msg {
+            return Err(inner.err(
+                ErrorKind::InvalidArgument,
+                "send to",
+                format!(
+                    "a message of {} bytes exceeds the broadcast's maximum of {}",
+                    msg.len(),
+                    inner.layout.max_msg
+                ),
+            ));
+        }
+        let position = self.position;
+        self.position = ring::send(inner, position, msg);
+        inner.control().bell.ring();
+        Ok(position)
+    }
+
+    /// Begins a message in place and stops there, as a writer killed
+    /// mid-message would: for crash tests. The message is never published;
+    /// subscribers wait at its position until a writer (this one, or one
+    /// that takes over) writes it.
+    #[doc(hidden)]
+    pub fn begin_and_abandon(&mut self, partial: &[u8]) {
+        let inner = &*self.inner;
+        let pending = ring::begin(inner, self.position);
+        let n = partial.len().min(inner.layout.max_msg as usize);
+        ring::store(inner, pending, &partial[..n]);
+    }
+
+    /// The position the next message will have.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// The pid of the dead writer this one took over from, if it did.
+    pub fn took_over_from(&self) -> Option<u32> {
+        self.claim.took_over_from
+    }
+
+    /// The largest message in bytes.
+    pub fn max_message(&self) -> usize {
+        self.inner.layout.max_msg as usize
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let c = self.inner.control();
+        shared_object::release_writer(&c.writer, self.claim);
+        // Subscribers waiting for messages learn that the writer left.
+        c.bell.ring();
+    }
+}
+
+/// What a subscriber got: a message, or the news that it missed some.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received<T> {
+    /// The message at `position` (positions count from 0 at creation).
+    Message {
+        /// Its position.
+        position: u64,
+        /// The message (or, from [`Subscriber::recv_into`], its length).
+        value: T,
+    },
+    /// The subscriber fell more than the capacity behind: `missed`
+    /// messages were overwritten before it read them. It resumes at the
+    /// oldest message still in the ring.
+    Lagged {
+        /// How many messages it missed, exactly.
+        missed: u64,
+    },
+}
+
+/// A subscriber: reads every message published after it joined, in order,
+/// at its own pace. Dropping it leaves the table.
+pub struct Subscriber {
+    inner: Arc<Inner>,
+    entry: usize,
+    identity: u64,
+    cursor: u64,
+    received: u64,
+    missed: u64,
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("broadcast", &self.inner.name)
+            .field("entry", &self.entry)
+            .field("cursor", &self.cursor)
+            .finish()
+    }
+}
+
+impl Subscriber {
+    /// Receives the next message (or a lag report), waiting while there is
+    /// none.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Disconnected`] once everything is read, a writer has
+    /// been connected at some time, and none is now (it left or was
+    /// killed); until the first writer comes, a subscriber waits. It is not
+    /// final: a later call waits again and gets what a new writer sends.
+    /// [`ErrorKind::Corrupt`] if a slot holds garbage (that position is
+    /// counted missed and skipped).
+    pub fn recv(&mut self) -> Result<Received<Vec<u8>>> {
+        let mut buf = Vec::new();
+        self.recv_vec(&mut buf, true, None)
+    }
+
+    /// Receives, waiting at most `timeout` ([`ErrorKind::TimedOut`]).
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Received<Vec<u8>>> {
+        let mut buf = Vec::new();
+        self.recv_vec(&mut buf, true, Instant::now().checked_add(timeout))
+    }
+
+    /// Receives what is there now: [`ErrorKind::WouldBlock`] if nothing.
+    pub fn try_recv(&mut self) -> Result<Received<Vec<u8>>> {
+        let mut buf = Vec::new();
+        self.recv_vec(&mut buf, false, None)
+    }
+
+    /// Receives into `buf` (cleared first), reusing its allocation; the
+    /// message's value is its length. `None` waits for ever.
+    pub fn recv_into(
+        &mut self,
+        buf: &mut Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> Result<Received<usize>> {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        self.next(buf, true, deadline)
+    }
+
+    fn recv_vec(
+        &mut self,
+        buf: &mut Vec<u8>,
+        block: bool,
+        deadline: Option<Instant>,
+    ) -> Result<Received<Vec<u8>>> {
+        Ok(match self.next(buf, block, deadline)? {
+            Received::Message { position, .. } => Received::Message {
+                position,
+                value: std::mem::take(buf),
+            },
+            Received::Lagged { missed } => Received::Lagged { missed },
+        })
+    }
+
+    fn next(
+        &mut self,
+        buf: &mut Vec<u8>,
+        block: bool,
+        deadline: Option<Instant>,
+    ) -> Result<Received<usize>> {
+        let mut writer_gone = false;
+        loop {
+            let inner = &*self.inner;
+            match ring::try_recv(inner, self.cursor, buf) {
+                Step::Message { len } => {
+                    let position = self.cursor;
+                    self.cursor += 1;
+                    self.received += 1;
+                    // Relaxed: a statistic for `stats`.
+                    inner
+                        .entry(self.entry)
+                        .cursor
+                        .store(self.cursor, Ordering::Relaxed);
+                    return Ok(Received::Message {
+                        position,
+                        value: len,
+                    });
+                }
+                Step::Lagged { resume } => {
+                    let missed = resume - self.cursor;
+                    self.skip_to(resume);
+                    return Ok(Received::Lagged { missed });
+                }
+                Step::Corrupt { index, seq, len } => {
+                    let position = self.cursor;
+                    let err = inner.err(
+                        ErrorKind::Corrupt,
+                        "receive from",
+                        format!(
+                            "slot {index} (position {position}) holds sequence {seq:#x} and length {len}, which the protocol never writes: skipped"
+                        ),
+                    );
+                    self.skip_to(position + 1);
+                    return Err(err);
+                }
+                Step::Empty => {}
+            }
+            if !block {
+                return Err(inner.err(ErrorKind::WouldBlock, "receive from", "no new message"));
+            }
+            if writer_gone {
+                // Looked once more after seeing the writer gone: nothing.
+                return Err(inner.err(
+                    ErrorKind::Disconnected,
+                    "receive from",
+                    "every message is read and the writer is gone",
+                ));
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(inner.err(ErrorKind::TimedOut, "receive from", "timed out"));
+            }
+            let slice_end = now + LIVENESS_SLICE;
+            let until = match deadline {
+                Some(d) if d < slice_end => d,
+                _ => slice_end,
+            };
+            let c = inner.control();
+            // Acquire: pairs with the claim's Release CAS and the release
+            // store in `Publisher::drop`.
+            let writer = c.writer.load(Ordering::Acquire);
+            let cursor = self.cursor;
+            let woke = c.bell.wait_until(
+                || ring::ready(inner, cursor) || c.writer.load(Ordering::Relaxed) != writer,
+                Some(until),
+            )?;
+            if !woke || c.writer.load(Ordering::Acquire) != writer {
+                // A slice without news, or the writer changed: is it gone?
+                writer_gone = self.writer_gone();
+            }
+        }
+    }
+
+    /// Whether a writer came and none is alive now (reads /proc).
+    fn writer_gone(&self) -> bool {
+        let c = self.inner.control();
+        // Acquire: pairs with the claim's Release CAS and the release in
+        // `Publisher::drop`: that writer's last message is visible after.
+        let word = c.writer.load(Ordering::Acquire);
+        // Relaxed: a counter; only whether a writer ever came.
+        c.claims.load(Ordering::Relaxed) != 0 && !(word != 0 && process::identity_alive(word))
+    }
+
+    fn skip_to(&mut self, resume: u64) {
+        self.missed += resume - self.cursor;
+        self.cursor = resume;
+        let e = self.inner.entry(self.entry);
+        // Relaxed: statistics for `stats`.
+        e.missed.store(self.missed, Ordering::Relaxed);
+        e.cursor.store(self.cursor, Ordering::Relaxed);
+    }
+
+    /// The next position this subscriber will read.
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    /// Messages received so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Messages missed so far (reported as [`Received::Lagged`]).
+    pub fn missed(&self) -> u64 {
+        self.missed
+    }
+
+    /// The broadcast this subscriber reads.
+    pub fn name(&self) -> &ShmName {
+        &self.inner.name
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let e = self.inner.entry(self.entry);
+        // Only if it is still ours (a reaper cannot have taken a live
+        // subscriber's entry, but never clear what is not ours).
+        if e.identity.load(Ordering::Relaxed) == self.identity {
+            clear(e);
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! What the board and the broadcast ring share: creating and opening a
+//! structured object over a named POSIX object, and the one-writer identity
+//! word (claimed by compare-and-swap, taken over only from the dead).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::layout::{self, HeaderInfo, Kind, HEADER_SIZE};
+use crate::posix::{OpenOptions, PosixObject, ShmName};
+use crate::process::{self, ProcessId};
+use crate::region::Region;
+
+/// How long `open` waits for a creator that is still initialising.
+pub(crate) const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Creates `name` (fails if it exists) with `total` bytes reserved, writes
+/// the common header, runs `init` on the zeroed region, and publishes it
+/// ready. On any failure the half-made object is removed.
+pub(crate) fn create(
+    name: &str,
+    kind: Kind,
+    total: u64,
+    mode: u32,
+    init: impl FnOnce(&Region) -> Result<()>,
+) -> Result<(ShmName, Region, HeaderInfo)> {
+    let obj = OpenOptions::new()
+        .create_new(true)
+        .size(total)
+        .mode(mode)
+        .open(name)?;
+    let made = (|| {
+        let region = obj.map()?;
+        layout::write_initialising(&region, kind, total)?;
+        init(&region)?;
+        layout::publish_ready(&region)?;
+        let info = layout::wait_ready(&region, kind, Duration::ZERO)?;
+        Ok((obj.name().clone(), region, info))
+    })();
+    if made.is_err() {
+        let _ = obj.unlink();
+    }
+    made
+}
+
+/// Opens `name` read-write, waits (bounded) for its creator to publish it,
+/// and checks the common header against `kind`. The caller checks its own
+/// parameters next.
+pub(crate) fn open(name: &str, kind: Kind) -> Result<(ShmName, Region, HeaderInfo)> {
+    let obj = PosixObject::open(name)?;
+    // A creator between shm_open and sizing leaves the object empty for a
+    // moment: wait for the header to exist.
+    let deadline = Instant::now() + OPEN_TIMEOUT;
+    while obj.size()? < HEADER_SIZE as u64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let region = obj.map()?;
+    let info = layout::wait_ready(&region, kind, OPEN_TIMEOUT)?;
+    Ok((obj.name().clone(), region, info))
+}
+
+/// A writer role held by this process.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Claim {
+    /// The identity word we stored (to give back with a CAS).
+    pub word: u64,
+    /// The pid of the dead writer we took over from, if any.
+    pub took_over_from: Option<u32>,
+}
+
+/// Claims the one-writer identity word `writer` for this process: free (0)
+/// or held by a dead process. Bumps `claims` (a statistic).
+///
+/// # Errors
+/// [`ErrorKind::AlreadyExists`] when a live process holds it: "`what` has a
+/// live writer pid N".
+pub(crate) fn claim_writer(
+    writer: &AtomicU64,
+    claims: &AtomicU64,
+    what: &str,
+    name: &ShmName,
+) -> Result<Claim> {
+    let mine = process::identity_word(ProcessId::current());
+    loop {
+        // Acquire: pairs with the Release store of 0 in `release_writer`
+        // (and the winning CAS below, in a racing claimer): what the last
+        // writer stored is visible to us before we write.
+        let word = writer.load(Ordering::Acquire);
+        if word != 0 && process::identity_alive(word) {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                "write to",
+                name.as_str(),
+                format!(
+                    "{what} has a live writer pid {}",
+                    process::identity_pid(word)
+                ),
+            ));
+        }
+        // AcqRel: Acquire as above; Release publishes our identity to
+        // anyone who then reads it (stat, a would-be second writer).
+        if writer
+            .compare_exchange(word, mine, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            // Relaxed: a statistic, and the "a writer has been here" flag
+            // that subscribers read only between liveness slices.
+            claims.fetch_add(1, Ordering::Relaxed);
+            return Ok(Claim {
+                word: mine,
+                took_over_from: (word != 0).then(|| process::identity_pid(word)),
+            });
+        }
+        // Someone else changed it first: look again.
+    }
+}
+
+/// Gives the writer role back (a writer handle dropped).
+pub(crate) fn release_writer(writer: &AtomicU64, claim: Claim) {
+    // Release: pairs with the Acquire load in `claim_writer`, so the next
+    // writer sees our last write complete. A CAS rather than a store: a
+    // word someone else wrote (garbage) is not ours to clear.
+    let _ = writer.compare_exchange(claim.word, 0, Ordering::Release, Ordering::Relaxed);
+}
+
+/// The writer recorded in an identity word: (pid, alive), or None if free.
+pub(crate) fn writer_of(writer: &AtomicU64) -> Option<(u32, bool)> {
+    // Acquire: pairs with the claim's Release CAS.
+    let word = writer.load(Ordering::Acquire);
+    (word != 0).then(|| (process::identity_pid(word), process::identity_alive(word)))
+}
+
+/// An error about a damaged object.
+pub(crate) fn corrupt(name: &ShmName, op: &'static str, why: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Corrupt, op, name.as_str(), why)
+}
