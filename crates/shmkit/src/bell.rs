@@ -193,6 +193,7 @@ impl Bell {
     /// Whether a waiter may be asleep (a diagnostic).
     #[cfg(test)]
     pub(crate) fn parked(&self) -> bool {
+        // Relaxed: a snapshot for tests.
         self.word.load(Ordering::Relaxed) & PARKED != 0
     }
 

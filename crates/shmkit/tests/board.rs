@@ -148,10 +148,7 @@ fn board_headers_are_checked_on_open() {
         .open(&name.0)
         .unwrap();
     let e = Board::open(&name.0).unwrap_err();
-    assert!(
-        matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::Disconnected),
-        "{e}"
-    );
+    assert!(e.to_string().contains("not a shmkit board"), "{e}");
     posix::unlink(&name.0).unwrap();
     // Another kind of shmkit object.
     let b = Broadcast::create(&name.0, &BroadcastOptions::new()).unwrap();

@@ -222,6 +222,8 @@ fn lagged(words: &impl RingWords, cursor: u64) -> Step {
 /// position to write next.
 pub(crate) fn recover(words: &impl RingWords) -> u64 {
     let pos = head(words);
+    // Acquire: pairs with the dead writer's Release store of the slot's
+    // seq (its step 4): the message it completed is whole.
     let seq = words.slot_seq(index_of(words, pos)).load(Ordering::Acquire);
     if SlotState::decode(seq) == SlotState::Complete(pos) {
         // Release: pairs with the Acquire loads of `head`, as in `commit`.

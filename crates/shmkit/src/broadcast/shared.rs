@@ -859,10 +859,13 @@ impl Subscriber {
             // store in `Publisher::drop`.
             let writer = c.writer.load(Ordering::Acquire);
             let cursor = self.cursor;
+            // Relaxed loads in the condition: a hint to stop waiting;
+            // `try_recv` and `writer_gone` load with Acquire before acting.
             let woke = c.bell.wait_until(
                 || ring::ready(inner, cursor) || c.writer.load(Ordering::Relaxed) != writer,
                 Some(until),
             )?;
+            // Acquire: as above (the claim's CAS, the release on drop).
             if !woke || c.writer.load(Ordering::Acquire) != writer {
                 // A slice without news, or the writer changed: is it gone?
                 writer_gone = self.writer_gone();
@@ -914,7 +917,8 @@ impl Drop for Subscriber {
     fn drop(&mut self) {
         let e = self.inner.entry(self.entry);
         // Only if it is still ours (a reaper cannot have taken a live
-        // subscriber's entry, but never clear what is not ours).
+        // subscriber's entry, but never clear what is not ours). Relaxed:
+        // our own join's CAS wrote it; `clear` publishes with Release.
         if e.identity.load(Ordering::Relaxed) == self.identity {
             clear(e);
         }
