@@ -52,11 +52,10 @@ const OFF_SPACE_EVENT: usize = 640;
 const OFF_ENDPOINTS: usize = 768;
 const SLOTS_START: usize = OFF_ENDPOINTS + MAX_ENDPOINTS * ENDPOINT_SIZE;
 
-// An endpoint's identity word: pid (22 bits) | role (2) | start time (40).
+// Roles in an endpoint's identity word (bits 22-23, see `identity_word`).
 const ROLE_PRODUCER: u64 = 1;
 const ROLE_CONSUMER: u64 = 2;
 const ROLE_REAPING: u64 = 3;
-const START_MASK: u64 = (1 << 40) - 1;
 
 /// What a channel is made of: fixed at creation, checked on every open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -457,8 +456,10 @@ impl RingWords for Inner {
     }
 }
 
+/// An endpoint's identity word: the process (see
+/// [`process::identity_word`]) with its role in the two spare bits 22–23.
 fn identity_word(p: ProcessId, role: u64) -> u64 {
-    (u64::from(p.pid) & ((1 << 22) - 1)) | (role << 22) | ((p.start_time & START_MASK) << 24)
+    process::identity_word(p) | (role << 22)
 }
 
 fn role_of(word: u64) -> u64 {
@@ -467,19 +468,7 @@ fn role_of(word: u64) -> u64 {
 
 /// Whether the process an identity word names is still running.
 fn identity_alive(word: u64) -> bool {
-    if word == 0 {
-        return false;
-    }
-    let pid = (word & ((1 << 22) - 1)) as u32;
-    let start = word >> 24;
-    match process::start_time(pid) {
-        Some(actual) if actual & START_MASK == start => ProcessId {
-            pid,
-            start_time: actual,
-        }
-        .is_alive(),
-        _ => false,
-    }
+    process::identity_alive(word)
 }
 
 /// A channel: a named shared memory object that senders and receivers in
@@ -714,7 +703,7 @@ impl Channel {
                 Role::Receiver => received += messages,
             }
             endpoints.push(EndpointInfo {
-                pid: (word & ((1 << 22) - 1)) as u32,
+                pid: process::identity_pid(word),
                 role,
                 alive: identity_alive(word),
                 messages,
