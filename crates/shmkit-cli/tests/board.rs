@@ -4,36 +4,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// A running shmkit process whose output is drained as it comes, so a
-/// full pipe never blocks it. Killed if dropped unfinished (a failing test
-/// leaves no subscriber waiting for ever).
-struct Running {
-    child: Child,
-    stdout: Option<std::thread::JoinHandle<String>>,
-    stderr: Option<std::thread::JoinHandle<String>>,
-}
-
-impl Running {
-    fn id(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// A child killed (and reaped) when dropped, if it still runs.
 struct Guard(Child);
@@ -45,54 +21,6 @@ impl Drop for Guard {
             let _ = self.0.wait();
         }
     }
-}
-
-fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        pipe.read_to_string(&mut s).unwrap();
-        s
-    })
-}
-
-fn spawn(args: &[&str]) -> Running {
-    let mut child = shmkit_cmd()
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start shmkit");
-    let stdout = drain(child.stdout.take().unwrap());
-    let stderr = drain(child.stderr.take().unwrap());
-    Running {
-        child,
-        stdout: Some(stdout),
-        stderr: Some(stderr),
-    }
-}
-
-/// Waits for a process at most `limit`; kills it and fails the test if it hangs.
-fn finish(
-    mut run: Running,
-    limit: Duration,
-    what: &str,
-) -> (std::process::ExitStatus, String, String) {
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = run.child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = run.child.kill();
-            let _ = run.child.wait();
-            panic!("{what} hung for more than {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let out = run.stdout.take().unwrap().join().unwrap();
-    let err = run.stderr.take().unwrap().join().unwrap();
-    (status, out, err)
 }
 
 /// Polls `stat --json` until `ready` holds (at most 30 s); returns it. The

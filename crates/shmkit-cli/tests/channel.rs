@@ -4,80 +4,11 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
-use std::process::{Child, Stdio};
+use std::io::Write;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// A running shmkit process whose output is drained as it comes, so a
-/// full pipe never blocks it.
-struct Running {
-    child: Child,
-    stdout: std::thread::JoinHandle<String>,
-    stderr: std::thread::JoinHandle<String>,
-}
-
-impl Running {
-    fn id(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGKILL (what `Child::kill` sends on Unix); reaped by `finish`.
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-    }
-}
-
-fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        pipe.read_to_string(&mut s).unwrap();
-        s
-    })
-}
-
-fn spawn(args: &[&str]) -> Running {
-    let mut child = shmkit_cmd()
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start shmkit");
-    let stdout = drain(child.stdout.take().unwrap());
-    let stderr = drain(child.stderr.take().unwrap());
-    Running {
-        child,
-        stdout,
-        stderr,
-    }
-}
-
-/// Waits for a process at most `limit`; kills it and fails the test if it hangs.
-fn finish(
-    mut run: Running,
-    limit: Duration,
-    what: &str,
-) -> (std::process::ExitStatus, String, String) {
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = run.child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = run.child.kill();
-            let _ = run.child.wait();
-            panic!("{what} hung for more than {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    (
-        status,
-        run.stdout.join().unwrap(),
-        run.stderr.join().unwrap(),
-    )
-}
 
 #[test]
 fn textbook_two_terminal_flow() {

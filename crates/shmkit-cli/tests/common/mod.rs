@@ -2,9 +2,11 @@
 //! real `shmkit` binary, compiling C helpers.
 #![allow(dead_code)]
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -133,4 +135,81 @@ pub fn compile_c(dir: &Path, name: &str, source: &str, extra: &[&str]) -> Option
         String::from_utf8_lossy(&out.stderr)
     );
     Some(exe)
+}
+
+/// A running shmkit process whose output is drained as it comes, so a
+/// full pipe never blocks it. Killed if dropped unfinished (a failing test
+/// leaves no subscriber waiting for ever).
+pub struct Running {
+    pub child: Child,
+    stdout: Option<std::thread::JoinHandle<String>>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Running {
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL (what `Child::kill` sends on Unix); reaped by `finish`.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        pipe.read_to_string(&mut s).unwrap();
+        s
+    })
+}
+
+pub fn spawn(args: &[&str]) -> Running {
+    let mut child = shmkit_cmd()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start shmkit");
+    let stdout = drain(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
+    Running {
+        child,
+        stdout: Some(stdout),
+        stderr: Some(stderr),
+    }
+}
+
+/// Waits for a process at most `limit`; kills it and fails the test if it hangs.
+pub fn finish(
+    mut run: Running,
+    limit: Duration,
+    what: &str,
+) -> (std::process::ExitStatus, String, String) {
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = run.child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = run.child.kill();
+            let _ = run.child.wait();
+            panic!("{what} hung for more than {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let out = run.stdout.take().unwrap().join().unwrap();
+    let err = run.stderr.take().unwrap().join().unwrap();
+    (status, out, err)
 }
