@@ -38,6 +38,7 @@ pub fn stat(out: &mut dyn Write, name: &str, as_json: bool) -> Result<u8> {
             "capacity": s.capacity,
             "max_msg": s.max_message,
             "type_size": s.type_size,
+            "spsc": s.spsc,
             "depth": s.depth,
             "sent": s.sent,
             "received": s.received,
@@ -77,6 +78,15 @@ pub fn stat(out: &mut dyn Write, name: &str, as_json: bool) -> Result<u8> {
         ("kind", "channel".to_string()),
         ("capacity", format!("{} messages", s.capacity)),
         ("max msg", format!("{} bytes", s.max_message)),
+        (
+            "ring",
+            if s.spsc {
+                "single producer, single consumer"
+            } else {
+                "any number of producers and consumers"
+            }
+            .to_string(),
+        ),
         ("depth", s.depth.to_string()),
         ("sent", s.sent.to_string()),
         ("received", s.received.to_string()),

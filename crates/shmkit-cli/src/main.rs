@@ -258,15 +258,21 @@ struct ChanArgs {
     /// Permission bits in octal.
     #[arg(long, default_value = "0600", value_parser = units::parse_mode)]
     mode: u32,
+    /// One producer and one consumer at a time: the faster single-producer
+    /// single-consumer ring (a second one is refused while the first lives).
+    #[arg(long)]
+    spsc: bool,
 }
 
 impl ChanArgs {
     fn options(&self) -> shmkit::channel::ChannelOptions {
-        chan::options(
+        let mut o = chan::options(
             self.capacity,
             self.max_msg.min(usize::MAX as u64) as usize,
             self.mode,
-        )
+        );
+        o.spsc(self.spsc);
+        o
     }
 }
 

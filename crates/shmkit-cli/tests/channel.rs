@@ -291,3 +291,40 @@ fn processes_killed_at_random_moments_never_hang_the_rest() {
         "{rounds} rounds: {killed_producers} producers and {killed_consumers} consumers killed, {lost_total} messages lost with killed consumers"
     );
 }
+
+#[test]
+fn spsc_channel_takes_one_consumer_at_a_time() {
+    let ch = TestObject::new("chan-spsc");
+    ok(&["chan", "create", &ch.name, "--spsc", "--capacity", "8"]);
+    let st = json(&["chan", "stat", &ch.name, "--json"]);
+    assert_eq!(st["spsc"], true, "{st}");
+    let human = String::from_utf8(ok(&["chan", "stat", &ch.name])).unwrap();
+    assert!(
+        human.contains("single producer, single consumer"),
+        "{human}"
+    );
+    let consumer = spawn(&["consume", &ch.name, "--count", "2"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while json(&["chan", "stat", &ch.name, "--json"])["consumers"]
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the consumer never connected");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    fails(
+        &["consume", &ch.name, "--count", "1"],
+        &[
+            &ch.name,
+            &format!(
+                "single-producer single-consumer channel and process {} is connected as its receiver",
+                consumer.id()
+            ),
+        ],
+    );
+    ok(&["produce", &ch.name, "--count", "2", "--tag", "t"]);
+    let (status, out, err) = finish(consumer, Duration::from_secs(30), "consume");
+    assert!(status.success(), "{err}");
+    assert_eq!(out, "t 0\nt 1\n");
+}

@@ -416,3 +416,222 @@ fn a_killed_sender_counts_as_gone() {
     let e = rx.recv_timeout(Duration::from_secs(10)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Disconnected, "{e}");
 }
+
+// ---- Single producer, single consumer ------------------------------------
+
+fn spsc_options(capacity: usize, max: usize) -> ChannelOptions {
+    let mut o = options(capacity, max);
+    o.spsc(true);
+    o
+}
+
+#[test]
+fn spsc_sends_and_receives_in_order_with_wraparound() {
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &spsc_options(4, 32)).unwrap();
+    assert!(ch.is_spsc());
+    let mut tx = ch.sender().unwrap();
+    let opened = Channel::open(&name.0).unwrap();
+    assert!(opened.is_spsc());
+    let mut rx = opened.receiver().unwrap();
+    for i in 0..100u32 {
+        tx.send(format!("message {i}").as_bytes()).unwrap();
+        if i % 3 == 2 {
+            for j in i - 2..=i {
+                assert_eq!(rx.recv().unwrap(), format!("message {j}").as_bytes());
+            }
+        }
+    }
+    assert_eq!(rx.recv().unwrap(), b"message 99");
+    assert_eq!(rx.try_recv().unwrap_err().kind(), ErrorKind::WouldBlock);
+    for _ in 0..4 {
+        tx.try_send(b"x").unwrap();
+    }
+    assert_eq!(tx.try_send(b"x").unwrap_err().kind(), ErrorKind::WouldBlock);
+    // An abandoned reservation publishes nothing and keeps the ring full.
+    assert_eq!(tx.try_reserve().unwrap_err().kind(), ErrorKind::WouldBlock);
+    let stats = ch.stats();
+    assert!(stats.spsc);
+    assert_eq!((stats.sent, stats.received, stats.depth), (104, 100, 4));
+    for _ in 0..4 {
+        assert_eq!(rx.recv().unwrap(), b"x");
+    }
+    let mut slot = tx.reserve().unwrap();
+    slot.write_at(0, b"dropped").unwrap();
+    drop(slot);
+    let mut slot = tx.reserve().unwrap();
+    slot.write_at(0, b"kept").unwrap();
+    slot.commit(4).unwrap();
+    assert_eq!(rx.recv().unwrap(), b"kept");
+    assert_eq!(rx.try_recv().unwrap_err().kind(), ErrorKind::WouldBlock);
+}
+
+#[test]
+fn spsc_takes_one_live_sender_and_receiver_and_hands_over() {
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &spsc_options(8, 16)).unwrap();
+    let mut tx = ch.sender().unwrap();
+    let e = ch.sender().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::LimitExceeded);
+    let me = std::process::id();
+    assert!(
+        e.to_string().contains(&format!(
+            "single-producer single-consumer channel and process {me} is connected as its sender"
+        )),
+        "{e}"
+    );
+    let rx = ch.receiver().unwrap();
+    assert_eq!(ch.receiver().unwrap_err().kind(), ErrorKind::LimitExceeded);
+    // The refused joiners left no entry behind.
+    assert_eq!(ch.stats().endpoints.len(), 2);
+    tx.send(b"one").unwrap();
+    tx.send(b"two").unwrap();
+    drop(tx);
+    drop(rx);
+    // A new pair continues where the old one stopped.
+    let mut tx = ch.sender().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    tx.send(b"three").unwrap();
+    for want in [&b"one"[..], b"two", b"three"] {
+        assert_eq!(rx.recv().unwrap(), want);
+    }
+}
+
+#[test]
+fn spsc_streams_between_threads_with_and_without_batches() {
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &spsc_options(64, 8)).unwrap();
+    let mut tx = ch.sender().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    const N: u64 = 200_000;
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut i = 0u64;
+            while i < N {
+                if i % 1000 < 500 {
+                    tx.send(&i.to_le_bytes()).unwrap();
+                    i += 1;
+                } else {
+                    let batch: Vec<[u8; 8]> = (i..(i + 37).min(N)).map(u64::to_le_bytes).collect();
+                    tx.send_batch(batch.iter().map(|b| &b[..])).unwrap();
+                    i += batch.len() as u64;
+                }
+            }
+        });
+        let mut next = 0u64;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while next < N {
+            if next % 2 == 0 {
+                let mut buf = Vec::new();
+                rx.recv_into(&mut buf).unwrap();
+                assert_eq!(buf, next.to_le_bytes());
+                next += 1;
+            } else {
+                rx.recv_batch(50, Some(deadline), |slot| {
+                    assert_eq!(slot.to_vec(), next.to_le_bytes());
+                    next += 1;
+                    Ok(())
+                })
+                .unwrap();
+            }
+        }
+        let e = rx.recv().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Disconnected, "{e}");
+    });
+}
+
+#[test]
+fn spsc_producer_killed_mid_send_publishes_nothing_and_is_replaced() {
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &spsc_options(4, 16)).unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let child = spawn_child("send-then-hang-mid-send", &name.0);
+    assert_eq!(rx.recv().unwrap(), b"before");
+    // The child is alive and connected: no second sender.
+    assert_eq!(ch.sender().unwrap_err().kind(), ErrorKind::LimitExceeded);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(100))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::TimedOut
+    );
+    kill(child);
+    // Dead: a new sender takes over at the slot it never published.
+    let mut tx = ch.sender().unwrap();
+    tx.send(b"after").unwrap();
+    assert_eq!(rx.recv().unwrap(), b"after");
+    for i in 0..10u8 {
+        tx.send(&[i]).unwrap();
+        assert_eq!(rx.recv().unwrap(), [i]);
+    }
+}
+
+#[test]
+fn spsc_consumer_killed_mid_receive_leaves_the_message_to_the_next() {
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &spsc_options(2, 32)).unwrap();
+    let mut tx = ch.sender().unwrap();
+    tx.send(b"held by the child").unwrap();
+    let child = spawn_child("hang-mid-receive", &name.0);
+    tx.send(b"m1").unwrap();
+    assert_eq!(
+        tx.try_send(b"m2").unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
+    kill(child);
+    let mut rx = ch.receiver().unwrap();
+    // At least once: the message the dead consumer held comes again.
+    assert_eq!(rx.recv().unwrap(), b"held by the child");
+    tx.send_timeout(b"m2", Duration::from_secs(10)).unwrap();
+    assert_eq!(rx.recv().unwrap(), b"m1");
+    assert_eq!(rx.recv().unwrap(), b"m2");
+}
+
+#[test]
+fn spsc_killed_sender_counts_as_gone() {
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &spsc_options(4, 16)).unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let child = spawn_child("sender-idle", &name.0);
+    kill(child);
+    let e = rx.recv_timeout(Duration::from_secs(10)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Disconnected, "{e}");
+}
+
+#[test]
+fn spsc_garbage_in_shared_memory_is_an_error_not_a_crash() {
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &spsc_options(4, 16)).unwrap();
+    let mut tx = ch.sender().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    tx.send(b"fine").unwrap();
+    assert_eq!(rx.recv().unwrap(), b"fine");
+    let raw = OpenOptions::new().open(&name.0).unwrap().map().unwrap();
+    // Slot 1's sequence word (slots start after the 64-entry endpoint
+    // table; SPSC slots of 16 + 16 bytes): a value no protocol step writes.
+    let slots = 768 + 64 * 64;
+    raw.atomic_u64(slots + 32)
+        .unwrap()
+        .store(0xdead_beef, std::sync::atomic::Ordering::Relaxed);
+    let e = rx.try_recv().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains("the channel is corrupt"), "{e}");
+    // A message that claims more than the maximum is dropped with an error.
+    raw.atomic_u64(slots + 32)
+        .unwrap()
+        .store(2, std::sync::atomic::Ordering::Relaxed);
+    raw.atomic_u64(slots + 40)
+        .unwrap()
+        .store(1 << 40, std::sync::atomic::Ordering::Relaxed);
+    let e = rx.try_recv().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains("over the maximum"), "{e}");
+    // Positions a ring apart: a new sender refuses to start there.
+    drop(tx);
+    raw.atomic_u64(384)
+        .unwrap()
+        .store(1 << 30, std::sync::atomic::Ordering::Relaxed);
+    let e = ch.sender().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert_eq!(ch.stats().endpoints.len(), 1);
+}

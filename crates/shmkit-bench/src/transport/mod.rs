@@ -68,6 +68,7 @@ pub fn all() -> Vec<&'static dyn Transport> {
         &shmkit_channel::Shmkit,
         &shmkit_channel::ShmkitBlock,
         &shmkit_channel::ShmkitZeroCopy,
+        &shmkit_channel::ShmkitMpmc,
     ];
     #[cfg(feature = "peers")]
     all.push(&ipc_channel::IpcChannel);

@@ -1,8 +1,12 @@
-//! `shmkit`, `shmkit-block` and `shmkit-zc`: shmkit's own channels.
+//! `shmkit`, `shmkit-block`, `shmkit-zc` and `shmkit-mpmc`: shmkit's own
+//! channels.
 //!
 //! A link is two channels, one per direction (`/shmkit-bench-…-ab` from end A
 //! to end B, `…-ba` back), created by the harness and opened by the
-//! children, each connecting one sender and one receiver.
+//! children, each connecting one sender and one receiver. One sender and
+//! one receiver per channel is what `ChannelOptions::spsc` is for, so the
+//! first three use it; `shmkit-mpmc` runs the same link over the shared
+//! (any number of producers and consumers) ring, to show what that costs.
 //!
 //! - `shmkit`: the default wait strategy (bounded adaptive spin, then a
 //!   shared futex sleep); messages copied in and out.
@@ -12,6 +16,8 @@
 //!   slot and fills the message in place; the consumer checks it in place
 //!   and releases the slot. No copy between the processes' own buffers and
 //!   the shared ring.
+//! - `shmkit-mpmc` (rtt, stream): as `shmkit`, over the multi-producer
+//!   multi-consumer ring.
 
 use std::time::Instant;
 
@@ -27,6 +33,8 @@ pub struct Shmkit;
 pub struct ShmkitBlock;
 /// shmkit's channel, zero-copy slots (bulk).
 pub struct ShmkitZeroCopy;
+/// shmkit's shared (MPMC) channel, default wait strategy, copying.
+pub struct ShmkitMpmc;
 
 /// Messages a channel holds in each scenario: two are enough for a round
 /// trip; a stream wants room to run ahead; 1 MiB bulk messages want a few.
@@ -38,10 +46,11 @@ fn capacity(spec: &LinkSpec) -> usize {
     }
 }
 
-fn link(spec: &LinkSpec) -> Result<Link> {
+fn link(spec: &LinkSpec, spsc: bool) -> Result<Link> {
     let mut opts = ChannelOptions::new();
     opts.capacity(capacity(spec))
-        .max_message(spec.msg_size.max(8));
+        .max_message(spec.msg_size.max(8))
+        .spsc(spsc);
     let mut link = Link::default();
     for dir in ["ab", "ba"] {
         let name = format!("/{}-{dir}", spec.tag);
@@ -167,26 +176,33 @@ impl Conn for Copying {
     }
 }
 
+/// Opens an end as a copying connection.
+fn copying(
+    spec: &LinkSpec,
+    end: End,
+    handoff: &Handoff,
+    wait: WaitStrategy,
+) -> Result<Box<dyn Conn>> {
+    Ok(Box::new(Copying(ChannelConn::open(
+        spec, end, handoff, wait,
+    )?)))
+}
+
 impl Transport for Shmkit {
     fn name(&self) -> &'static str {
         "shmkit"
     }
     fn about(&self) -> &'static str {
-        "shmkit channel pair, default wait (bounded adaptive spin, then shared futex), copy in/out"
+        "shmkit SPSC channel pair, default wait (bounded adaptive spin, then shared futex), copy in/out"
     }
     fn supports(&self, _: Scenario) -> bool {
         true
     }
     fn link(&self, spec: &LinkSpec) -> Result<Link> {
-        link(spec)
+        link(spec, true)
     }
     fn open(&self, spec: &LinkSpec, end: End, handoff: Handoff) -> Result<Box<dyn Conn>> {
-        Ok(Box::new(Copying(ChannelConn::open(
-            spec,
-            end,
-            &handoff,
-            WaitStrategy::SpinThenSleep,
-        )?)))
+        copying(spec, end, &handoff, WaitStrategy::SpinThenSleep)
     }
 }
 
@@ -195,21 +211,16 @@ impl Transport for ShmkitBlock {
         "shmkit-block"
     }
     fn about(&self) -> &'static str {
-        "shmkit channel pair, every wait a shared futex sleep (no spinning), copy in/out"
+        "shmkit SPSC channel pair, every wait a shared futex sleep (no spinning), copy in/out"
     }
     fn supports(&self, _: Scenario) -> bool {
         true
     }
     fn link(&self, spec: &LinkSpec) -> Result<Link> {
-        link(spec)
+        link(spec, true)
     }
     fn open(&self, spec: &LinkSpec, end: End, handoff: Handoff) -> Result<Box<dyn Conn>> {
-        Ok(Box::new(Copying(ChannelConn::open(
-            spec,
-            end,
-            &handoff,
-            WaitStrategy::Sleep,
-        )?)))
+        copying(spec, end, &handoff, WaitStrategy::Sleep)
     }
 }
 
@@ -218,13 +229,13 @@ impl Transport for ShmkitZeroCopy {
         "shmkit-zc"
     }
     fn about(&self) -> &'static str {
-        "shmkit channel pair, zero-copy slots: filled and checked in place (bulk)"
+        "shmkit SPSC channel pair, zero-copy slots: filled and checked in place (bulk)"
     }
     fn supports(&self, scenario: Scenario) -> bool {
         scenario == Scenario::Bulk
     }
     fn link(&self, spec: &LinkSpec) -> Result<Link> {
-        link(spec)
+        link(spec, true)
     }
     fn open(&self, spec: &LinkSpec, end: End, handoff: Handoff) -> Result<Box<dyn Conn>> {
         Ok(Box::new(ChannelConn::open(
@@ -233,5 +244,23 @@ impl Transport for ShmkitZeroCopy {
             &handoff,
             WaitStrategy::SpinThenSleep,
         )?))
+    }
+}
+
+impl Transport for ShmkitMpmc {
+    fn name(&self) -> &'static str {
+        "shmkit-mpmc"
+    }
+    fn about(&self) -> &'static str {
+        "shmkit shared (MPMC) channel pair, default wait, copy in/out: the cost of many-to-many"
+    }
+    fn supports(&self, scenario: Scenario) -> bool {
+        matches!(scenario, Scenario::Rtt | Scenario::Stream)
+    }
+    fn link(&self, spec: &LinkSpec) -> Result<Link> {
+        link(spec, false)
+    }
+    fn open(&self, spec: &LinkSpec, end: End, handoff: Handoff) -> Result<Box<dyn Conn>> {
+        copying(spec, end, &handoff, WaitStrategy::SpinThenSleep)
     }
 }

@@ -8,6 +8,16 @@
 //! (the `ring` module holds the lock-free, crash-tolerant algorithm). Any number of
 //! processes may send and receive at once.
 //!
+//! A channel created with [`ChannelOptions::spsc`] takes one sender and one
+//! receiver at a time and runs the `spsc` ring instead: each slot carries a
+//! sequence word the consumer polls, and the two positions are written by
+//! one side each, so a message crosses in one cache-line transfer with no
+//! compare-and-swap (the shared ring needs two transfers and two CAS per
+//! side). Same layout, same calls, same crash handling, except that a
+//! receiver killed holding a message leaves it to the next receiver.
+//! Measured with `shmkit bench` (`shmkit` against `shmkit-mpmc`, see
+//! BENCHMARKS.md).
+//!
 //! ```text
 //! offset                 contents
 //! 0                      object header (magic, version, kind, ready flag, creator)
@@ -17,8 +27,9 @@
 //! 512                    "data available" event  (consumers sleep here)
 //! 640                    "space available" event (producers sleep here)
 //! 768                    endpoint table: 64 × 64 bytes (identity word, message count)
-//! 768 + 4096             slots: capacity × slot size; a slot is its state word,
-//!                        the message length, and the payload at +16
+//! 768 + 4096             slots: capacity × slot size; a slot is its state word
+//!                        (SPSC: its sequence), the message length, and the
+//!                        payload at +16; slots are 64-byte aligned (SPSC: 16)
 //! ```
 //!
 //! # Waiting
@@ -32,7 +43,8 @@
 //! - A producer killed mid-send never publishes a torn message and never
 //!   stalls the channel: its half-written slot is skipped once a blocked
 //!   peer sees it is dead.
-//! - A consumer killed mid-receive loses at most the message it held.
+//! - A consumer killed mid-receive loses at most the message it held (SPSC:
+//!   loses nothing; the next receiver gets that message again).
 //! - A new process may take over any role at any time.
 //! - Committed messages are otherwise delivered exactly once, and each
 //!   producer's messages are received in the order it sent them.
@@ -44,6 +56,7 @@
 //! `/proc/PID/stat`.
 
 pub(crate) mod ring;
+pub(crate) mod spsc;
 
 #[cfg(not(loom))]
 mod shared;

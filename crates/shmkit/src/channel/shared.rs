@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::ring::{self, Claim, Phase, RingError, RingWords, State};
+use super::spsc::{self, RecvCursor, SendCursor, SpscError};
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{self, Kind, HEADER_SIZE};
 use crate::posix::{OpenOptions, PosixObject, ShmName};
@@ -41,6 +42,7 @@ const OFF_TYPE_ALIGN: usize = 100; // u32
 const OFF_EPOCH: usize = 104; // u32: bumped on every join and leave
 const OFF_PRODUCERS_EVER: usize = 108; // u32
 const OFF_CONSUMERS_EVER: usize = 112; // u32
+const OFF_FLAGS: usize = 116; // u32, written once by the creator: FLAG_*
 const OFF_DEPARTED_SENT: usize = 120; // u64
 const OFF_DEPARTED_RECEIVED: usize = 128; // u64
                                           // Hot words, each in its own 128-byte block (the adjacent-line prefetcher
@@ -51,6 +53,11 @@ const OFF_DATA_EVENT: usize = 512;
 const OFF_SPACE_EVENT: usize = 640;
 const OFF_ENDPOINTS: usize = 768;
 const SLOTS_START: usize = OFF_ENDPOINTS + MAX_ENDPOINTS * ENDPOINT_SIZE;
+
+/// The channel runs the single-producer / single-consumer ring (`spsc`).
+const FLAG_SPSC: u32 = 1;
+/// Every flag this build knows; others make `open` refuse the channel.
+const KNOWN_FLAGS: u32 = FLAG_SPSC;
 
 // Roles in an endpoint's identity word (bits 22-23, see `identity_word`).
 const ROLE_PRODUCER: u64 = 1;
@@ -65,6 +72,7 @@ struct Layout {
     slot_size: u64,
     type_size: u32,
     type_align: u32,
+    flags: u32,
     total: u64,
 }
 
@@ -74,7 +82,13 @@ impl Layout {
         max_msg: u64,
         type_size: u32,
         type_align: u32,
+        flags: u32,
     ) -> std::result::Result<Self, String> {
+        if flags & !KNOWN_FLAGS != 0 {
+            return Err(format!(
+                "flags {flags:#x} include ones this build does not know (a newer format?)"
+            ));
+        }
         if capacity == 0 || capacity > MAX_CAPACITY as u64 || !capacity.is_power_of_two() {
             return Err(format!(
                 "capacity {capacity} is not a power of two from 1 to {MAX_CAPACITY}"
@@ -95,7 +109,13 @@ impl Layout {
                 "message type of {type_size} bytes aligned to {type_align} does not fit (alignment up to {MAX_TYPE_ALIGN})"
             ));
         }
-        let slot_size = (SLOT_HEADER as u64 + max_msg).next_multiple_of(64);
+        // The multi-producer ring gives every slot its own cache lines: two
+        // claimers never share one. The SPSC ring packs slots 16 bytes
+        // apart (the payload's alignment): producer and consumer are far
+        // apart but when the ring is nearly empty, and a 64-byte message
+        // then costs 80 bytes of cache traffic, not 128.
+        let stride = if flags & FLAG_SPSC != 0 { 16 } else { 64 };
+        let slot_size = (SLOT_HEADER as u64 + max_msg).next_multiple_of(stride);
         let total = capacity
             .checked_mul(slot_size)
             .and_then(|s| s.checked_add(SLOTS_START as u64))
@@ -107,8 +127,13 @@ impl Layout {
             slot_size,
             type_size,
             type_align,
+            flags,
             total,
         })
+    }
+
+    fn spsc(&self) -> bool {
+        self.flags & FLAG_SPSC != 0
     }
 }
 
@@ -118,6 +143,7 @@ pub struct ChannelOptions {
     capacity: usize,
     max_msg: usize,
     mode: u32,
+    spsc: bool,
 }
 
 impl Default for ChannelOptions {
@@ -133,6 +159,7 @@ impl ChannelOptions {
             capacity: 1024,
             max_msg: 1024,
             mode: 0o600,
+            spsc: false,
         }
     }
 
@@ -151,6 +178,20 @@ impl ChannelOptions {
     /// Permission bits of the object (default 0600).
     pub fn mode(&mut self, mode: u32) -> &mut Self {
         self.mode = mode;
+        self
+    }
+
+    /// One sender and one receiver at a time (default: any number).
+    ///
+    /// The channel then runs a single-producer / single-consumer ring: a
+    /// message crosses in one cache-line transfer with no compare-and-swap,
+    /// several times the streaming rate of the shared ring. A second live
+    /// sender or receiver is refused ([`ErrorKind::LimitExceeded`]); a new
+    /// one may take over from a dead one at any time. A receiver killed
+    /// while holding a message leaves it to the next receiver (delivered at
+    /// least once) instead of losing it.
+    pub fn spsc(&mut self, on: bool) -> &mut Self {
+        self.spsc = on;
         self
     }
 }
@@ -264,6 +305,19 @@ impl Inner {
         Error::new(kind, op, self.name.as_str(), detail)
     }
 
+    /// The error for what the SPSC ring found (never `WouldBlock`).
+    fn spsc_corrupt(&self, op: &'static str, e: SpscError) -> Error {
+        match e {
+            SpscError::CorruptSlot { index, word } => self.corrupt(op, index, word),
+            SpscError::CorruptPositions { enqueue, dequeue } => self.err(
+                ErrorKind::Corrupt,
+                op,
+                format!("its positions (written {enqueue}, read {dequeue}) are more than a ring apart: the channel is corrupt"),
+            ),
+            SpscError::WouldBlock => self.err(ErrorKind::WouldBlock, op, "not ready"),
+        }
+    }
+
     fn corrupt(&self, op: &'static str, index: usize, word: u64) -> Error {
         self.err(
             ErrorKind::Corrupt,
@@ -349,6 +403,24 @@ impl Inner {
                 } else {
                     OFF_CONSUMERS_EVER
                 };
+                if self.layout.spsc() {
+                    if let Some(other) = self.other_live(i, role) {
+                        self.leave(i, role);
+                        let side = if role == ROLE_PRODUCER {
+                            "sender"
+                        } else {
+                            "receiver"
+                        };
+                        return Err(self.err(
+                            ErrorKind::LimitExceeded,
+                            "connect to",
+                            format!(
+                                "it is a single-producer single-consumer channel and process {} is connected as its {side}",
+                                process::identity_pid(other)
+                            ),
+                        ));
+                    }
+                }
                 self.word32(ever).fetch_add(1, Ordering::Relaxed);
                 self.announce();
                 return Ok(i);
@@ -363,10 +435,24 @@ impl Inner {
         ))
     }
 
+    /// A live endpoint of `role` other than entry `mine`, reaping dead
+    /// ones of that role on the way (their entries are then free).
+    fn other_live(&self, mine: usize, role: u64) -> Option<u64> {
+        self.reap();
+        (0..MAX_ENDPOINTS).filter(|&j| j != mine).find_map(|j| {
+            let word = self.endpoint_identity(j).load(Ordering::Acquire);
+            (word != 0 && role_of(word) == role && identity_alive(word)).then_some(word)
+        })
+    }
+
     /// Settles what the dead occupant `old` of entry `i` left: slots it was
     /// writing or reading, and its message count.
     fn retire(&self, i: usize, old: u64) {
-        ring::recover_owner(self, (i + 1) as u8);
+        // The SPSC ring records no owners in its slots: a dead producer
+        // published nothing half-way, a dead consumer's message stays.
+        if !self.layout.spsc() {
+            ring::recover_owner(self, (i + 1) as u8);
+        }
         let count = self.endpoint_count(i).swap(0, Ordering::Relaxed);
         match role_of(old) {
             ROLE_PRODUCER => self
@@ -507,8 +593,15 @@ impl Channel {
         let capacity = (options.capacity.max(1) as u64)
             .checked_next_power_of_two()
             .unwrap_or(0);
-        let layout = Layout::new(capacity, options.max_msg as u64, type_size, type_align)
-            .map_err(|why| Error::new(ErrorKind::InvalidArgument, "create", name, why))?;
+        let flags = if options.spsc { FLAG_SPSC } else { 0 };
+        let layout = Layout::new(
+            capacity,
+            options.max_msg as u64,
+            type_size,
+            type_align,
+            flags,
+        )
+        .map_err(|why| Error::new(ErrorKind::InvalidArgument, "create", name, why))?;
         let obj = OpenOptions::new()
             .create_new(true)
             .size(layout.total)
@@ -536,6 +629,9 @@ impl Channel {
             region
                 .atomic_u32(OFF_TYPE_ALIGN)?
                 .store(type_align, Ordering::Relaxed);
+            region
+                .atomic_u32(OFF_FLAGS)?
+                .store(layout.flags, Ordering::Relaxed);
             let info = layout::HeaderInfo {
                 kind: Kind::Channel,
                 total_size: layout.total,
@@ -549,7 +645,11 @@ impl Channel {
                 info,
                 region,
             };
-            ring::init(&inner);
+            if layout.spsc() {
+                spsc::init(&inner);
+            } else {
+                ring::init(&inner);
+            }
             layout::publish_ready(&inner.region)?;
             Ok(inner)
         })();
@@ -596,7 +696,8 @@ impl Channel {
         let max_msg = region.load_u64(OFF_MAX_MSG, Ordering::Relaxed)?;
         let type_size = region.load_u32(OFF_TYPE_SIZE, Ordering::Relaxed)?;
         let type_align = region.load_u32(OFF_TYPE_ALIGN, Ordering::Relaxed)?;
-        let layout = Layout::new(capacity, max_msg, type_size, type_align).map_err(bad)?;
+        let flags = region.load_u32(OFF_FLAGS, Ordering::Relaxed)?;
+        let layout = Layout::new(capacity, max_msg, type_size, type_align, flags).map_err(bad)?;
         let slot_size = region.load_u64(OFF_SLOT_SIZE, Ordering::Relaxed)?;
         let slots = region.load_u64(OFF_SLOTS, Ordering::Relaxed)?;
         if slot_size != layout.slot_size
@@ -646,26 +747,49 @@ impl Channel {
     /// [`ErrorKind::LimitExceeded`] when [`MAX_ENDPOINTS`] live endpoints
     /// are connected already.
     pub fn sender(&self) -> Result<Sender> {
-        let entry = self.inner.join(ROLE_PRODUCER)?;
+        let inner = &*self.inner;
+        let entry = inner.join(ROLE_PRODUCER)?;
+        let spsc = if inner.layout.spsc() {
+            // Joined as the only live sender: nobody else moves the tail.
+            match spsc::resume_send(inner) {
+                Ok(cursor) => Some(cursor),
+                Err(e) => {
+                    inner.leave(entry, ROLE_PRODUCER);
+                    return Err(inner.spsc_corrupt("connect to", e));
+                }
+            }
+        } else {
+            None
+        };
         Ok(Sender {
             inner: self.inner.clone(),
             entry,
             owner: (entry + 1) as u8,
             count: 0,
             wait: WaitStrategy::default(),
+            spsc,
         })
     }
 
     /// Connects a receiver (a consumer endpoint).
     pub fn receiver(&self) -> Result<Receiver> {
-        let entry = self.inner.join(ROLE_CONSUMER)?;
+        let inner = &*self.inner;
+        let entry = inner.join(ROLE_CONSUMER)?;
+        let spsc = inner.layout.spsc().then(|| spsc::resume_recv(inner));
         Ok(Receiver {
             inner: self.inner.clone(),
             entry,
             owner: (entry + 1) as u8,
             count: 0,
             wait: WaitStrategy::default(),
+            spsc,
         })
+    }
+
+    /// Whether the channel takes one sender and one receiver at a time
+    /// (see [`ChannelOptions::spsc`]).
+    pub fn is_spsc(&self) -> bool {
+        self.inner.layout.spsc()
     }
 
     /// The channel's name.
@@ -713,6 +837,7 @@ impl Channel {
             capacity: inner.layout.capacity,
             max_message: inner.layout.max_msg,
             type_size: inner.layout.type_size,
+            spsc: inner.layout.spsc(),
             depth: ring::depth(inner),
             sent,
             received,
@@ -762,6 +887,8 @@ pub struct ChannelStats {
     pub max_message: u64,
     /// Size of the message type for typed channels, 0 for byte channels.
     pub type_size: u32,
+    /// One sender and one receiver at a time ([`ChannelOptions::spsc`]).
+    pub spsc: bool,
     /// Messages sent and not yet received (approximate while others run).
     pub depth: u64,
     /// Messages sent, by endpoints connected now and before.
@@ -831,6 +958,8 @@ pub struct Sender {
     owner: u8,
     count: u64,
     wait: WaitStrategy,
+    /// The producer's position in an SPSC channel; None in a shared one.
+    spsc: Option<SendCursor>,
 }
 
 impl std::fmt::Debug for Sender {
@@ -926,7 +1055,10 @@ impl Sender {
         inner
             .slot_len(claim.index)
             .store(len as u64, Ordering::Relaxed);
-        ring::commit_send(inner, claim, self.owner);
+        match self.spsc.as_mut() {
+            Some(cursor) => spsc::commit_send(inner, cursor),
+            None => ring::commit_send(inner, claim, self.owner),
+        }
         self.count += 1;
         // Relaxed: a statistic; only this endpoint writes it.
         inner
@@ -948,17 +1080,11 @@ impl Sender {
                 if msg.len() as u64 > max {
                     return Err(self.too_long(msg.len()));
                 }
-                let inner = &*self.inner;
-                let claim = match ring::claim_send(inner, self.owner, false, &mut |o| {
-                    inner.owner_dead(o)
-                }) {
-                    Ok(claim) => claim,
-                    Err(RingError::Corrupt { index, word }) => {
-                        return Err(inner.corrupt("send to", index, word))
-                    }
-                    Err(RingError::WouldBlock) => {
+                let claim = match self.claim_now(false)? {
+                    Some(claim) => claim,
+                    None => {
                         if unannounced {
-                            inner.data_event().notify_one();
+                            self.inner.data_event().notify_one();
                             unannounced = false;
                         }
                         self.claim(true, None)?
@@ -995,18 +1121,35 @@ impl Sender {
         )
     }
 
+    /// One attempt at a free slot: None when the ring is full.
+    #[inline]
+    fn claim_now(&mut self, check_dead: bool) -> Result<Option<Claim>> {
+        let inner = &*self.inner;
+        if let Some(cursor) = self.spsc.as_mut() {
+            return match spsc::claim_send(inner, cursor) {
+                Ok(index) => Ok(Some(Claim {
+                    pos: cursor.tail,
+                    index,
+                })),
+                Err(SpscError::WouldBlock) => Ok(None),
+                Err(e) => Err(inner.spsc_corrupt("send to", e)),
+            };
+        }
+        match ring::claim_send(inner, self.owner, check_dead, &mut |o| inner.owner_dead(o)) {
+            Ok(claim) => Ok(Some(claim)),
+            Err(RingError::Corrupt { index, word }) => Err(inner.corrupt("send to", index, word)),
+            Err(RingError::WouldBlock) => Ok(None),
+        }
+    }
+
     #[inline]
     fn claim(&mut self, block: bool, deadline: Option<Instant>) -> Result<Claim> {
-        let inner = &*self.inner;
         let mut check_dead = false;
         loop {
-            match ring::claim_send(inner, self.owner, check_dead, &mut |o| inner.owner_dead(o)) {
-                Ok(claim) => return Ok(claim),
-                Err(RingError::Corrupt { index, word }) => {
-                    return Err(inner.corrupt("send to", index, word))
-                }
-                Err(RingError::WouldBlock) => {}
+            if let Some(claim) = self.claim_now(check_dead)? {
+                return Ok(claim);
             }
+            let inner = &*self.inner;
             if !block {
                 return Err(inner.err(ErrorKind::WouldBlock, "send to", "the channel is full"));
             }
@@ -1018,13 +1161,17 @@ impl Sender {
                 ));
             }
             let spin = self.wait == WaitStrategy::SpinThenSleep;
+            let tail = self.spsc.map(|c| c.tail);
             let progressed = wait_slice(
                 inner,
                 inner.space_event(),
                 "send to",
                 deadline,
                 spin,
-                || inner.may_send(),
+                || match tail {
+                    Some(tail) => spsc::may_send(inner, tail),
+                    None => inner.may_send(),
+                },
             )?;
             // A slice without progress: next time, ask whether whoever
             // blocks us is dead.
@@ -1058,6 +1205,15 @@ impl Drop for Sender {
 pub struct SendSlot<'a> {
     sender: &'a mut Sender,
     claim: Option<Claim>,
+}
+
+impl std::fmt::Debug for SendSlot<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendSlot")
+            .field("channel", &self.sender.inner.name)
+            .field("position", &self.claim.map(|c| c.pos))
+            .finish()
+    }
 }
 
 impl SendSlot<'_> {
@@ -1125,8 +1281,12 @@ impl SendSlot<'_> {
 impl Drop for SendSlot<'_> {
     fn drop(&mut self) {
         if let Some(claim) = self.claim.take() {
-            ring::abandon_send(&*self.sender.inner, claim);
-            self.sender.inner.data_event().notify_all();
+            // An SPSC slot is simply not published; a shared ring's slot is
+            // handed back so consumers skip its position.
+            if self.sender.spsc.is_none() {
+                ring::abandon_send(&*self.sender.inner, claim);
+                self.sender.inner.data_event().notify_all();
+            }
         }
     }
 }
@@ -1138,6 +1298,8 @@ pub struct Receiver {
     owner: u8,
     count: u64,
     wait: WaitStrategy,
+    /// The consumer's position in an SPSC channel; None in a shared one.
+    spsc: Option<RecvCursor>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -1266,44 +1428,70 @@ impl Receiver {
         self.claim_slot(true, Some(deadline))
     }
 
+    /// One attempt at the next message: None when the ring is empty.
+    #[inline]
+    fn claim_now(&mut self, check_dead: bool) -> Result<Option<Claim>> {
+        let inner = &*self.inner;
+        if let Some(cursor) = self.spsc.as_ref() {
+            return match spsc::claim_recv(inner, cursor) {
+                Ok(index) => Ok(Some(Claim {
+                    pos: cursor.head,
+                    index,
+                })),
+                Err(SpscError::WouldBlock) => Ok(None),
+                Err(e) => Err(inner.spsc_corrupt("receive from", e)),
+            };
+        }
+        match ring::claim_recv(inner, self.owner, check_dead, &mut |o| inner.owner_dead(o)) {
+            Ok(claim) => Ok(Some(claim)),
+            Err(RingError::Corrupt { index, word }) => {
+                Err(inner.corrupt("receive from", index, word))
+            }
+            Err(RingError::WouldBlock) => Ok(None),
+        }
+    }
+
+    /// Frees a claimed slot once its message is copied out.
+    #[inline]
+    fn release(&mut self, claim: Claim) {
+        let inner = &*self.inner;
+        match self.spsc.as_mut() {
+            Some(cursor) => spsc::release_recv(inner, cursor),
+            None => ring::release_recv(inner, claim),
+        }
+    }
+
     #[inline]
     fn claim_slot(&mut self, block: bool, deadline: Option<Instant>) -> Result<RecvSlot<'_>> {
         let mut check_dead = false;
         loop {
-            let inner = &*self.inner;
-            match ring::claim_recv(inner, self.owner, check_dead, &mut |o| inner.owner_dead(o)) {
-                Ok(claim) => {
-                    // Relaxed: ordered after the producer's store by the
-                    // Acquire claim. Untrusted: checked before use.
-                    let len = inner.slot_len(claim.index).load(Ordering::Relaxed);
-                    self.count += 1;
-                    inner
-                        .endpoint_count(self.entry)
-                        .store(self.count, Ordering::Relaxed);
-                    if len > inner.layout.max_msg {
-                        ring::release_recv(inner, claim);
-                        inner.space_event().notify_one();
-                        return Err(inner.err(
-                            ErrorKind::Corrupt,
-                            "receive from",
-                            format!(
-                                "a message claims {len} bytes, over the maximum of {}: dropped",
-                                inner.layout.max_msg
-                            ),
-                        ));
-                    }
-                    return Ok(RecvSlot {
-                        receiver: self,
-                        claim,
-                        len: len as usize,
-                        notify: true,
-                    });
+            if let Some(claim) = self.claim_now(check_dead)? {
+                let inner = &*self.inner;
+                // Relaxed: ordered after the producer's store by the
+                // Acquire claim. Untrusted: checked before use.
+                let len = inner.slot_len(claim.index).load(Ordering::Relaxed);
+                self.count += 1;
+                inner
+                    .endpoint_count(self.entry)
+                    .store(self.count, Ordering::Relaxed);
+                if len > inner.layout.max_msg {
+                    let max = inner.layout.max_msg;
+                    self.release(claim);
+                    self.inner.space_event().notify_one();
+                    return Err(self.inner.err(
+                        ErrorKind::Corrupt,
+                        "receive from",
+                        format!("a message claims {len} bytes, over the maximum of {max}: dropped"),
+                    ));
                 }
-                Err(RingError::Corrupt { index, word }) => {
-                    return Err(inner.corrupt("receive from", index, word))
-                }
-                Err(RingError::WouldBlock) => {}
+                return Ok(RecvSlot {
+                    receiver: self,
+                    claim,
+                    len: len as usize,
+                    notify: true,
+                });
             }
+            let inner = &*self.inner;
             if !block {
                 return Err(inner.err(
                     ErrorKind::WouldBlock,
@@ -1314,8 +1502,9 @@ impl Receiver {
             if check_dead && inner.all_gone(ROLE_PRODUCER) {
                 // Everyone who could send is gone; one last look, since a
                 // sender may have committed just before it left.
-                match ring::claim_recv(inner, self.owner, true, &mut |o| inner.owner_dead(o)) {
-                    Err(RingError::WouldBlock) => {
+                let inner = self.inner.clone();
+                match self.claim_now(true) {
+                    Ok(None) => {
                         return Err(inner.err(
                             ErrorKind::Disconnected,
                             "receive from",
@@ -1329,13 +1518,17 @@ impl Receiver {
                 }
             }
             let spin = self.wait == WaitStrategy::SpinThenSleep;
+            let head = self.spsc.map(|c| c.head);
             let progressed = wait_slice(
                 inner,
                 inner.data_event(),
                 "receive from",
                 deadline,
                 spin,
-                || inner.may_recv(),
+                || match head {
+                    Some(head) => spsc::may_recv(inner, head),
+                    None => inner.may_recv(),
+                },
             )?;
             check_dead = !progressed;
         }
@@ -1366,6 +1559,16 @@ pub struct RecvSlot<'a> {
     /// Wake a blocked sender when released (off inside a batch, which
     /// notifies once at its end).
     notify: bool,
+}
+
+impl std::fmt::Debug for RecvSlot<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvSlot")
+            .field("channel", &self.receiver.inner.name)
+            .field("position", &self.claim.pos)
+            .field("len", &self.len)
+            .finish()
+    }
 }
 
 impl RecvSlot<'_> {
@@ -1424,10 +1627,9 @@ impl RecvSlot<'_> {
 
 impl Drop for RecvSlot<'_> {
     fn drop(&mut self) {
-        let inner = &*self.receiver.inner;
-        ring::release_recv(inner, self.claim);
+        self.receiver.release(self.claim);
         if self.notify {
-            inner.space_event().notify_one();
+            self.receiver.inner.space_event().notify_one();
         }
     }
 }
