@@ -230,6 +230,18 @@ fn zero_copy_slots_and_typed_values() {
             .contains("messages of 24 bytes aligned to 8, not 4 aligned to 4"),
         "{e}"
     );
+
+    // Typed values over the SPSC ring: 16-byte slot stride, values intact.
+    let sname = Name::new();
+    let typed = TypedChannel::<Point>::create_with_options(&sname.0, &spsc_options(4, 1)).unwrap();
+    assert!(typed.channel().is_spsc());
+    assert_eq!(typed.channel().max_message(), 24);
+    let mut ttx = typed.sender().unwrap();
+    let mut trx = typed.receiver().unwrap();
+    for id in 0..10 {
+        ttx.send(&Point { id, ..p }).unwrap();
+        assert_eq!(trx.recv().unwrap(), Point { id, ..p });
+    }
 }
 
 #[test]
