@@ -52,13 +52,13 @@ use super::{End, LinkSpec};
 use crate::Scenario;
 
 /// A cache line on the machines we target.
-const LINE: usize = 64;
+pub(super) const LINE: usize = 64;
 const CONSUMER_WAITING: usize = 0;
 const PRODUCER_WAITING: usize = LINE;
 const HEAD: usize = 2 * LINE;
 const SLOTS: usize = 3 * LINE;
 /// Where the payload starts inside a slot (after `seq` and padding).
-const PAYLOAD: usize = 8;
+pub(super) const PAYLOAD: usize = 8;
 /// The longest single futex sleep: a lost wake-up (which the protocol rules
 /// out) would cost at most this, and deadlines are checked this often.
 const FUTEX_TIMEOUT: Duration = Duration::from_millis(20);
@@ -68,9 +68,11 @@ const MIN_SPIN: Duration = Duration::from_micros(1);
 /// Sizes of a lane for one message size.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Layout {
-    msg_size: usize,
-    capacity: u32,
-    stride: usize,
+    pub(super) msg_size: usize,
+    /// Slots, a power of two.
+    pub(super) capacity: u32,
+    /// Bytes from one slot to the next.
+    pub(super) stride: usize,
 }
 
 impl Layout {
@@ -106,6 +108,58 @@ impl Layout {
     pub(crate) fn link_bytes(&self) -> usize {
         2 * self.lane_bytes()
     }
+
+    /// Where the slot of position `pos` starts, counted from slot 0: below
+    /// `capacity * stride` (the index is masked; the capacity is a power of
+    /// two) and a multiple of 8.
+    #[inline]
+    pub(super) fn slot_offset(&self, pos: u32) -> usize {
+        (pos & (self.capacity - 1)) as usize * self.stride
+    }
+}
+
+/// Copies `msg` into the payload of the slot at `slot`.
+///
+/// # Safety
+/// `slot` must point to a slot in a mapping whose payload holds at least
+/// `msg.len()` bytes and that no other process reads or writes until it
+/// is published.
+#[inline]
+pub(super) unsafe fn copy_in(slot: *mut u8, msg: &[u8]) {
+    // SAFETY: the caller's contract; `msg` is private memory, so the two
+    // do not overlap.
+    unsafe { ptr::copy_nonoverlapping(msg.as_ptr(), slot.add(PAYLOAD), msg.len()) }
+}
+
+/// Fills `buf` from the payload of the slot at `slot`.
+///
+/// # Safety
+/// `slot` must point to a published slot in a mapping whose payload holds
+/// at least `buf.len()` bytes that no process writes until the caller
+/// hands the slot back.
+#[inline]
+pub(super) unsafe fn copy_out(slot: *const u8, buf: &mut [u8]) {
+    // SAFETY: the caller's contract; `buf` is private memory, so the two
+    // do not overlap.
+    unsafe { ptr::copy_nonoverlapping(slot.add(PAYLOAD), buf.as_mut_ptr(), buf.len()) }
+}
+
+/// Maps the shared memory object `name` and checks that it holds at least
+/// `needed` bytes and starts on a cache line; returns the mapping (which
+/// must outlive every use of the pointer) and its first byte.
+pub(super) fn map_object(name: &str, needed: usize) -> Result<(Region, *mut u8)> {
+    let region = PosixObject::open(name)?.map()?;
+    if region.len() < needed {
+        bail!(
+            "{name}: {} bytes mapped, the ring needs {needed}",
+            region.len()
+        );
+    }
+    let base = region.as_mut_ptr()?;
+    if base as usize % LINE != 0 {
+        bail!("{name}: the mapping is not aligned to a cache line");
+    }
+    Ok((region, base))
 }
 
 /// Creates the shared memory object of one link, named after the link's tag.
@@ -133,10 +187,7 @@ impl Notify {
     /// Futex waiting after a spin of at most `max_spin`.
     pub(crate) fn futex(max_spin: Duration) -> Self {
         Notify::Futex {
-            spinner: Spinner {
-                max: max_spin,
-                budget: max_spin,
-            },
+            spinner: Spinner::new(max_spin),
         }
     }
 }
@@ -148,9 +199,14 @@ pub(crate) struct Spinner {
 }
 
 impl Spinner {
+    /// A spinner that polls for at most `max` (zero: never).
+    pub(super) fn new(max: Duration) -> Self {
+        Spinner { max, budget: max }
+    }
+
     /// Polls `ready` until it holds (true) or the budget is spent (false).
     #[inline]
-    fn spin(&mut self, mut ready: impl FnMut() -> bool) -> bool {
+    pub(super) fn spin(&mut self, mut ready: impl FnMut() -> bool) -> bool {
         if self.max.is_zero() {
             return false;
         }
@@ -195,10 +251,9 @@ impl Lane {
     /// The first byte of the slot of position `pos`.
     #[inline]
     fn slot(&self, pos: u32) -> *mut u8 {
-        let index = (pos & (self.layout.capacity - 1)) as usize;
-        // SAFETY: index < capacity (masked; capacity is a power of two), so
-        // the slot lies inside the lane, whose size was checked.
-        unsafe { self.base.add(SLOTS + index * self.layout.stride) }
+        // SAFETY: the slot offset is below capacity * stride, so the slot
+        // lies inside the lane, whose size was checked.
+        unsafe { self.base.add(SLOTS + self.layout.slot_offset(pos)) }
     }
 
     /// The sequence word of the slot of position `pos`.
@@ -238,19 +293,8 @@ impl RingConn {
         rx_notify: Notify,
         deadline: Instant,
     ) -> Result<Self> {
-        let region = PosixObject::open(name)?.map()?;
         let layout = Layout::new(spec);
-        if region.len() < layout.link_bytes() {
-            bail!(
-                "{name}: {} bytes mapped, the ring needs {}",
-                region.len(),
-                layout.link_bytes()
-            );
-        }
-        let base = region.as_mut_ptr()?;
-        if base as usize % LINE != 0 {
-            bail!("{name}: the mapping is not aligned to a cache line");
-        }
+        let (region, base) = map_object(name, layout.link_bytes())?;
         let lane = |index: usize| Lane {
             // SAFETY: index < 2 and the mapping holds two lanes (checked above).
             base: unsafe { base.add(index * layout.lane_bytes()) },
@@ -334,10 +378,8 @@ impl RingConn {
         debug_assert_eq!(msg.len(), self.tx.layout.msg_size);
         // SAFETY: the slot is free (reserve saw head past it, with Acquire,
         // so the consumer has finished copying out of it) and holds
-        // msg_size payload bytes at +PAYLOAD; `msg` is private memory.
-        unsafe {
-            ptr::copy_nonoverlapping(msg.as_ptr(), self.tx.slot(pos).add(PAYLOAD), msg.len())
-        };
+        // msg_size payload bytes.
+        unsafe { copy_in(self.tx.slot(pos), msg) };
     }
 
     /// Publishes position `pos`, whose payload is written.
@@ -366,7 +408,49 @@ impl RingConn {
         }
         Ok(())
     }
+}
 
+/// A side that takes published slots in order (a ring's consumer, a
+/// fan-out reader): `recv` and `recv_batch` built from four steps.
+pub(super) trait TakeSlots {
+    /// Waits (spin, then sleep) until the next position is published.
+    fn wait_ready(&mut self) -> Result<()>;
+
+    /// Whether the next position is published, without waiting.
+    fn is_ready(&self) -> bool;
+
+    /// Copies the message at the next position out (it must be ready) and
+    /// advances.
+    fn take(&mut self, buf: &mut [u8]);
+
+    /// Hands the slots taken so far back to the writer.
+    fn release(&mut self) -> Result<()>;
+
+    /// [`Conn::recv`](super::Conn::recv): one message.
+    fn take_one(&mut self, buf: &mut [u8]) -> Result<()> {
+        self.wait_ready()?;
+        self.take(buf);
+        self.release()
+    }
+
+    /// [`Conn::recv_batch`](super::Conn::recv_batch): waits for one
+    /// message, takes every one ready that fits, releases them at once.
+    fn take_some(&mut self, buf: &mut [u8], msg_size: usize) -> Result<usize> {
+        self.wait_ready()?;
+        let mut count = 0;
+        for m in buf.chunks_exact_mut(msg_size) {
+            if count > 0 && !self.is_ready() {
+                break;
+            }
+            self.take(m);
+            count += 1;
+        }
+        self.release()?;
+        Ok(count)
+    }
+}
+
+impl TakeSlots for RingConn {
     /// Waits until position `head` of `rx` is published.
     fn wait_ready(&mut self) -> Result<()> {
         let pos = self.head;
@@ -412,14 +496,8 @@ impl RingConn {
         debug_assert_eq!(buf.len(), self.rx.layout.msg_size);
         // SAFETY: the slot is published (its seq was loaded with Acquire) and
         // the producer does not touch it again until `release` moves head
-        // past it; `buf` is private memory of msg_size bytes.
-        unsafe {
-            ptr::copy_nonoverlapping(
-                self.rx.slot(self.head).add(PAYLOAD),
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
-        };
+        // past it; it holds msg_size = buf.len() payload bytes.
+        unsafe { copy_out(self.rx.slot(self.head), buf) };
         self.head = self.head.wrapping_add(1);
     }
 
@@ -452,9 +530,7 @@ impl super::Conn for RingConn {
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> Result<()> {
-        self.wait_ready()?;
-        self.take(buf);
-        self.release()
+        self.take_one(buf)
     }
 
     /// Writes every payload of a run of free slots first, then publishes
@@ -481,28 +557,41 @@ impl super::Conn for RingConn {
     }
 
     fn recv_batch(&mut self, buf: &mut [u8], msg_size: usize) -> Result<usize> {
-        self.wait_ready()?;
-        let mut count = 0;
-        for m in buf.chunks_exact_mut(msg_size) {
-            if count > 0 && !self.is_ready() {
-                break;
-            }
-            self.take(m);
-            count += 1;
-        }
-        self.release()?;
-        Ok(count)
+        self.take_some(buf, msg_size)
     }
 }
 
 /// Sleeps on the futex `word` until `ready(word)`; returns the ready value.
 ///
-/// Raises `waiting` first and re-checks after a SeqCst fence, pairing with
-/// the fence the waker issues between its store to `word` and its load of
-/// `waiting`.
+/// Raises the flag `waiting` (stores 1) first and re-checks after a SeqCst
+/// fence, pairing with the fence the waker issues between its store to
+/// `word` and its load of `waiting`; lowers it (stores 0) on the way out.
 fn sleep_futex(
     word: &AtomicU32,
     waiting: &AtomicU32,
+    ready: impl Fn(u32) -> bool,
+    deadline: Instant,
+    what: &str,
+) -> Result<u32> {
+    sleep_futex_with(
+        word,
+        || waiting.store(1, Ordering::Relaxed),
+        || waiting.store(0, Ordering::Relaxed),
+        ready,
+        deadline,
+        what,
+    )
+}
+
+/// [`sleep_futex`] with the raising and lowering of the sleeper's mark
+/// given: `raise` runs once before the first check (the SeqCst fence
+/// follows it), `lower` once on every way out. Several sleepers can share
+/// one word by counting (`fetch_add`, `fetch_sub`); one writer can say
+/// whom it waits for by the value it stores.
+pub(super) fn sleep_futex_with(
+    word: &AtomicU32,
+    raise: impl Fn(),
+    lower: impl Fn(),
     ready: impl Fn(u32) -> bool,
     deadline: Instant,
     what: &str,
@@ -511,14 +600,16 @@ fn sleep_futex(
         tv_sec: 0,
         tv_nsec: FUTEX_TIMEOUT.as_nanos() as _,
     };
+    // Nobody else lowers the mark: raising it once covers every sleep below.
+    raise();
     loop {
-        waiting.store(1, Ordering::Relaxed);
-        // SYNC POINT with the fence in `notify_published` / `release`.
+        // SYNC POINT with the waker's fence between its store to `word`
+        // and its load of the mark.
         fence(Ordering::SeqCst);
         // Acquire: pairs with the Release store that made `word` ready.
         let seen = word.load(Ordering::Acquire);
         if ready(seen) {
-            waiting.store(0, Ordering::Relaxed);
+            lower();
             return Ok(seen);
         }
         // Shared (not private) futex: the waker is another process.
@@ -528,10 +619,13 @@ fn sleep_futex(
                 if e == rustix::io::Errno::AGAIN
                     || e == rustix::io::Errno::TIMEDOUT
                     || e == rustix::io::Errno::INTR => {}
-            Err(e) => return Err(e).context("futex wait"),
+            Err(e) => {
+                lower();
+                return Err(e).context("futex wait");
+            }
         }
         if Instant::now() >= deadline {
-            waiting.store(0, Ordering::Relaxed);
+            lower();
             bail!("{what} before the deadline: the peer stopped");
         }
     }
