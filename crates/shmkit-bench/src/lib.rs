@@ -7,8 +7,9 @@
 //!   transport measured: the floors written here (`raw-spin`, `raw-futex`,
 //!   `memcpy`), the classic IPC (`pipe`, `unix-stream`, `unix-dgram`,
 //!   `tcp`, `eventfd`, `posix-mq`), shmkit's channels (`shmkit`,
-//!   `shmkit-block`, `shmkit-zc`); with the cargo feature `peers`, the peer
-//!   library `ipc-channel`.
+//!   `shmkit-block`, `shmkit-zc`; in `fanout`, `shmkit` is shmkit's
+//!   broadcast), shmkit's board (`shmkit-board`, `fanout` only); with the
+//!   cargo feature `peers`, the peer library `ipc-channel`.
 //! - `scenario` (private): what each process does in each [`Scenario`].
 //! - `process` (private): starting, pinning, synchronising and reaping the
 //!   child processes; a child that does not finish in time is killed.
@@ -73,10 +74,6 @@ pub use report::{Machine, Report, Row};
 pub use transport::{Conn, Transport};
 
 /// What is measured. Every scenario runs between separate processes.
-///
-/// Extension point: `fanout` (one producer, several consumers) is planned; it
-/// needs a scenario function in `scenario.rs`, a process plan in
-/// [`Scenario::processes`], and transports that declare support for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scenario {
@@ -90,15 +87,21 @@ pub enum Scenario {
     Bulk,
     /// A token passed around a ring of three processes pinned to two cores.
     Oversubscribed,
+    /// One writer, N reader processes ([`BenchOptions::readers`]): every
+    /// message (64 bytes by default) carries the time it was published;
+    /// each reader records publish-to-receive latency and what it received
+    /// (or, on lossy transports, missed).
+    Fanout,
 }
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::Rtt,
         Scenario::Stream,
         Scenario::Bulk,
         Scenario::Oversubscribed,
+        Scenario::Fanout,
     ];
 
     /// The name used on the command line and in JSON.
@@ -108,6 +111,7 @@ impl Scenario {
             Scenario::Stream => "stream",
             Scenario::Bulk => "bulk",
             Scenario::Oversubscribed => "oversubscribed",
+            Scenario::Fanout => "fanout",
         }
     }
 
@@ -123,11 +127,22 @@ impl Scenario {
     }
 
     /// How many processes the scenario runs (for a transport that is not
-    /// [in one process](Transport::in_one_process)).
-    pub fn processes(self) -> usize {
+    /// [in one process](Transport::in_one_process)) with `readers` readers
+    /// (which only `fanout` uses).
+    pub fn processes(self, readers: usize) -> usize {
         match self {
             Scenario::Rtt | Scenario::Stream | Scenario::Bulk => 2,
             Scenario::Oversubscribed => 3,
+            Scenario::Fanout => 1 + readers,
+        }
+    }
+
+    /// The smallest message of the scenario: [`MIN_MESSAGE`], or
+    /// [`FANOUT_MIN_MESSAGE`] for `fanout` (a sequence number and a time).
+    pub fn min_message(self) -> usize {
+        match self {
+            Scenario::Fanout => FANOUT_MIN_MESSAGE,
+            _ => MIN_MESSAGE,
         }
     }
 }
@@ -141,6 +156,19 @@ impl std::fmt::Display for Scenario {
 /// The smallest message: every message carries an 8-byte header (a sequence
 /// number, or a start or stop mark).
 pub const MIN_MESSAGE: usize = 8;
+
+/// The smallest `fanout` message: the 8-byte header and the 8-byte time
+/// (`CLOCK_MONOTONIC`, nanoseconds) at which the writer published it.
+pub const FANOUT_MIN_MESSAGE: usize = 16;
+
+/// The most readers a `fanout` measurement may have.
+pub const MAX_READERS: usize = 64;
+
+/// Reader counts `fanout` runs by default.
+pub const DEFAULT_READERS: [usize; 5] = [1, 2, 4, 8, 16];
+
+/// Reader counts `fanout` runs with [`BenchOptions::quick`].
+pub const QUICK_READERS: [usize; 3] = [1, 2, 4];
 
 /// The program and leading arguments that start one benchmark process; the
 /// child specification is appended as the last argument.
@@ -169,8 +197,9 @@ pub struct BenchOptions {
     pub scenarios: Vec<Scenario>,
     /// Transports to run, by name; empty means all.
     pub transports: Vec<String>,
-    /// Message size for `rtt`, `stream` and `oversubscribed`; `None` means
-    /// 8 bytes for round trips and 64 bytes for streams.
+    /// Message size for `rtt`, `stream`, `oversubscribed` and `fanout`;
+    /// `None` means 8 bytes for round trips and 64 bytes for streams and
+    /// fan-outs.
     pub size: Option<usize>,
     /// Message size for `bulk` (default 1 MiB).
     pub bulk_size: usize,
@@ -187,6 +216,10 @@ pub struct BenchOptions {
     /// of the machine's load spreads over every transport; the report holds
     /// medians.
     pub runs: usize,
+    /// Reader counts for `fanout`, one measurement each (in this order);
+    /// [`DEFAULT_READERS`], or [`QUICK_READERS`] after
+    /// [`quick`](Self::quick).
+    pub readers: Vec<usize>,
 }
 
 impl BenchOptions {
@@ -202,14 +235,17 @@ impl BenchOptions {
             child,
             progress: false,
             runs: 1,
+            readers: DEFAULT_READERS.to_vec(),
         }
     }
 
-    /// Short runs (0.1 s warm-up, 0.3 s measurement): the whole set in well
-    /// under a minute on two cores, with noisier figures.
+    /// Short runs (0.1 s warm-up, 0.3 s measurement, `fanout` with 1, 2
+    /// and 4 readers): the whole set in about a minute on two cores, with
+    /// noisier figures.
     pub fn quick(mut self) -> Self {
         self.warmup = Duration::from_millis(100);
         self.duration = Duration::from_millis(300);
+        self.readers = QUICK_READERS.to_vec();
         self
     }
 
@@ -217,22 +253,25 @@ impl BenchOptions {
     pub fn msg_size(&self, scenario: Scenario) -> usize {
         match scenario {
             Scenario::Bulk => self.bulk_size,
-            Scenario::Stream => self.size.unwrap_or(64),
+            Scenario::Stream | Scenario::Fanout => self.size.unwrap_or(64),
             Scenario::Rtt | Scenario::Oversubscribed => self.size.unwrap_or(8),
         }
     }
 }
 
 /// Runs every selected (scenario, transport) pair that the transport
-/// supports, each between fresh processes, [`BenchOptions::runs`] times, and
-/// collects the results: for several runs, the median of each figure, the
-/// spread of the main one, and the median of the ratios taken in each run.
+/// supports (for `fanout`, once per reader count: readers first, then
+/// transports), each between fresh processes, [`BenchOptions::runs`] times,
+/// and collects the results: for several runs, the median of each figure,
+/// the spread of the main one, and the median of the ratios taken in each
+/// run.
 ///
 /// A transport that fails (a kernel limit, a peer that does not answer) gets a
 /// row with its error (or, when it failed in some runs only, the medians of
 /// the others and a count of the failures); the run goes on. Fails only for
-/// bad options: an unknown transport, a message smaller than
-/// [`MIN_MESSAGE`], no scenario left to run, zero runs.
+/// bad options: an unknown transport, a message smaller than the scenario's
+/// [least](Scenario::min_message), no scenario left to run, zero runs, a
+/// `fanout` with no reader count or one outside 1..=[`MAX_READERS`].
 pub fn run(opts: &BenchOptions) -> Result<Report> {
     let scenarios = if opts.scenarios.is_empty() {
         Scenario::ALL.to_vec()
@@ -241,21 +280,49 @@ pub fn run(opts: &BenchOptions) -> Result<Report> {
     };
     let transports = transport::select(&opts.transports)?;
     for &s in &scenarios {
-        if opts.msg_size(s) < MIN_MESSAGE {
+        if opts.msg_size(s) < s.min_message() {
             bail!(
-                "{s}: a message of {} bytes is too small; the least is {MIN_MESSAGE} (a sequence number)",
-                opts.msg_size(s)
+                "{s}: a message of {} bytes is too small; the least is {} ({})",
+                opts.msg_size(s),
+                s.min_message(),
+                if s == Scenario::Fanout {
+                    "a sequence number and a time"
+                } else {
+                    "a sequence number"
+                }
             );
         }
     }
     if opts.runs == 0 {
         bail!("at least one run is needed");
     }
+    let mut readers: Vec<usize> = Vec::new();
+    if scenarios.contains(&Scenario::Fanout) {
+        for &n in &opts.readers {
+            if !(1..=MAX_READERS).contains(&n) {
+                bail!("fanout: {n} readers; choose between 1 and {MAX_READERS}");
+            }
+            if !readers.contains(&n) {
+                readers.push(n);
+            }
+        }
+        if readers.is_empty() {
+            bail!("fanout needs at least one reader count");
+        }
+    }
     let mut plan = Vec::new();
     for &s in &scenarios {
-        for t in &transports {
-            if t.supports(s) {
-                plan.push((s, *t));
+        // One reader count (unused) outside fanout.
+        let counts = if s == Scenario::Fanout {
+            readers.iter().map(|&n| Some(n)).collect()
+        } else {
+            vec![None]
+        };
+        for n in counts {
+            for t in &transports {
+                if t.supports(s) {
+                    plan.push((s, *t, n));
+                }
             }
         }
     }
@@ -279,23 +346,29 @@ pub fn run(opts: &BenchOptions) -> Result<Report> {
     let mut runs = Vec::with_capacity(opts.runs);
     for run in 0..opts.runs {
         let mut results = Vec::with_capacity(plan.len());
-        for (index, &(scenario, t)) in plan.iter().enumerate() {
+        for (index, &(scenario, t, readers)) in plan.iter().enumerate() {
+            let what = match readers {
+                Some(n) => format!("{scenario} over {}, {n} readers", t.name()),
+                None => format!("{scenario} over {}", t.name()),
+            };
             if opts.runs > 1 {
-                progress.set_message(format!(
-                    "run {}/{}: {scenario} over {}",
-                    run + 1,
-                    opts.runs,
-                    t.name()
-                ));
+                progress.set_message(format!("run {}/{}: {what}", run + 1, opts.runs));
             } else {
-                progress.set_message(format!("{scenario} over {}", t.name()));
+                progress.set_message(what);
             }
             let msg_size = opts.msg_size(scenario);
             // Unique across runs: it names the links' objects.
             let measurement = run * plan.len() + index;
-            let row = match process::measure(opts, t, scenario, msg_size, measurement) {
+            let row = match process::measure(
+                opts,
+                t,
+                scenario,
+                msg_size,
+                readers.unwrap_or(1),
+                measurement,
+            ) {
                 Ok(m) => Row::from_measurement(scenario, t.name(), msg_size, &m),
-                Err(e) => Row::failed(scenario, t.name(), msg_size, format!("{e:#}")),
+                Err(e) => Row::failed(scenario, t.name(), msg_size, readers, format!("{e:#}")),
             };
             results.push(row);
             progress.inc(1);

@@ -1,13 +1,18 @@
 //! The SVG chart of a report, drawn with plotters' SVG backend only (text is
 //! written as SVG `<text>`, so no font files or system libraries are needed).
 //!
-//! Four panels: round-trip latency (min, p50, p99, p99.9 per transport, log
-//! scale), lap latency of the oversubscribed ring, stream messages/s and
-//! bulk GB/s. Failed transports are left out.
+//! One panel per scenario that ran: round-trip latency (min, p50, p99,
+//! p99.9 per transport, log scale), lap latency of the oversubscribed ring,
+//! stream messages/s, bulk GB/s, and for `fanout` the messages/s each
+//! reader received against the number of readers (one line per transport,
+//! log scale). Failed transports are left out.
 
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
+use plotters::coord::combinators::LogCoord;
+use plotters::coord::ranged1d::SegmentedCoord;
+use plotters::coord::types::RangedCoordusize;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -55,10 +60,16 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
                 |r| r.bytes_per_s.map(|b| b / 1e9),
                 false,
             )?,
+            Scenario::Fanout => fanout(area, &rows)?,
         }
     }
     root.present().map_err(err)?;
     Ok(())
+}
+
+/// A y label in powers of ten: `1e6`.
+fn exponent(v: &f64) -> String {
+    format!("{v:.0e}")
 }
 
 fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
@@ -70,6 +81,51 @@ fn label(names: &[String], v: &SegmentValue<usize>) -> String {
         SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
         _ => String::new(),
     }
+}
+
+/// A chart on `area` with the panels' title style, margin and label areas.
+fn builder<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+) -> ChartBuilder<'a, 'static, SVGBackend<'b>> {
+    let mut b = ChartBuilder::on(area);
+    b.caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(80);
+    b
+}
+
+/// A panel with one segment per name along x and a log scale up y.
+type LogChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<SegmentedCoord<RangedCoordusize>, LogCoord<f64>>>;
+
+/// Draws the frame of a [`LogChart`]: the title, `names` along x, `lo` to
+/// `hi` up y (described by `y_desc`, labelled by `y_label`).
+fn log_panel<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+    names: &[String],
+    (lo, hi): (f64, f64),
+    y_desc: &str,
+    y_label: &dyn Fn(&f64) -> String,
+) -> Result<LogChart<'a, 'b>> {
+    let mut chart = builder(area, title)
+        .build_cartesian_2d(
+            (0..names.len().saturating_sub(1)).into_segmented(),
+            (lo..hi).log_scale(),
+        )
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(names.len())
+        .x_label_formatter(&|v| label(names, v))
+        .y_desc(y_desc)
+        .y_label_formatter(y_label)
+        .draw()
+        .map_err(err)?;
+    Ok(chart)
 }
 
 /// Reads one percentile of a row.
@@ -86,25 +142,9 @@ fn latency(area: &DrawingArea<SVGBackend, Shift>, title: &str, rows: &[&Row]) ->
     let lo = values.iter().copied().min().unwrap_or(1).max(1) as f64 / 2.0;
     // Headroom above the highest marker for the legend.
     let hi = values.iter().copied().max().unwrap_or(10) as f64 * 12.0;
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(30)
-        .y_label_area_size(80)
-        .build_cartesian_2d(
-            (0..names.len().saturating_sub(1)).into_segmented(),
-            (lo..hi).log_scale(),
-        )
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(names.len())
-        .x_label_formatter(&|v| label(&names, v))
-        .y_desc("nanoseconds (log)")
-        .y_label_formatter(&|v| crate::report::fmt_ns(*v as u64))
-        .draw()
-        .map_err(err)?;
+    let mut chart = log_panel(area, title, &names, (lo, hi), "nanoseconds (log)", &|v| {
+        crate::report::fmt_ns(*v as u64)
+    })?;
     let series: [(&str, RGBColor, Percentile); 4] = [
         ("min", RGBColor(120, 120, 120), |r| r.min_ns),
         ("p50", RGBColor(31, 119, 180), |r| r.p50_ns),
@@ -121,14 +161,18 @@ fn latency(area: &DrawingArea<SVGBackend, Shift>, title: &str, rows: &[&Row]) ->
             .label(name)
             .legend(move |(x, y)| Circle::new((x, y), 5, color.filled()));
     }
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)
+}
+
+/// Draws the legend of the series drawn on `chart`.
+fn legend<'a, 'b: 'a>(chart: &mut LogChart<'a, 'b>, position: SeriesLabelPosition) -> Result<()> {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(position)
         .draw()
-        .map_err(err)?;
-    Ok(())
+        .map_err(err)
 }
 
 /// One bar per transport.
@@ -148,29 +192,10 @@ fn bars(
         .collect();
     let max = data.iter().map(|d| d.1).fold(0.0, f64::max).max(1e-9);
     let min = data.iter().map(|d| d.1).fold(f64::INFINITY, f64::min);
-    let x = (0..names.len().saturating_sub(1)).into_segmented();
     let color = RGBColor(31, 119, 180);
-    let mut builder = ChartBuilder::on(area);
-    builder
-        .caption(title, ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(30)
-        .y_label_area_size(80);
-    let fmt_x = |v: &SegmentValue<usize>| label(&names, v);
     if log {
         let lo = (min / 2.0).max(1e-9);
-        let mut chart = builder
-            .build_cartesian_2d(x, (lo..max * 2.0).log_scale())
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(names.len())
-            .x_label_formatter(&fmt_x)
-            .y_desc(y_desc)
-            .y_label_formatter(&|v| format!("{v:.0e}"))
-            .draw()
-            .map_err(err)?;
+        let mut chart = log_panel(area, title, &names, (lo, max * 2.0), y_desc, &exponent)?;
         chart
             .draw_series(
                 Histogram::vertical(&chart)
@@ -181,14 +206,17 @@ fn bars(
             )
             .map_err(err)?;
     } else {
-        let mut chart = builder
-            .build_cartesian_2d(x, 0.0..max * 1.15)
+        let mut chart = builder(area, title)
+            .build_cartesian_2d(
+                (0..names.len().saturating_sub(1)).into_segmented(),
+                0.0..max * 1.15,
+            )
             .map_err(err)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(names.len())
-            .x_label_formatter(&fmt_x)
+            .x_label_formatter(&|v| label(&names, v))
             .y_desc(y_desc)
             .draw()
             .map_err(err)?;
@@ -202,4 +230,82 @@ fn bars(
             .map_err(err)?;
     }
     Ok(())
+}
+
+/// Line colours, one per transport in the fan-out panel.
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+/// Messages per second each reader received, by reader count: one line per
+/// transport, log scale.
+fn fanout(area: &DrawingArea<SVGBackend, Shift>, rows: &[&Row]) -> Result<()> {
+    let mut counts: Vec<usize> = rows.iter().filter_map(|r| r.readers).collect();
+    counts.sort_unstable();
+    counts.dedup();
+    let names: Vec<String> = counts.iter().map(|n| n.to_string()).collect();
+    let mut transports: Vec<&str> = Vec::new();
+    for r in rows {
+        if !transports.contains(&r.transport.as_str()) {
+            transports.push(&r.transport);
+        }
+    }
+    let values: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| r.msgs_per_s)
+        .filter(|&v| v > 0.0)
+        .collect();
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(0.0, f64::max);
+    let (lo, hi) = if values.is_empty() {
+        (1.0, 10.0)
+    } else {
+        // Headroom above the highest point for the legend.
+        (lo / 2.0, hi * 8.0)
+    };
+    let mut chart = log_panel(
+        area,
+        "fanout: messages per second each reader received, by number of readers (x)",
+        &names,
+        (lo, hi),
+        "messages/s per reader (log)",
+        &exponent,
+    )?;
+    for (i, &t) in transports.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let points: Vec<(SegmentValue<usize>, f64)> = counts
+            .iter()
+            .enumerate()
+            .filter_map(|(x, &n)| {
+                let r = rows
+                    .iter()
+                    .find(|r| r.transport == t && r.readers == Some(n))?;
+                let v = r.msgs_per_s.filter(|&v| v > 0.0)?;
+                Some((SegmentValue::CenterOf(x), v))
+            })
+            .collect();
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                points.clone(),
+                color.stroke_width(2),
+            )))
+            .map_err(err)?
+            .label(t)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 4, color.filled())),
+            )
+            .map_err(err)?;
+    }
+    legend(&mut chart, SeriesLabelPosition::UpperRight)
 }

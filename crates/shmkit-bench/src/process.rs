@@ -10,7 +10,8 @@
 //! 3. once all are ready the parent removes the named objects and writes
 //!    `go` to each child;
 //! 4. each child runs its role and prints `result JSON` (the one that
-//!    measures), `done`, or `error MESSAGE`, and exits.
+//!    measures; in `fanout`, every process), `done`, or `error MESSAGE`,
+//!    and exits.
 //!
 //! # Nothing left behind
 //! - a child gets `PR_SET_PDEATHSIG(SIGKILL)`: it dies with the harness;
@@ -69,32 +70,72 @@ struct ChildEnd {
     handoff: HandoffWire,
 }
 
-/// The link ends (link index, end) one process owns, and which of them it
-/// sends and receives on (indices into that list).
-type ProcessPlan = (Vec<(usize, End)>, Ports);
+/// Which handoff of a link a process takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Take {
+    /// One of the two ends.
+    End(End),
+    /// `fanout`: reader k's handoff; it opens end B.
+    Reader(usize),
+}
+
+impl Take {
+    /// The end the process opens.
+    fn end(self) -> End {
+        match self {
+            Take::End(e) => e,
+            Take::Reader(_) => End::B,
+        }
+    }
+
+    /// Takes this handoff out of `link` (each is handed out once).
+    fn take_from(self, link: &mut Link) -> Result<Handoff> {
+        match self {
+            Take::End(e) => Ok(std::mem::take(&mut link.ends[e.index()])),
+            Take::Reader(k) => match link.readers.get_mut(k) {
+                Some(h) => Ok(std::mem::take(h)),
+                None => bail!("the link has no handoff for reader {k}"),
+            },
+        }
+    }
+}
+
+/// The link ends (link index, which handoff) one process owns, and which
+/// of them it sends and receives on (indices into that list).
+type ProcessPlan = (Vec<(usize, Take)>, Ports);
 
 /// How many links a run has, and each process's plan.
-fn plan(scenario: Scenario, in_one_process: bool) -> (usize, Vec<ProcessPlan>) {
+fn plan(scenario: Scenario, in_one_process: bool, readers: usize) -> (usize, Vec<ProcessPlan>) {
     let both = Ports { tx: 0, rx: 0 };
+    let a = Take::End(End::A);
     if in_one_process {
-        return (1, vec![(vec![(0, End::A)], both)]);
+        return (1, vec![(vec![(0, a)], both)]);
     }
     match scenario {
         Scenario::Rtt | Scenario::Stream | Scenario::Bulk => (
             1,
-            vec![(vec![(0, End::A)], both), (vec![(0, End::B)], both)],
+            vec![(vec![(0, a)], both), (vec![(0, Take::End(End::B))], both)],
         ),
         // A ring: link i runs from process i to process (i + 1) % 3; each
         // process sends on its first end and receives on its second.
         Scenario::Oversubscribed => {
-            let n = scenario.processes();
+            let n = scenario.processes(readers);
             let procs = (0..n)
                 .map(|i| {
                     let prev = (i + n - 1) % n;
-                    (vec![(i, End::A), (prev, End::B)], Ports { tx: 0, rx: 1 })
+                    (
+                        vec![(i, Take::End(End::A)), (prev, Take::End(End::B))],
+                        Ports { tx: 0, rx: 1 },
+                    )
                 })
                 .collect();
             (n, procs)
+        }
+        // One link: process 0 writes, process k + 1 is reader k.
+        Scenario::Fanout => {
+            let mut procs = vec![(vec![(0, a)], both)];
+            procs.extend((0..readers).map(|k| (vec![(0, Take::Reader(k))], both)));
+            (1, procs)
         }
     }
 }
@@ -272,11 +313,12 @@ pub(crate) fn measure(
     t: &dyn Transport,
     scenario: Scenario,
     msg_size: usize,
+    readers: usize,
     run_index: usize,
 ) -> Result<Measurement> {
     let pid = std::process::id();
     let child_deadline = opts.warmup + opts.duration + CHILD_GRACE;
-    let (link_count, procs) = plan(scenario, t.in_one_process());
+    let (link_count, procs) = plan(scenario, t.in_one_process(), readers);
 
     let mut names = NamesGuard::default();
     // Parent-side state of the links, dropped once every child is ready
@@ -289,6 +331,7 @@ pub(crate) fn measure(
             scenario,
             tag: format!("shmkit-bench-{pid}-{run_index}-{l}"),
             deadline_ms: child_deadline.as_millis() as u64,
+            readers,
         };
         let mut link = t.link(&spec)?;
         names.0.extend(link.names.iter().cloned());
@@ -303,11 +346,11 @@ pub(crate) fn measure(
     let mut handed: Vec<Handoff> = Vec::new();
     for (index, (ends, ports)) in procs.iter().enumerate() {
         let mut child_ends = Vec::new();
-        for &(l, end) in ends {
-            let handoff = std::mem::take(&mut links[l].1.ends[end.index()]);
+        for &(l, take) in ends {
+            let handoff = take.take_from(&mut links[l].1)?;
             child_ends.push(ChildEnd {
                 spec: links[l].0.clone(),
-                end,
+                end: take.end(),
                 handoff: handoff.to_wire(),
             });
             handed.push(handoff);
@@ -317,8 +360,12 @@ pub(crate) fn measure(
             scenario,
             index,
             // With two or more CPUs, process i gets the (i % 2)-th: one core
-            // each for two processes, three processes on two cores.
-            cpu: (cpus.len() >= 2).then(|| cpus[index % 2]),
+            // each for two processes, three processes on two cores. A
+            // fan-out spreads over every allowed CPU: the (i % n)-th.
+            cpu: (cpus.len() >= 2).then(|| match scenario {
+                Scenario::Fanout => cpus[index % cpus.len()],
+                _ => cpus[index % 2],
+            }),
             warmup_ns: opts.warmup.as_nanos() as u64,
             duration_ns: opts.duration.as_nanos() as u64,
             ends: child_ends,
@@ -357,12 +404,12 @@ pub(crate) fn measure(
     // guards kill the others rather than letting them wait for a dead peer.
     let mut finished = vec![false; children.len()];
     let until = Instant::now() + opts.warmup + opts.duration + PARENT_GRACE;
-    let mut result = None;
+    let mut results = Vec::new();
     while finished.iter().any(|f| !f) {
         match next_event(&rx, until, &children, "finish")? {
             (i, Some(line)) => {
                 if let Some(json) = line.strip_prefix("result ") {
-                    result = Some(serde_json::from_str::<Measurement>(json)?);
+                    results.push((i, serde_json::from_str::<Measurement>(json)?));
                 } else if line != "done" {
                     bail!("process {i}: {}", strip_error(&line));
                 }
@@ -381,7 +428,13 @@ pub(crate) fn measure(
         c.wait_until(until);
     }
     drop(children); // kills any that did not exit
-    result.ok_or_else(|| anyhow!("no process reported a result"))
+    if scenario == Scenario::Fanout {
+        return scenario::fold_fanout(results, readers);
+    }
+    results
+        .pop()
+        .map(|(_, m)| m)
+        .ok_or_else(|| anyhow!("no process reported a result"))
 }
 
 fn strip_error(line: &str) -> &str {
@@ -475,7 +528,7 @@ fn child_run(args: &[String]) -> Result<Option<Measurement>> {
     if go.trim() != "go" {
         bail!("the harness went away before the start");
     }
-    let role = Role::of(spec.scenario, spec.index, spec.in_one_process);
+    let role = Role::of(spec.scenario, spec.index, spec.in_one_process, t.lossy());
     let ports = Ports {
         tx: spec.ports.0,
         rx: spec.ports.1,
@@ -493,12 +546,28 @@ mod tests {
 
     #[test]
     fn ring_plan_joins_each_process_to_the_next() {
-        let (links, procs) = plan(Scenario::Oversubscribed, false);
+        let (links, procs) = plan(Scenario::Oversubscribed, false, 1);
         assert_eq!(links, 3);
         assert_eq!(procs.len(), 3);
         // Process 1 receives on the B end of link 0 and sends on the A end of link 1.
-        assert_eq!(procs[1].0, vec![(1, End::A), (0, End::B)]);
-        let (links, procs) = plan(Scenario::Bulk, true);
+        assert_eq!(
+            procs[1].0,
+            vec![(1, Take::End(End::A)), (0, Take::End(End::B))]
+        );
+        let (links, procs) = plan(Scenario::Bulk, true, 1);
         assert_eq!((links, procs.len()), (1, 1));
+    }
+
+    #[test]
+    fn fanout_plan_gives_each_reader_its_own_handoff() {
+        let (links, procs) = plan(Scenario::Fanout, false, 3);
+        assert_eq!((links, procs.len()), (1, 4));
+        assert_eq!(procs[0].0, vec![(0, Take::End(End::A))]);
+        assert_eq!(procs[3].0, vec![(0, Take::Reader(2))]);
+        assert_eq!(Take::Reader(2).end(), End::B);
+        let mut link = Link::default();
+        link.readers.push(Handoff::default());
+        assert!(Take::Reader(0).take_from(&mut link).is_ok());
+        assert!(Take::Reader(1).take_from(&mut link).is_err());
     }
 }

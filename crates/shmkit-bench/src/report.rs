@@ -1,5 +1,6 @@
 //! [`Report`]: the machine, the settings and one [`Row`] per (scenario,
-//! transport), rendered as a table for people, as JSON, or as an SVG chart.
+//! transport, and in `fanout` reader count), rendered as a table for
+//! people, as JSON, or as an SVG chart.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -98,8 +99,9 @@ pub struct Settings {
     pub duration_ms: u64,
 }
 
-/// One (scenario, transport) result: over several runs, the median of each
-/// figure across the runs that succeeded. Fields that do not apply are
+/// One (scenario, transport) result (in `fanout`, one per reader count too):
+/// over several runs, the median of each figure across the runs that
+/// succeeded. Fields that do not apply are
 /// `None` (`null` in JSON); a transport that failed in every run has only
 /// `error` (and the run counts).
 #[derive(Clone, Debug, Serialize)]
@@ -110,7 +112,8 @@ pub struct Row {
     pub transport: String,
     /// Bytes per message.
     pub msg_size: usize,
-    /// Fastest round trip (rtt) or lap (oversubscribed), nanoseconds.
+    /// Fastest round trip (rtt), lap (oversubscribed) or publish-to-receive
+    /// time (fanout, over every reader), nanoseconds.
     pub min_ns: Option<u64>,
     /// Median, nanoseconds.
     pub p50_ns: Option<u64>,
@@ -120,10 +123,23 @@ pub struct Row {
     pub p999_ns: Option<u64>,
     /// Slowest, nanoseconds.
     pub max_ns: Option<u64>,
-    /// Round trips, laps or messages per second.
+    /// Round trips, laps or messages per second; in `fanout`, messages each
+    /// reader received per second (the mean over readers).
     pub msgs_per_s: Option<f64>,
-    /// Payload bytes per second (stream, bulk).
+    /// Payload bytes per second (stream, bulk; fanout: per reader).
     pub bytes_per_s: Option<f64>,
+    /// `fanout`: reader processes (`null` in other scenarios).
+    pub readers: Option<usize>,
+    /// `fanout`: messages per second all readers received together.
+    pub total_msgs_per_s: Option<f64>,
+    /// `fanout`: messages per second of the reader that received the fewest.
+    pub slowest_msgs_per_s: Option<f64>,
+    /// `fanout`: messages per second the writer published.
+    pub published_per_s: Option<f64>,
+    /// `fanout`: the fraction of the messages published while recording
+    /// that readers did not receive (overwritten, or skipped by a board's
+    /// latest-value reads); 0 for lossless transports.
+    pub lost: Option<f64>,
     /// Why the transport failed: in every run, when there were several (see
     /// `failed_runs`).
     pub error: Option<String>,
@@ -135,14 +151,15 @@ pub struct Row {
     pub last_failure: Option<String>,
     /// The field whose spread across runs `spread_min` and `spread_max`
     /// give: `p50_ns` for `rtt` and `oversubscribed`, `msgs_per_s` for
-    /// `stream` and `bulk`.
+    /// `stream`, `bulk` and `fanout`.
     pub spread_of: &'static str,
     /// The lowest value of `spread_of` across the runs that succeeded.
     pub spread_min: Option<f64>,
     /// The highest value of `spread_of` across the runs that succeeded.
     pub spread_max: Option<f64>,
-    /// Performance relative to `pipe`, higher is better: the ratio taken in
-    /// each run (see [`ratio`]), then the median across runs.
+    /// Performance relative to `pipe` (in `fanout`, with as many readers),
+    /// higher is better: the ratio taken in each run (see [`ratio`]), then
+    /// the median across runs.
     pub vs_pipe: Option<f64>,
     /// Performance relative to the scenario's floor ([`floor_of`]), as
     /// `vs_pipe`.
@@ -156,13 +173,19 @@ impl Row {
         msg_size: usize,
         m: &Measurement,
     ) -> Self {
-        let msgs_per_s = if m.elapsed_ns == 0 {
+        let fan = m.fanout.as_ref();
+        let msgs_per_s = if let Some(f) = fan {
+            f.per_reader_msgs_per_s
+        } else if m.elapsed_ns == 0 {
             0.0
         } else {
             m.count as f64 * 1e9 / m.elapsed_ns as f64
         };
-        let bytes_per_s = matches!(scenario, Scenario::Stream | Scenario::Bulk)
-            .then_some(msgs_per_s * msg_size as f64);
+        let bytes_per_s = matches!(
+            scenario,
+            Scenario::Stream | Scenario::Bulk | Scenario::Fanout
+        )
+        .then_some(msgs_per_s * msg_size as f64);
         let lat = m.latency.as_ref();
         let mut row = Row {
             scenario,
@@ -175,6 +198,11 @@ impl Row {
             max_ns: lat.map(|l| l.max_ns),
             msgs_per_s: Some(msgs_per_s),
             bytes_per_s,
+            readers: fan.map(|f| f.readers),
+            total_msgs_per_s: fan.map(|f| f.total_msgs_per_s),
+            slowest_msgs_per_s: fan.map(|f| f.slowest_msgs_per_s),
+            published_per_s: fan.map(|f| f.published_per_s),
+            lost: fan.map(|f| f.lost),
             error: None,
             runs: 1,
             failed_runs: 0,
@@ -190,7 +218,13 @@ impl Row {
         row
     }
 
-    pub(crate) fn failed(scenario: Scenario, transport: &str, msg_size: usize, e: String) -> Self {
+    pub(crate) fn failed(
+        scenario: Scenario,
+        transport: &str,
+        msg_size: usize,
+        readers: Option<usize>,
+        e: String,
+    ) -> Self {
         Row {
             scenario,
             transport: transport.to_string(),
@@ -202,6 +236,11 @@ impl Row {
             max_ns: None,
             msgs_per_s: None,
             bytes_per_s: None,
+            readers,
+            total_msgs_per_s: None,
+            slowest_msgs_per_s: None,
+            published_per_s: None,
+            lost: None,
             error: Some(e),
             runs: 0,
             failed_runs: 1,
@@ -218,18 +257,36 @@ impl Row {
     pub(crate) fn main_figure(&self) -> Option<f64> {
         match self.scenario {
             Scenario::Rtt | Scenario::Oversubscribed => self.p50_ns.map(|v| v as f64),
-            Scenario::Stream | Scenario::Bulk => self.msgs_per_s,
+            Scenario::Stream | Scenario::Bulk | Scenario::Fanout => self.msgs_per_s,
         }
     }
 
     /// The figure the ratio columns compare, and whether lower is better:
     /// p50 for `rtt`, laps/s for `oversubscribed`, messages/s for `stream`,
-    /// bytes/s for `bulk`.
+    /// bytes/s for `bulk`, messages/s per reader for `fanout`.
     fn key_figure(&self) -> Option<(f64, bool)> {
         match self.scenario {
             Scenario::Rtt => self.p50_ns.map(|v| (v as f64, true)),
-            Scenario::Oversubscribed | Scenario::Stream => self.msgs_per_s.map(|v| (v, false)),
+            Scenario::Oversubscribed | Scenario::Stream | Scenario::Fanout => {
+                self.msgs_per_s.map(|v| (v, false))
+            }
             Scenario::Bulk => self.bytes_per_s.map(|v| (v, false)),
+        }
+    }
+
+    /// Whether `other` is this row's counterpart in another transport or
+    /// run: the same scenario and, in `fanout`, as many readers.
+    pub fn same_measure(&self, other: &Row) -> bool {
+        self.scenario == other.scenario && self.readers == other.readers
+    }
+
+    /// The transport's name, with the reader count in `fanout`
+    /// (`pipe, 4 readers`).
+    pub fn label(&self) -> String {
+        match self.readers {
+            Some(1) => format!("{}, 1 reader", self.transport),
+            Some(n) => format!("{}, {n} readers", self.transport),
+            None => self.transport.clone(),
         }
     }
 }
@@ -238,14 +295,14 @@ impl Row {
 fn spread_of(scenario: Scenario) -> &'static str {
     match scenario {
         Scenario::Rtt | Scenario::Oversubscribed => "p50_ns",
-        Scenario::Stream | Scenario::Bulk => "msgs_per_s",
+        Scenario::Stream | Scenario::Bulk | Scenario::Fanout => "msgs_per_s",
     }
 }
 
-/// How `row` compares with `base` (the same scenario, usually the same
-/// run): performance relative to it, higher is better: base/row for `rtt`
-/// (p50 latency), row/base for the others (throughput). `None` when either
-/// has no figure.
+/// How `row` compares with `base` (the same scenario and reader count,
+/// usually the same run): performance relative to it, higher is better:
+/// base/row for `rtt` (p50 latency), row/base for the others (throughput).
+/// `None` when either has no figure.
 pub fn ratio(row: &Row, base: &Row) -> Option<f64> {
     let (b, lower_better) = base.key_figure()?;
     let (v, _) = row.key_figure()?;
@@ -314,12 +371,16 @@ impl Report {
         self.results.iter().filter(move |r| r.scenario == scenario)
     }
 
-    /// How `row` compares with the transport `base` in the same scenario,
-    /// by the figures as they stand in this report (with several runs: a
-    /// ratio of medians). The tables show [`Row::vs_pipe`] and
-    /// [`Row::vs_floor`] instead: the median of the ratios taken in each run.
+    /// How `row` compares with the transport `base` in the same scenario
+    /// (and reader count), by the figures as they stand in this report
+    /// (with several runs: a ratio of medians). The tables show
+    /// [`Row::vs_pipe`] and [`Row::vs_floor`] instead: the median of the
+    /// ratios taken in each run.
     pub fn ratio(&self, row: &Row, base: &str) -> Option<f64> {
-        let base = self.rows(row.scenario).find(|r| r.transport == base)?;
+        let base = self
+            .results
+            .iter()
+            .find(|r| r.transport == base && r.same_measure(row))?;
         ratio(row, base)
     }
 
@@ -381,6 +442,24 @@ impl Report {
                 &["min", "p50", "p99", "p99.9", "laps/s"],
                 "p50 range",
             ),
+            Scenario::Fanout => (
+                format!(
+                    "fanout: one writer, {}-byte messages to N reader processes",
+                    first.msg_size
+                ),
+                &[
+                    "readers",
+                    "min",
+                    "p50",
+                    "p99",
+                    "p99.9",
+                    "max",
+                    "msgs/s each",
+                    "msgs/s all",
+                    "lost",
+                ],
+                "msgs/s each range",
+            ),
         };
         let several = self.runs > 1;
         let mut head = vec!["transport".to_string()];
@@ -399,12 +478,12 @@ impl Report {
                 } else {
                     format!("error: {e}")
                 };
-                notes.push((r.transport.clone(), note));
+                notes.push((r.label(), note));
                 continue;
             }
             if r.failed_runs > 0 {
                 notes.push((
-                    r.transport.clone(),
+                    r.label(),
                     format!(
                         "{} of {} runs failed (left out), the last with: {}",
                         r.failed_runs,
@@ -440,6 +519,15 @@ impl Report {
                     );
                     cells.push(fmt_count(r.msgs_per_s));
                 }
+                Scenario::Fanout => {
+                    cells.push(r.readers.map_or("-".into(), |n| n.to_string()));
+                    for v in [r.min_ns, r.p50_ns, r.p99_ns, r.p999_ns, r.max_ns] {
+                        cells.push(ns(v));
+                    }
+                    cells.push(fmt_count(r.msgs_per_s));
+                    cells.push(fmt_count(r.total_msgs_per_s));
+                    cells.push(fmt_lost(r.lost));
+                }
             }
             if several {
                 let cell = match (r.spread_min, r.spread_max) {
@@ -447,7 +535,7 @@ impl Report {
                         Scenario::Rtt | Scenario::Oversubscribed => {
                             format!("{}–{}", fmt_ns(lo as u64), fmt_ns(hi as u64))
                         }
-                        Scenario::Stream => {
+                        Scenario::Stream | Scenario::Fanout => {
                             format!("{}–{}", fmt_count(Some(lo)), fmt_count(Some(hi)))
                         }
                         Scenario::Bulk => {
@@ -474,19 +562,30 @@ impl Report {
     /// What the columns mean, below the tables.
     fn footer(&self) -> String {
         let ratios = "vs pipe, vs floor: performance relative to that transport, higher is \
-                      better (rtt: by p50 latency; others: by throughput)";
-        if self.runs > 1 {
+                      better (rtt: by p50 latency; others: by throughput; fanout: by msgs/s \
+                      each, against the same number of readers)";
+        let mut text = if self.runs > 1 {
             format!(
                 "Every figure is the median of {n} runs (run 1 of every row, then run 2, …, \
                  each between fresh processes); range: the lowest and highest p50 (rtt, \
-                 oversubscribed) or throughput (stream, bulk) of the {n} runs. {ratios}, \
-                 taken within each run, then the median across runs: robust to load that \
-                 drifts between runs. MB and GB are 10^6 and 10^9 bytes.",
+                 oversubscribed) or throughput (stream, bulk, fanout) of the {n} runs. \
+                 {ratios}, taken within each run, then the median across runs: robust to \
+                 load that drifts between runs. MB and GB are 10^6 and 10^9 bytes.",
                 n = self.runs
             )
         } else {
             format!("{ratios}. MB and GB are 10^6 and 10^9 bytes.")
+        };
+        if self.rows(Scenario::Fanout).next().is_some() {
+            text.push_str(
+                " fanout: latency from the writer's time stamp to the reader's receipt, \
+                 over every reader; msgs/s each: received per reader (the mean), all: every \
+                 reader together; lost: the share of the messages published that readers \
+                 did not receive (by design on lossy transports: a board keeps the latest \
+                 value, a broadcast overwrites what a slow reader has not read).",
+            );
         }
+        text
     }
 
     /// The report as text tables, one per scenario.
@@ -624,6 +723,18 @@ fn fmt_count(v: Option<f64>) -> String {
     }
 }
 
+/// The share of messages lost: `0`, `<0.01%`, `0.15%`, `99.97%`.
+fn fmt_lost(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(v) if v <= 0.0 => "0".into(),
+        Some(v) if v < 1e-4 => "<0.01%".into(),
+        Some(v) if v < 0.9999 => format!("{:.2}%", v * 100.0),
+        Some(v) if v < 1.0 => ">99.99%".into(),
+        Some(_) => "100%".into(),
+    }
+}
+
 /// Two significant digits: `320×`, `3.2×`, `0.032×`.
 fn fmt_ratio(r: Option<f64>) -> String {
     match r {
@@ -653,12 +764,36 @@ mod tests {
                 p999_ns: p50 * 3,
                 max_ns: p50 * 10,
             }),
+            ..Measurement::default()
         };
         Row::from_measurement(Scenario::Rtt, transport, 8, &m)
     }
 
     fn bulk_failed() -> Row {
-        Row::failed(Scenario::Bulk, "posix-mq", 1 << 20, "too big".into())
+        Row::failed(Scenario::Bulk, "posix-mq", 1 << 20, None, "too big".into())
+    }
+
+    /// A fan-out row: `each` messages/s per reader, a quarter of them lost.
+    fn fanout(transport: &str, readers: usize, each: f64) -> Row {
+        let m = Measurement {
+            latency: Some(Latency {
+                min_ns: 500,
+                p50_ns: 1_000,
+                p99_ns: 5_000,
+                p999_ns: 9_000,
+                max_ns: 20_000,
+            }),
+            fanout: Some(crate::scenario::FanoutFigures {
+                readers,
+                per_reader_msgs_per_s: each,
+                total_msgs_per_s: each * readers as f64,
+                slowest_msgs_per_s: each / 2.0,
+                published_per_s: each * 4.0 / 3.0,
+                lost: 0.25,
+            }),
+            ..Measurement::default()
+        };
+        Row::from_measurement(Scenario::Fanout, transport, 64, &m)
     }
 
     /// Runs whose figures all scale by `slow[r]` (a machine that gets busier).
@@ -711,6 +846,11 @@ mod tests {
             "max_ns",
             "msgs_per_s",
             "bytes_per_s",
+            "readers",
+            "total_msgs_per_s",
+            "slowest_msgs_per_s",
+            "published_per_s",
+            "lost",
             "error",
             "runs",
             "failed_runs",
@@ -725,6 +865,7 @@ mod tests {
         }
         assert_eq!(rows[0]["scenario"], "rtt");
         assert!(rows[0]["bytes_per_s"].is_null());
+        assert!(rows[0]["readers"].is_null() && rows[0]["lost"].is_null());
         assert_eq!(rows[0]["spread_of"], "p50_ns");
         assert_eq!(rows[0]["spread_min"], 200.0);
         assert_eq!(rows[2]["error"], "too big");
@@ -783,5 +924,46 @@ mod tests {
             let widths: Vec<usize> = block.lines().map(|l| l.matches(" | ").count()).collect();
             assert!(widths.windows(2).all(|w| w[0] == w[1]), "{block}");
         }
+    }
+
+    #[test]
+    fn fanout_rows_compare_at_the_same_reader_count() {
+        let runs = vec![vec![
+            fanout("shmkit", 1, 2e6),
+            fanout("pipe", 1, 1e6),
+            fanout("shmkit", 4, 1e6),
+            fanout("pipe", 4, 2.5e5),
+            Row::failed(Scenario::Fanout, "raw-spin", 64, Some(4), "stuck".into()),
+        ]];
+        let mut opts = BenchOptions::new(crate::ChildCommand {
+            program: "unused".into(),
+            args: Vec::new(),
+        });
+        opts.duration = std::time::Duration::from_millis(2);
+        let r = Report::new(Machine::detect(), &opts, &runs);
+        assert_eq!(r.results[0].vs_pipe, Some(2.0));
+        assert_eq!(r.results[2].vs_pipe, Some(4.0));
+        assert_eq!(r.ratio(&r.results[2], "pipe"), Some(4.0));
+        assert_eq!(r.results[2].bytes_per_s, Some(64e6));
+        assert_eq!(r.results[2].total_msgs_per_s, Some(4e6));
+        assert_eq!(r.results[4].readers, Some(4));
+        let j = r.to_json();
+        assert_eq!(j["results"][3]["readers"], 4);
+        assert_eq!(j["results"][3]["lost"], 0.25);
+        let t = r.render_table();
+        assert!(t.contains("fanout: one writer, 64-byte messages"), "{t}");
+        assert!(t.contains("msgs/s each"), "{t}");
+        assert!(t.contains("25.00%"), "{t}");
+        assert!(t.contains("raw-spin, 4 readers error: stuck"), "{t}");
+        assert!(t.contains("lost: the share"), "{t}");
+        let md = r.render_markdown();
+        assert!(
+            md.contains("| transport | readers | min | p50 | p99 | p99.9 | max | msgs/s each | msgs/s all | lost | vs pipe | vs raw-spin |"),
+            "{md}"
+        );
+        assert!(md.contains("| `shmkit` | 4 | 500 ns | 1.0 µs |"), "{md}");
+        assert_eq!(fmt_lost(Some(0.0)), "0");
+        assert_eq!(fmt_lost(Some(0.99995)), ">99.99%");
+        assert_eq!(fmt_lost(Some(0.00001)), "<0.01%");
     }
 }

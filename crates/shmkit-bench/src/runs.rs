@@ -30,7 +30,7 @@ pub(crate) fn combine(runs: &[Vec<Row>]) -> Vec<Row> {
                         let this = &run[i];
                         let base = run
                             .iter()
-                            .find(|r| r.scenario == this.scenario && r.transport == base)?;
+                            .find(|r| r.transport == base && r.same_measure(this))?;
                         ratio(this, base)
                     })
                     .collect()
@@ -56,6 +56,7 @@ fn median_row(samples: &[&Row]) -> Row {
             last.scenario,
             &last.transport,
             last.msg_size,
+            last.readers,
             last.error.clone().unwrap_or_default(),
         );
         row.failed_runs = failed;
@@ -75,6 +76,11 @@ fn median_row(samples: &[&Row]) -> Row {
         max_ns: u(|r| r.max_ns),
         msgs_per_s: f(|r| r.msgs_per_s),
         bytes_per_s: f(|r| r.bytes_per_s),
+        readers: last.readers,
+        total_msgs_per_s: f(|r| r.total_msgs_per_s),
+        slowest_msgs_per_s: f(|r| r.slowest_msgs_per_s),
+        published_per_s: f(|r| r.published_per_s),
+        lost: f(|r| r.lost),
         error: None,
         runs: ok.len(),
         failed_runs: failed,
@@ -127,6 +133,7 @@ mod tests {
                 p999_ns: p50 * 3,
                 max_ns: p50 * 10,
             }),
+            ..Measurement::default()
         };
         Row::from_measurement(Scenario::Rtt, transport, 8, &m)
     }
@@ -166,7 +173,7 @@ mod tests {
 
     #[test]
     fn failed_runs_are_left_out_or_reported() {
-        let fail = |t: &str, e: &str| Row::failed(Scenario::Rtt, t, 8, e.into());
+        let fail = |t: &str, e: &str| Row::failed(Scenario::Rtt, t, 8, None, e.into());
         let runs = vec![
             vec![rtt("raw-spin", 200), fail("pipe", "first")],
             vec![fail("raw-spin", "flaky"), fail("pipe", "second")],

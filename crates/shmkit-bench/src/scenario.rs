@@ -10,7 +10,18 @@
 //! | `rtt` | sends, waits for the echo, records each round trip | echoes | |
 //! | `stream`, `bulk` | produces | consumes and records | |
 //! | `oversubscribed` | starts the token, records each lap | forwards | forwards |
+//! | `fanout` | publishes stamped messages, counts them | reader 0: receives, records latency | reader 1, … |
 //! | one-process `bulk` | copies each message once, records | | |
+//!
+//! # Fan-out messages
+//! A `fanout` message is the header (the sequence number, with
+//! [`RECORDING`] set once the warm-up is over, or [`STOP`]), then the
+//! `CLOCK_MONOTONIC` time in nanoseconds at which the writer published it:
+//! every process runs on one machine, so a reader's clock agrees with the
+//! writer's and `now - stamp` is the publish-to-receive latency. Readers
+//! need no start mark (which a lossy transport could drop): they count the
+//! messages that carry [`RECORDING`], from the first they see to [`STOP`].
+//! Every process reports; [`fold_fanout`] makes one [`Measurement`] of them.
 
 use std::time::{Duration, Instant};
 
@@ -25,9 +36,11 @@ use crate::Scenario;
 const START: u64 = u64::MAX - 1;
 /// Header of the last message.
 const STOP: u64 = u64::MAX;
+/// Set in the header of a `fanout` message published after the warm-up.
+const RECORDING: u64 = 1 << 62;
 
 /// What a reporting child measured.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Measurement {
     /// Messages (or round trips, or laps) recorded.
     pub count: u64,
@@ -35,6 +48,32 @@ pub struct Measurement {
     pub elapsed_ns: u64,
     /// Per-operation latency, for scenarios that time each operation.
     pub latency: Option<Latency>,
+    /// A `fanout` reader's latency histogram, `(value, count)` per bucket,
+    /// for the harness to merge with the other readers'.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub histogram: Vec<(u64, u64)>,
+    /// `fanout`: the figures of the whole fan, once [`fold_fanout`] has
+    /// combined every process's report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fanout: Option<FanoutFigures>,
+}
+
+/// The figures of one `fanout` measurement, every process together.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FanoutFigures {
+    /// Reader processes.
+    pub readers: usize,
+    /// Messages each reader received per second, the mean over readers.
+    pub per_reader_msgs_per_s: f64,
+    /// Messages per second all readers received together.
+    pub total_msgs_per_s: f64,
+    /// Messages per second of the reader that received the fewest.
+    pub slowest_msgs_per_s: f64,
+    /// Messages per second the writer published.
+    pub published_per_s: f64,
+    /// The fraction of the messages published while recording that readers
+    /// did not receive (0 for a lossless transport).
+    pub lost: f64,
 }
 
 /// Percentiles of a latency histogram (3 significant digits), nanoseconds.
@@ -79,11 +118,17 @@ pub(crate) enum Role {
     Consumer { bulk: bool },
     /// Copies messages into an in-process medium (bandwidth lines).
     Loopback,
+    /// Publishes stamped messages to every reader (`fanout`).
+    Writer,
+    /// Receives a fan-out and records latency; counts gaps as lost when
+    /// the transport is `lossy`, fails on them otherwise.
+    Reader { lossy: bool },
 }
 
 impl Role {
-    /// The role of process `index` in `scenario`.
-    pub(crate) fn of(scenario: Scenario, index: usize, in_one_process: bool) -> Role {
+    /// The role of process `index` in `scenario` over a transport that is
+    /// `lossy` (see [`Transport::lossy`](crate::Transport::lossy)) or not.
+    pub(crate) fn of(scenario: Scenario, index: usize, in_one_process: bool, lossy: bool) -> Role {
         let bulk = scenario == Scenario::Bulk;
         match (scenario, index) {
             _ if in_one_process => Role::Loopback,
@@ -91,6 +136,8 @@ impl Role {
             (Scenario::Rtt | Scenario::Oversubscribed, _) => Role::Forwarder,
             (Scenario::Stream | Scenario::Bulk, 0) => Role::Producer { bulk },
             (Scenario::Stream | Scenario::Bulk, _) => Role::Consumer { bulk },
+            (Scenario::Fanout, 0) => Role::Writer,
+            (Scenario::Fanout, _) => Role::Reader { lossy },
         }
     }
 }
@@ -201,6 +248,8 @@ pub(crate) fn run(
         Role::Producer { bulk } => produce(conns, ports, msg_size, timing, bulk).map(|()| None),
         Role::Consumer { bulk } => consume(conns, ports, msg_size, bulk).map(Some),
         Role::Loopback => loopback(conns, ports, msg_size, timing).map(Some),
+        Role::Writer => fan_write(conns, ports, msg_size, timing).map(Some),
+        Role::Reader { lossy } => fan_read(conns, ports, msg_size, lossy).map(Some),
     }
 }
 
@@ -227,6 +276,7 @@ fn new_histogram() -> Result<Histogram<u64>> {
     Ok(Histogram::new_with_bounds(1, 3_600_000_000_000, 3)?)
 }
 
+/// The percentiles of `h`.
 fn latency(h: &Histogram<u64>) -> Latency {
     Latency {
         min_ns: h.min(),
@@ -272,6 +322,7 @@ fn ping(
         count,
         elapsed_ns: nanos(t0 - start),
         latency: Some(latency(&hist)),
+        ..Measurement::default()
     })
 }
 
@@ -369,6 +420,7 @@ fn consume(
                             count,
                             elapsed_ns: nanos(start.elapsed()),
                             latency: None,
+                            ..Measurement::default()
                         });
                     }
                     seq if seq == expected => {
@@ -395,6 +447,7 @@ fn consume(
                         count,
                         elapsed_ns: nanos(start.elapsed()),
                         latency: None,
+                        ..Measurement::default()
                     });
                 }
                 seq if seq == expected => {
@@ -446,6 +499,179 @@ fn loopback(
         count,
         elapsed_ns: elapsed,
         latency: None,
+        ..Measurement::default()
+    })
+}
+
+/// The `CLOCK_MONOTONIC` time in nanoseconds: one clock for every process
+/// on the machine, so a stamp taken by one process can be compared with
+/// the time another reads.
+fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// Writes a `fanout` message's header and time stamp.
+fn put_stamped(msg: &mut [u8], header: u64, stamp_ns: u64) {
+    put_header(msg, header);
+    msg[8..16].copy_from_slice(&stamp_ns.to_le_bytes());
+}
+
+/// The time stamp of a `fanout` message.
+fn stamp(msg: &[u8]) -> u64 {
+    u64::from_le_bytes(
+        msg[8..16]
+            .try_into()
+            .expect("fan-out messages hold 16 bytes"),
+    )
+}
+
+/// The `fanout` writer: one message at a time, each stamped just before it
+/// is sent, as fast as the transport takes them (a lossless transport waits
+/// for its slowest reader; a lossy one never waits). Reports how many it
+/// published while recording.
+fn fan_write(
+    conns: &mut [Box<dyn Conn>],
+    ports: Ports,
+    msg_size: usize,
+    timing: Timing,
+) -> Result<Measurement> {
+    let conn = &mut conns[ports.tx];
+    let mut msg = vec![0x5a; msg_size];
+    let mut seq = 0;
+    let warm_end = monotonic_ns() + nanos(timing.warmup);
+    let mut now = monotonic_ns();
+    while now < warm_end {
+        put_stamped(&mut msg, seq, now);
+        conn.send(&msg)?;
+        seq += 1;
+        now = monotonic_ns();
+    }
+    let start = now;
+    let end = start + nanos(timing.duration);
+    let mut count = 0;
+    while now < end {
+        put_stamped(&mut msg, seq | RECORDING, now);
+        conn.send(&msg)?;
+        seq += 1;
+        count += 1;
+        now = monotonic_ns();
+    }
+    // The last message: a lossy transport keeps it, being the latest.
+    put_stamped(&mut msg, STOP, now);
+    conn.send(&msg)?;
+    Ok(Measurement {
+        count,
+        elapsed_ns: now - start,
+        ..Measurement::default()
+    })
+}
+
+/// The (value, count) pairs of every bucket of `h` that holds something.
+fn buckets(h: &Histogram<u64>) -> Vec<(u64, u64)> {
+    h.iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect()
+}
+
+/// A `fanout` reader: receives until [`STOP`], checks the order, and
+/// records the latency of every message published while recording. A gap
+/// in the sequence fails unless the transport is `lossy`.
+fn fan_read(
+    conns: &mut [Box<dyn Conn>],
+    ports: Ports,
+    msg_size: usize,
+    lossy: bool,
+) -> Result<Measurement> {
+    let mut buf = vec![0; stream_batch(msg_size) * msg_size];
+    let mut hist = new_histogram()?;
+    let mut expected = 0;
+    let mut count = 0;
+    // When the first recorded message arrived.
+    let mut first = None;
+    loop {
+        let n = conns[ports.rx].recv_batch(&mut buf, msg_size)?;
+        let now = monotonic_ns();
+        for m in buf[..n * msg_size].chunks_exact(msg_size) {
+            let h = header(m);
+            if h == STOP {
+                return Ok(Measurement {
+                    count,
+                    elapsed_ns: first.map_or(0, |f| now - f),
+                    latency: (count > 0).then(|| latency(&hist)),
+                    histogram: buckets(&hist),
+                    fanout: None,
+                });
+            }
+            let seq = h & !RECORDING;
+            if seq < expected {
+                bail!("message {seq} arrived after message {}", expected - 1);
+            }
+            if seq > expected && !lossy {
+                bail!("message {seq} arrived where {expected} was due");
+            }
+            expected = seq + 1;
+            if h & RECORDING != 0 {
+                first.get_or_insert(now);
+                count += 1;
+                hist.saturating_record(now.saturating_sub(stamp(m)).max(1));
+            }
+        }
+    }
+}
+
+/// Combines the reports of a `fanout` measurement with `readers` readers:
+/// `(process index, its report)`, the writer's (process 0) and every
+/// reader's. Reader rates are each reader's messages over its own recording
+/// time; latency percentiles are over every reader's samples; `lost` is
+/// the share of `readers × published` that no reader received.
+pub(crate) fn fold_fanout(
+    mut results: Vec<(usize, Measurement)>,
+    readers: usize,
+) -> Result<Measurement> {
+    results.sort_by_key(|(i, _)| *i);
+    let (writer, reports) = match results.split_first() {
+        Some(((0, w), rest)) => (w, rest),
+        _ => bail!("the writer reported no result"),
+    };
+    if reports.len() != readers {
+        bail!("{} of {readers} readers reported", reports.len());
+    }
+    let rate = |m: &Measurement| match m.elapsed_ns {
+        0 => 0.0,
+        ns => m.count as f64 * 1e9 / ns as f64,
+    };
+    let rates: Vec<f64> = reports.iter().map(|(_, m)| rate(m)).collect();
+    let total: f64 = rates.iter().sum();
+    let received: u64 = reports.iter().map(|(_, m)| m.count).sum();
+    let due = writer.count * readers as u64;
+    if received > due {
+        bail!("readers received {received} messages of the {due} published to them");
+    }
+    let mut hist = new_histogram()?;
+    for (_, m) in reports {
+        for &(value, n) in &m.histogram {
+            hist.saturating_record_n(value, n);
+        }
+    }
+    let latency = (!hist.is_empty()).then(|| latency(&hist));
+    Ok(Measurement {
+        count: received,
+        elapsed_ns: writer.elapsed_ns,
+        latency,
+        histogram: Vec::new(),
+        fanout: Some(FanoutFigures {
+            readers,
+            per_reader_msgs_per_s: total / readers as f64,
+            total_msgs_per_s: total,
+            slowest_msgs_per_s: rates.iter().copied().fold(f64::INFINITY, f64::min),
+            published_per_s: rate(writer),
+            lost: if due == 0 {
+                0.0
+            } else {
+                1.0 - received as f64 / due as f64
+            },
+        }),
     })
 }
 
@@ -467,15 +693,87 @@ mod tests {
 
     #[test]
     fn roles() {
-        assert!(matches!(Role::of(Scenario::Rtt, 0, false), Role::Pinger));
         assert!(matches!(
-            Role::of(Scenario::Oversubscribed, 2, false),
+            Role::of(Scenario::Rtt, 0, false, false),
+            Role::Pinger
+        ));
+        assert!(matches!(
+            Role::of(Scenario::Oversubscribed, 2, false, false),
             Role::Forwarder
         ));
         assert!(matches!(
-            Role::of(Scenario::Bulk, 1, false),
+            Role::of(Scenario::Bulk, 1, false, false),
             Role::Consumer { bulk: true }
         ));
-        assert!(matches!(Role::of(Scenario::Bulk, 0, true), Role::Loopback));
+        assert!(matches!(
+            Role::of(Scenario::Bulk, 0, true, false),
+            Role::Loopback
+        ));
+        assert!(matches!(
+            Role::of(Scenario::Fanout, 0, false, true),
+            Role::Writer
+        ));
+        assert!(matches!(
+            Role::of(Scenario::Fanout, 3, false, true),
+            Role::Reader { lossy: true }
+        ));
+    }
+
+    /// A reader's report: `count` messages over a second, latencies `lat`.
+    fn reader(count: u64, lat: &[u64]) -> Measurement {
+        let mut h = new_histogram().unwrap();
+        for &v in lat {
+            h.record(v).unwrap();
+        }
+        Measurement {
+            count,
+            elapsed_ns: 1_000_000_000,
+            latency: Some(latency(&h)),
+            histogram: buckets(&h),
+            fanout: None,
+        }
+    }
+
+    #[test]
+    fn fanout_reports_fold_into_rates_loss_and_merged_latency() {
+        let writer = Measurement {
+            count: 1000,
+            elapsed_ns: 500_000_000,
+            ..Measurement::default()
+        };
+        let results = vec![
+            (2, reader(500, &[100, 200, 300])),
+            (0, writer.clone()),
+            (1, reader(1000, &[1000, 2000, 3000])),
+        ];
+        let m = fold_fanout(results, 2).unwrap();
+        let f = m.fanout.unwrap();
+        assert_eq!(f.readers, 2);
+        assert_eq!(f.total_msgs_per_s, 1500.0);
+        assert_eq!(f.per_reader_msgs_per_s, 750.0);
+        assert_eq!(f.slowest_msgs_per_s, 500.0);
+        assert_eq!(f.published_per_s, 2000.0);
+        assert_eq!(f.lost, 0.25);
+        let l = m.latency.unwrap();
+        // To 3 significant digits, as each reader's own histogram.
+        assert_eq!((l.min_ns, l.max_ns), (100, 3001));
+        assert!(l.p50_ns >= 300 && l.p50_ns <= 1000, "{l:?}");
+
+        let missing = vec![(0, writer.clone()), (1, reader(1, &[1]))];
+        assert!(fold_fanout(missing, 2).is_err());
+        let too_many = vec![(0, writer), (1, reader(1001, &[1]))];
+        assert!(fold_fanout(too_many, 1).is_err());
+        let no_writer = vec![(1, reader(1, &[1]))];
+        assert!(fold_fanout(no_writer, 1).is_err());
+    }
+
+    #[test]
+    fn fanout_messages_carry_sequence_and_stamp() {
+        let mut m = vec![0; 16];
+        put_stamped(&mut m, 7 | RECORDING, 123_456);
+        assert_eq!(header(&m) & !RECORDING, 7);
+        assert_eq!(stamp(&m), 123_456);
+        let (a, b) = (monotonic_ns(), monotonic_ns());
+        assert!(0 < a && a <= b);
     }
 }

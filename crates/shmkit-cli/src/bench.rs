@@ -12,18 +12,26 @@ use crate::units;
 /// Measure latency and throughput of IPC transports between processes.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Short runs (0.1 s warm-up, 0.3 s each): everything in well under a minute.
+    /// Short runs (0.1 s warm-up, 0.3 s each; fanout with 1, 2 and 4 readers):
+    /// everything in about a minute.
     #[arg(long)]
     quick: bool,
-    /// Run only this scenario (rtt, stream, bulk, oversubscribed); repeatable.
+    /// Run only this scenario (rtt, stream, bulk, oversubscribed, fanout);
+    /// repeatable.
     #[arg(long = "scenario", value_name = "S")]
     scenarios: Vec<String>,
     /// Run only this transport (see --list); repeatable.
     #[arg(long = "transport", value_name = "T")]
     transports: Vec<String>,
-    /// Message size for rtt, stream and oversubscribed (default 8 and 64 bytes).
+    /// Message size for rtt, stream, oversubscribed and fanout (default 8
+    /// bytes for round trips, 64 for streams and fan-outs).
     #[arg(long, value_parser = units::parse_size)]
     size: Option<u64>,
+    /// Reader counts for fanout, one measurement each: a list (1,2,4) or
+    /// repeated [default: 1,2,4,8,16; 1,2,4 with --quick].
+    #[arg(long = "readers", value_name = "N", value_delimiter = ',',
+          value_parser = clap::value_parser!(u32).range(1..=shmkit_bench::MAX_READERS as i64))]
+    readers: Vec<u32>,
     /// Message size for bulk.
     #[arg(long, default_value = "1MiB", value_parser = units::parse_size)]
     bulk_size: u64,
@@ -65,7 +73,7 @@ pub fn run(out: &mut dyn Write, args: BenchArgs) -> Result<u8> {
                 .collect();
             writeln!(
                 out,
-                "{:<12} {:<36} {}",
+                "{:<12} {:<38} {}",
                 t.name(),
                 scenarios.join(","),
                 t.about()
@@ -90,6 +98,9 @@ pub fn run(out: &mut dyn Write, args: BenchArgs) -> Result<u8> {
     }
     if let Some(w) = args.warmup {
         opts.warmup = w;
+    }
+    if !args.readers.is_empty() {
+        opts.readers = args.readers.iter().map(|&n| n as usize).collect();
     }
     opts.progress = true;
     opts.runs = args.runs as usize;

@@ -74,6 +74,10 @@ fn quick_bench_writes_every_field_and_leaves_nothing_behind() {
             "bulk",
             "--scenario",
             "oversubscribed",
+            "--scenario",
+            "fanout",
+            "--readers",
+            "2",
         ])
         .args(["--transport", "raw-spin", "--transport", "pipe"])
         .args(["--transport", "posix-mq", "--transport", "memcpy"])
@@ -151,6 +155,15 @@ fn quick_bench_writes_every_field_and_leaves_nothing_behind() {
         "{mq}"
     );
     assert!(mq["msgs_per_s"].is_null(), "{mq}");
+    // Fan-out: a writer and 2 reader processes; a lossless transport loses
+    // nothing; other scenarios have no reader count.
+    let r = row("fanout", "pipe");
+    assert!(r["error"].is_null(), "{r}");
+    assert_eq!(r["readers"], 2, "{r}");
+    assert_eq!(r["lost"], 0.0, "{r}");
+    assert!(r["p50_ns"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(row("rtt", "pipe")["readers"].is_null());
 
     assert!(table.contains("rtt: round trip"), "{table}");
     assert!(table.contains("vs pipe"), "{table}");
@@ -176,8 +189,9 @@ fn quick_bench_writes_every_field_and_leaves_nothing_behind() {
     }
 }
 
-/// Every transport through every scenario it supports, very briefly: each
-/// either measures something or fails with the limit it is known to hit.
+/// Every transport through every scenario it supports (fanout with 1 and
+/// 2 readers), very briefly: each either measures something or fails with
+/// the limit it is known to hit.
 #[test]
 fn every_transport_runs_its_scenarios() {
     let out = shmkit(&[
@@ -186,6 +200,8 @@ fn every_transport_runs_its_scenarios() {
         "20ms",
         "--duration",
         "80ms",
+        "--readers",
+        "1,2",
         "--json",
         "-",
     ]);
@@ -196,14 +212,33 @@ fn every_transport_runs_its_scenarios() {
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = report["results"].as_array().unwrap();
-    // Every transport in all 4 scenarios, but memcpy and shmkit-zc in bulk
-    // only (with the `peers` feature the list is longer).
-    let transports = String::from_utf8(ok(&["bench", "--list"]))
-        .unwrap()
+    // One row per scenario each transport supports (as `--list` says), two
+    // for fanout (1 and 2 readers).
+    let list = String::from_utf8(ok(&["bench", "--list"])).unwrap();
+    assert!(list.lines().count() >= 10, "{list}");
+    let expected: usize = list
         .lines()
-        .count();
-    assert!(transports >= 9);
-    assert_eq!(rows.len(), (transports - 2) * 4 + 2, "{report:#}");
+        .map(|l| {
+            let scenarios = l.split_whitespace().nth(1).unwrap();
+            scenarios
+                .split(',')
+                .map(|s| if s == "fanout" { 2 } else { 1 })
+                .sum::<usize>()
+        })
+        .sum();
+    assert_eq!(rows.len(), expected, "{report:#}");
+    for (t, scenarios) in [
+        ("raw-spin", "rtt,stream,bulk,oversubscribed "),
+        ("shmkit", "rtt,stream,bulk,oversubscribed,fanout"),
+        ("shmkit-block", "rtt,stream,bulk,oversubscribed "),
+        ("shmkit-board", "fanout "),
+        ("memcpy", "bulk "),
+    ] {
+        assert!(
+            list.contains(&format!("{t:<12} {scenarios}")),
+            "{t}: {list}"
+        );
+    }
     for r in rows {
         let known_limit = r["scenario"] == "bulk"
             && (r["transport"] == "unix-dgram" || r["transport"] == "posix-mq");
@@ -356,11 +391,22 @@ fn bench_rejects_unknown_names_and_lists_transports() {
         &["bench", "--transport", "carrier-pigeon"],
         &["unknown transport \"carrier-pigeon\"", "raw-spin"],
     );
-    fails(&["bench", "--scenario", "fanout"], &["unknown scenario"]);
+    fails(&["bench", "--scenario", "fan-in"], &["unknown scenario"]);
     fails(
         &["bench", "--size", "4", "--scenario", "rtt"],
         &["too small"],
     );
+    // A fan-out message holds a sequence number and a time stamp.
+    fails(
+        &["bench", "--size", "8", "--scenario", "fanout"],
+        &["too small", "the least is 16"],
+    );
+    for readers in ["0", "65"] {
+        let out = shmkit(&["bench", "--scenario", "fanout", "--readers", readers]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("--readers"), "{err}");
+    }
     let list = String::from_utf8(ok(&["bench", "--list"])).unwrap();
     for t in [
         "raw-spin",
@@ -372,6 +418,7 @@ fn bench_rejects_unknown_names_and_lists_transports() {
         "tcp",
         "eventfd",
         "posix-mq",
+        "shmkit-board",
     ] {
         assert!(list.contains(t), "{t} missing from {list}");
     }

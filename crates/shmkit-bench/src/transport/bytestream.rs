@@ -52,7 +52,7 @@ fn read_some(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize> {
     }
 }
 
-fn read_exact(fd: &OwnedFd, mut buf: &mut [u8]) -> Result<()> {
+pub(crate) fn read_exact(fd: &OwnedFd, mut buf: &mut [u8]) -> Result<()> {
     while !buf.is_empty() {
         let n = read_some(fd, buf)?;
         buf = &mut buf[n..];
@@ -74,11 +74,17 @@ impl Conn for ByteStream {
     }
 
     fn recv_batch(&mut self, buf: &mut [u8], msg_size: usize) -> Result<usize> {
-        let whole = buf.len() / msg_size * msg_size;
-        let n = read_some(&self.rx, &mut buf[..whole])?;
-        // Complete a message cut in the middle.
-        let end = n.next_multiple_of(msg_size);
-        read_exact(&self.rx, &mut buf[n..end])?;
-        Ok(end / msg_size)
+        recv_batch(&self.rx, buf, msg_size)
     }
+}
+
+/// Reads the whole messages that have arrived on `fd` (at least one, at
+/// most as many as `buf` holds); returns how many.
+pub(crate) fn recv_batch(fd: &OwnedFd, buf: &mut [u8], msg_size: usize) -> Result<usize> {
+    let whole = buf.len() / msg_size * msg_size;
+    let n = read_some(fd, &mut buf[..whole])?;
+    // Complete a message cut in the middle.
+    let end = n.next_multiple_of(msg_size);
+    read_exact(fd, &mut buf[n..end])?;
+    Ok(end / msg_size)
 }

@@ -25,8 +25,8 @@ impl Transport for EventFd {
     fn about(&self) -> &'static str {
         "payload in a POSIX shm ring, every wake-up a write/read of an eventfd"
     }
-    fn supports(&self, _: Scenario) -> bool {
-        true
+    fn supports(&self, scenario: Scenario) -> bool {
+        scenario != Scenario::Fanout
     }
 
     /// Descriptors, for both ends alike: lane 0 data, lane 0 space, lane 1

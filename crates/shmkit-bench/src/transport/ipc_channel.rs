@@ -54,8 +54,8 @@ impl Transport for IpcChannel {
     fn about(&self) -> &'static str {
         "peer: Servo's ipc-channel bytes channels (Unix sockets), feature `peers`"
     }
-    fn supports(&self, _: Scenario) -> bool {
-        true
+    fn supports(&self, scenario: Scenario) -> bool {
+        scenario != Scenario::Fanout
     }
 
     fn link(&self, _spec: &LinkSpec) -> Result<Link> {

@@ -10,6 +10,15 @@
 //! are listed in [`Link::names`]; the harness removes them as soon as every
 //! child has opened its end, and again at the end if something failed.
 //!
+//! # Fan-out links
+//! In `fanout` a link joins one writer to [`LinkSpec::readers`] readers:
+//! the writer opens [`End::A`] from `Link::ends[0]`, reader *k* opens
+//! [`End::B`] from `Link::readers[k]` (`Link::ends[1]` is unused). The
+//! writer only sends, each reader only receives. A transport that may drop
+//! messages by design (a latest-value board, a broadcast that overwrites
+//! what a slow reader has not read) says so with [`Transport::lossy`]:
+//! its readers then count the messages they missed instead of failing.
+//!
 //! # Adding a transport (one file)
 //! 1. Create `src/transport/NAME.rs` with a unit struct implementing
 //!    [`Transport`]:
@@ -39,6 +48,7 @@ mod posix_mq;
 mod raw;
 mod ring;
 mod shmkit_channel;
+mod shmkit_fanout;
 mod tcp;
 mod unix_dgram;
 mod unix_stream;
@@ -69,6 +79,7 @@ pub fn all() -> Vec<&'static dyn Transport> {
         &shmkit_channel::ShmkitBlock,
         &shmkit_channel::ShmkitZeroCopy,
         &shmkit_channel::ShmkitMpmc,
+        &shmkit_fanout::ShmkitBoard,
     ];
     #[cfg(feature = "peers")]
     all.push(&ipc_channel::IpcChannel);
@@ -116,6 +127,14 @@ pub trait Transport: Sync {
     /// `memcpy`): the harness then runs one child that sends and receives in
     /// turn, for `bulk` only.
     fn in_one_process(&self) -> bool {
+        false
+    }
+
+    /// Whether readers may miss messages by design in `fanout` (a board
+    /// keeps only the latest value; a broadcast overwrites what a slow
+    /// reader has not read). Readers of a lossless transport fail on a gap
+    /// in the sequence; those of a lossy one count it as lost.
+    fn lossy(&self) -> bool {
         false
     }
 
@@ -206,6 +225,8 @@ pub struct LinkSpec {
     pub tag: String,
     /// Milliseconds from the child's start after which waits give up.
     pub deadline_ms: u64,
+    /// Processes that receive on the link: 1, or in `fanout` the readers.
+    pub readers: usize,
 }
 
 impl LinkSpec {
@@ -301,8 +322,11 @@ impl Named {
 /// One link as the parent made it.
 #[derive(Debug, Default)]
 pub struct Link {
-    /// What end A and end B receive.
+    /// What end A and end B receive (in `fanout`: end A is the writer's,
+    /// end B is unused).
     pub ends: [Handoff; 2],
+    /// `fanout` only: what each reader receives, one per reader, in order.
+    pub readers: Vec<Handoff>,
     /// Named objects to remove once both ends are open.
     pub names: Vec<Named>,
     /// Parent-side state kept alive until every child is ready, then

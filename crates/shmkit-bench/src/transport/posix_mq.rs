@@ -62,8 +62,8 @@ impl Transport for PosixMq {
     fn about(&self) -> &'static str {
         "two POSIX message queues (mq_timedsend/mq_timedreceive), depth 10"
     }
-    fn supports(&self, _: Scenario) -> bool {
-        true
+    fn supports(&self, scenario: Scenario) -> bool {
+        scenario != Scenario::Fanout
     }
 
     fn link(&self, spec: &LinkSpec) -> Result<Link> {

@@ -57,8 +57,8 @@ impl Transport for RawSpin {
     fn about(&self) -> &'static str {
         "floor: SPSC ring in a POSIX shm object, busy-poll up to 50 µs, then shared futex"
     }
-    fn supports(&self, _: Scenario) -> bool {
-        true
+    fn supports(&self, scenario: Scenario) -> bool {
+        scenario != Scenario::Fanout
     }
     fn link(&self, spec: &LinkSpec) -> Result<Link> {
         link(spec)
@@ -75,8 +75,8 @@ impl Transport for RawFutex {
     fn about(&self) -> &'static str {
         "floor for sleeping: the same ring, every wait a shared FUTEX_WAIT"
     }
-    fn supports(&self, _: Scenario) -> bool {
-        true
+    fn supports(&self, scenario: Scenario) -> bool {
+        scenario != Scenario::Fanout
     }
     fn link(&self, spec: &LinkSpec) -> Result<Link> {
         link(spec)

@@ -9,7 +9,8 @@
 //! (any number of producers and consumers) ring, to show what that costs.
 //!
 //! - `shmkit`: the default wait strategy (bounded adaptive spin, then a
-//!   shared futex sleep); messages copied in and out.
+//!   shared futex sleep); messages copied in and out. In `fanout`, shmkit's
+//!   broadcast instead ([`super::shmkit_fanout`]).
 //! - `shmkit-block`: the same channel, every wait a futex sleep
 //!   ([`WaitStrategy::Sleep`]): the "blocking only" line.
 //! - `shmkit-zc` (bulk only): the zero-copy path. The producer reserves a
@@ -24,6 +25,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use shmkit::channel::{Channel, ChannelOptions, Receiver, Sender, WaitStrategy};
 
+use super::shmkit_fanout;
 use super::{Conn, End, Handoff, Link, LinkSpec, Named, Transport};
 use crate::Scenario;
 
@@ -43,6 +45,7 @@ fn capacity(spec: &LinkSpec) -> usize {
         Scenario::Rtt | Scenario::Oversubscribed => 4,
         Scenario::Stream => 1024,
         Scenario::Bulk => 8,
+        Scenario::Fanout => shmkit_fanout::BROADCAST_CAPACITY,
     }
 }
 
@@ -193,15 +196,25 @@ impl Transport for Shmkit {
         "shmkit"
     }
     fn about(&self) -> &'static str {
-        "shmkit SPSC channel pair, default wait (bounded adaptive spin, then shared futex), copy in/out"
+        "shmkit SPSC channel pair, default wait (bounded adaptive spin, then shared futex), copy in/out; fanout: shmkit broadcast (lossy)"
     }
     fn supports(&self, _: Scenario) -> bool {
         true
     }
+    /// In `fanout`: the broadcast overwrites what a slow reader has not read.
+    fn lossy(&self) -> bool {
+        true
+    }
     fn link(&self, spec: &LinkSpec) -> Result<Link> {
+        if spec.scenario == Scenario::Fanout {
+            return shmkit_fanout::broadcast_link(spec);
+        }
         link(spec, true)
     }
     fn open(&self, spec: &LinkSpec, end: End, handoff: Handoff) -> Result<Box<dyn Conn>> {
+        if spec.scenario == Scenario::Fanout {
+            return shmkit_fanout::broadcast_open(spec, end, &handoff);
+        }
         copying(spec, end, &handoff, WaitStrategy::SpinThenSleep)
     }
 }
@@ -213,8 +226,8 @@ impl Transport for ShmkitBlock {
     fn about(&self) -> &'static str {
         "shmkit SPSC channel pair, every wait a shared futex sleep (no spinning), copy in/out"
     }
-    fn supports(&self, _: Scenario) -> bool {
-        true
+    fn supports(&self, scenario: Scenario) -> bool {
+        scenario != Scenario::Fanout
     }
     fn link(&self, spec: &LinkSpec) -> Result<Link> {
         link(spec, true)

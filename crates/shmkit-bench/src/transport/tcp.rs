@@ -20,8 +20,8 @@ impl Transport for Tcp {
     fn about(&self) -> &'static str {
         "TCP over 127.0.0.1 with TCP_NODELAY; batches are single writes"
     }
-    fn supports(&self, _: Scenario) -> bool {
-        true
+    fn supports(&self, scenario: Scenario) -> bool {
+        scenario != Scenario::Fanout
     }
 
     /// The parent listens on an ephemeral loopback port, connects, accepts,

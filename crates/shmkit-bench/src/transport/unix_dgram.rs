@@ -21,8 +21,8 @@ impl Transport for UnixDgram {
     fn about(&self) -> &'static str {
         "socketpair(AF_UNIX, SOCK_DGRAM), one datagram per message, no batching"
     }
-    fn supports(&self, _: Scenario) -> bool {
-        true
+    fn supports(&self, scenario: Scenario) -> bool {
+        scenario != Scenario::Fanout
     }
 
     fn link(&self, _spec: &LinkSpec) -> Result<Link> {

@@ -17,8 +17,8 @@ impl Transport for UnixStream {
     fn about(&self) -> &'static str {
         "socketpair(AF_UNIX, SOCK_STREAM), default buffers; batches are single writes"
     }
-    fn supports(&self, _: Scenario) -> bool {
-        true
+    fn supports(&self, scenario: Scenario) -> bool {
+        scenario != Scenario::Fanout
     }
 
     fn link(&self, _spec: &LinkSpec) -> Result<Link> {
