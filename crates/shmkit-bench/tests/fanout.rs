@@ -1,5 +1,6 @@
 //! `fanout` through the real harness: a writer and 2 reader processes over
-//! `shmkit` (broadcast), `shmkit-board` and `pipe`, very briefly. Every row measures something sane, and nothing is left in
+//! `shmkit` (broadcast), `shmkit-board`, `pipe` and `raw-spin`, very
+//! briefly. Every row measures something sane, and nothing is left in
 //! `/dev/shm`.
 //!
 //! The harness re-executes its child program; this test binary is that
@@ -36,7 +37,7 @@ fn main() {
 fn fanout_rows_are_sane() {
     let mut opts = BenchOptions::new(ChildCommand::current_exe(&["bench-child"]).unwrap());
     opts.scenarios = vec![Scenario::Fanout];
-    opts.transports = ["shmkit", "shmkit-board", "pipe"]
+    opts.transports = ["shmkit", "shmkit-board", "pipe", "raw-spin"]
         .map(String::from)
         .to_vec();
     opts.readers = vec![2];
@@ -44,7 +45,7 @@ fn fanout_rows_are_sane() {
     opts.duration = Duration::from_millis(100);
     let report = shmkit_bench::run(&opts).unwrap();
     let table = report.render_table();
-    assert_eq!(report.results.len(), 3, "{table}");
+    assert_eq!(report.results.len(), 4, "{table}");
     for r in &report.results {
         assert_eq!(r.scenario, Scenario::Fanout);
         assert!(r.error.is_none(), "{}: {:?}\n{table}", r.transport, r.error);
@@ -69,7 +70,7 @@ fn fanout_rows_are_sane() {
         assert!(max < 10_000_000_000, "{table}");
         let lost = r.lost.unwrap();
         assert!((0.0..1.0).contains(&lost), "{table}");
-        if r.transport == "pipe" {
+        if r.transport == "pipe" || r.transport == "raw-spin" {
             assert_eq!(lost, 0.0, "{} is lossless\n{table}", r.transport);
         }
     }

@@ -40,6 +40,7 @@
 
 mod bytestream;
 mod eventfd;
+mod fanout_ring;
 #[cfg(feature = "peers")]
 mod ipc_channel;
 mod memcpy;

@@ -10,11 +10,16 @@
 //! - `raw-futex` never spins: every wait is a `FUTEX_WAIT` and every wake a
 //!   `FUTEX_WAKE` (shared, not private). It is the floor for anything that
 //!   sleeps and wakes.
+//!
+//! In `fanout` both use the one-writer, many-reader ring of
+//! [`super::fanout_ring`] instead (lossless: the writer waits for the
+//! slowest reader), with the same two ways of waiting.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use super::fanout_ring;
 use super::ring::{self, Notify, RingConn};
 use super::{Conn, End, Handoff, Link, LinkSpec, Named, Transport};
 use crate::Scenario;
@@ -30,6 +35,9 @@ pub struct RawSpin;
 pub struct RawFutex;
 
 fn link(spec: &LinkSpec) -> Result<Link> {
+    if spec.scenario == Scenario::Fanout {
+        return fanout_ring::link(spec);
+    }
     let name = ring::create_object(spec)?;
     let mut link = Link::default();
     link.ends[0].args.push(name.clone());
@@ -39,6 +47,9 @@ fn link(spec: &LinkSpec) -> Result<Link> {
 }
 
 fn open(spec: &LinkSpec, end: End, handoff: &Handoff, spin: Duration) -> Result<Box<dyn Conn>> {
+    if spec.scenario == Scenario::Fanout {
+        return fanout_ring::open(spec, end, handoff, spin);
+    }
     let deadline = spec.deadline(Instant::now());
     Ok(Box::new(RingConn::open(
         handoff.arg(0)?,
@@ -55,10 +66,10 @@ impl Transport for RawSpin {
         "raw-spin"
     }
     fn about(&self) -> &'static str {
-        "floor: SPSC ring in a POSIX shm object, busy-poll up to 50 µs, then shared futex"
+        "floor: SPSC ring in a POSIX shm object (fanout: one ring, a cursor per reader, lossless), busy-poll up to 50 µs, then shared futex"
     }
-    fn supports(&self, scenario: Scenario) -> bool {
-        scenario != Scenario::Fanout
+    fn supports(&self, _: Scenario) -> bool {
+        true
     }
     fn link(&self, spec: &LinkSpec) -> Result<Link> {
         link(spec)
@@ -75,8 +86,8 @@ impl Transport for RawFutex {
     fn about(&self) -> &'static str {
         "floor for sleeping: the same ring, every wait a shared FUTEX_WAIT"
     }
-    fn supports(&self, scenario: Scenario) -> bool {
-        scenario != Scenario::Fanout
+    fn supports(&self, _: Scenario) -> bool {
+        true
     }
     fn link(&self, spec: &LinkSpec) -> Result<Link> {
         link(spec)

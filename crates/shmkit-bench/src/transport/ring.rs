@@ -1,5 +1,7 @@
 //! A minimal single-producer, single-consumer ring in shared memory: the
-//! harness's own floor, used by `raw-spin`, `raw-futex` and `eventfd`.
+//! harness's own floor, used by `raw-spin`, `raw-futex` and `eventfd`
+//! (`fanout` uses the one-writer, many-reader variant in
+//! [`super::fanout_ring`], which shares the slot layout and the waiting).
 //!
 //! Each slot carries its own sequence word next to the payload (the
 //! per-slot sequence of Vyukov's bounded queue, reduced to one producer and
@@ -79,7 +81,7 @@ impl Layout {
     /// Round trips keep one message in flight: 4 slots, each on its own
     /// cache lines, suffice. Streams pack slots 8-byte aligned (a 64-byte
     /// message then costs 72 bytes of cache traffic, not 128) in about
-    /// 256 KiB (at least 4 slots, at most 512).
+    /// 256 KiB (at least 4 slots, at most 512); so do fan-outs.
     pub(crate) fn new(spec: &LinkSpec) -> Self {
         let (stride, capacity) = match spec.scenario {
             Scenario::Rtt | Scenario::Oversubscribed => {
