@@ -647,3 +647,42 @@ fn spsc_garbage_in_shared_memory_is_an_error_not_a_crash() {
     assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
     assert_eq!(ch.stats().endpoints.len(), 1);
 }
+
+#[test]
+fn spsc_batches_free_their_slots_when_they_end() {
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &spsc_options(4, 8)).unwrap();
+    let mut tx = ch.sender().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    for i in 0..4u8 {
+        tx.send(&[i]).unwrap();
+    }
+    let mut seen = Vec::new();
+    let n = rx
+        .recv_batch(3, None, |slot| {
+            seen.push(slot.to_vec()[0]);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!((n, seen), (3, vec![0, 1, 2]));
+    // The batch freed three slots for the sender.
+    for i in 4..7u8 {
+        tx.try_send(&[i]).unwrap();
+    }
+    assert_eq!(tx.try_send(&[9]).unwrap_err().kind(), ErrorKind::WouldBlock);
+    // A batch that stops on an error still frees what it took.
+    let e = rx
+        .recv_batch(2, None, |_| {
+            Err(shmkit::Error::new(
+                ErrorKind::Other,
+                "read",
+                "test",
+                "stop here",
+            ))
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains("stop here"), "{e}");
+    tx.try_send(&[7]).unwrap();
+    let rest: Vec<u8> = (0..4).map(|_| rx.recv().unwrap()[0]).collect();
+    assert_eq!(rest, vec![4, 5, 6, 7]);
+}

@@ -221,6 +221,7 @@ unsafe impl Sync for Inner {}
 
 impl Inner {
     /// The u64 atomic at a header offset.
+    #[inline]
     fn word64(&self, off: usize) -> &AtomicU64 {
         debug_assert!(off % 8 == 0 && off + 8 <= SLOTS_START);
         // SAFETY: `off` is one of this module's constant offsets, 8-aligned
@@ -229,26 +230,31 @@ impl Inner {
         unsafe { &*self.base.add(off).cast::<AtomicU64>() }
     }
 
+    #[inline]
     fn word32(&self, off: usize) -> &AtomicU32 {
         debug_assert!(off % 4 == 0 && off + 4 <= SLOTS_START);
         // SAFETY: as in `word64`, for a 4-aligned constant offset.
         unsafe { &*self.base.add(off).cast::<AtomicU32>() }
     }
 
+    #[inline]
     fn event(&self, off: usize) -> &Event {
         // SAFETY: the two event offsets are 4-aligned, inside the header
         // area, and the Event is atomics only (all-zero is a valid event).
         unsafe { Event::from_ptr(self.base.add(off)) }
     }
 
+    #[inline]
     fn data_event(&self) -> &Event {
         self.event(OFF_DATA_EVENT)
     }
 
+    #[inline]
     fn space_event(&self) -> &Event {
         self.event(OFF_SPACE_EVENT)
     }
 
+    #[inline]
     fn slot_ptr(&self, index: usize) -> *mut u8 {
         // `index` comes from `pos & (capacity - 1)` and is below capacity;
         // checked again here because it is cheap and the layout depends on it.
@@ -264,18 +270,21 @@ impl Inner {
         }
     }
 
+    #[inline]
     fn slot_len(&self, index: usize) -> &AtomicU64 {
         // SAFETY: the slot's second 8 bytes, inside the slot (SLOT_HEADER =
         // 16), 8-aligned because slots are 64-aligned.
         unsafe { &*self.slot_ptr(index).add(8).cast::<AtomicU64>() }
     }
 
+    #[inline]
     fn payload(&self, index: usize) -> *mut u8 {
         // SAFETY: the payload follows the slot header and has max_msg bytes
         // inside the slot (slot_size >= SLOT_HEADER + max_msg).
         unsafe { self.slot_ptr(index).add(SLOT_HEADER) }
     }
 
+    #[inline]
     fn endpoint_identity(&self, i: usize) -> &AtomicU64 {
         assert!(i < MAX_ENDPOINTS);
         // SAFETY: entry i of the endpoint table, 64-byte entries starting at
@@ -288,6 +297,7 @@ impl Inner {
         }
     }
 
+    #[inline]
     fn endpoint_count(&self, i: usize) -> &AtomicU64 {
         assert!(i < MAX_ENDPOINTS);
         // SAFETY: as above, the entry's second word.
@@ -530,15 +540,19 @@ impl Inner {
 }
 
 impl RingWords for Inner {
+    #[inline]
     fn capacity(&self) -> u64 {
         self.layout.capacity
     }
+    #[inline]
     fn enqueue_pos(&self) -> &AtomicU64 {
         self.word64(OFF_ENQUEUE)
     }
+    #[inline]
     fn dequeue_pos(&self) -> &AtomicU64 {
         self.word64(OFF_DEQUEUE)
     }
+    #[inline]
     fn slot_state(&self, index: usize) -> &AtomicU64 {
         // SAFETY: the slot's first 8 bytes, 64-aligned (see slot_ptr).
         unsafe { &*self.slot_ptr(index).cast::<AtomicU64>() }
@@ -1056,6 +1070,7 @@ impl Sender {
         })
     }
 
+    #[inline]
     fn commit(&mut self, claim: Claim, len: usize) {
         self.commit_quiet(claim, len);
         self.inner.data_event().notify_one();
@@ -1063,6 +1078,7 @@ impl Sender {
 
     /// Publishes a claimed slot without waking anyone: the caller notifies
     /// once for a whole batch.
+    #[inline]
     fn commit_quiet(&mut self, claim: Claim, len: usize) {
         let inner = &*self.inner;
         // Relaxed: ordered before the reader by commit_send's store.
@@ -1430,6 +1446,9 @@ impl Receiver {
             }
             Ok(())
         })();
+        if let Some(cursor) = &self.spsc {
+            spsc::publish_recv(&*self.inner, cursor);
+        }
         if taken > 0 {
             self.inner.space_event().notify_all();
         }
@@ -1465,11 +1484,14 @@ impl Receiver {
         }
     }
 
-    /// Frees a claimed slot once its message is copied out.
+    /// Frees a claimed slot once its message is copied out. With `publish`
+    /// off (inside a batch) an SPSC consumer only moves its own cursor; the
+    /// batch, or any later release, tells the producer.
     #[inline]
-    fn release(&mut self, claim: Claim) {
+    fn release(&mut self, claim: Claim, publish: bool) {
         let inner = &*self.inner;
         match self.spsc.as_mut() {
+            Some(cursor) if !publish => spsc::step_recv(cursor),
             Some(cursor) => spsc::release_recv(inner, cursor),
             None => ring::release_recv(inner, claim),
         }
@@ -1490,7 +1512,7 @@ impl Receiver {
                     .store(self.count, Ordering::Relaxed);
                 if len > inner.layout.max_msg {
                     let max = inner.layout.max_msg;
-                    self.release(claim);
+                    self.release(claim, true);
                     self.inner.space_event().notify_one();
                     return Err(self.inner.err(
                         ErrorKind::Corrupt,
@@ -1570,8 +1592,8 @@ pub struct RecvSlot<'a> {
     receiver: &'a mut Receiver,
     claim: Claim,
     len: usize,
-    /// Wake a blocked sender when released (off inside a batch, which
-    /// notifies once at its end).
+    /// Publish the release (SPSC) and wake a blocked sender when released;
+    /// off inside a batch, which does both once at its end.
     notify: bool,
 }
 
@@ -1587,6 +1609,7 @@ impl std::fmt::Debug for RecvSlot<'_> {
 
 impl RecvSlot<'_> {
     /// The message's length in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -1596,6 +1619,7 @@ impl RecvSlot<'_> {
         self.len == 0
     }
 
+    #[inline]
     fn payload(&self) -> *const u8 {
         self.receiver.inner.payload(self.claim.index)
     }
@@ -1608,6 +1632,7 @@ impl RecvSlot<'_> {
     }
 
     /// Copies `buf.len()` bytes at `offset` out of the message.
+    #[inline]
     pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         if offset
             .checked_add(buf.len())
@@ -1640,8 +1665,10 @@ impl RecvSlot<'_> {
 }
 
 impl Drop for RecvSlot<'_> {
+    #[inline]
     fn drop(&mut self) {
-        self.receiver.release(self.claim);
+        // A batch (notify off) frees its slots at once at its end.
+        self.receiver.release(self.claim, self.notify);
         if self.notify {
             self.receiver.inner.space_event().notify_one();
         }

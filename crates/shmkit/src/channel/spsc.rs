@@ -179,9 +179,23 @@ pub(crate) fn claim_recv(words: &impl RingWords, cur: &RecvCursor) -> Result<usi
 /// Frees the slot `claim_recv` gave, after the message was copied out.
 #[inline]
 pub(crate) fn release_recv(words: &impl RingWords, cur: &mut RecvCursor) {
+    step_recv(cur);
+    publish_recv(words, cur);
+}
+
+/// Moves past the slot `claim_recv` gave without telling the producer yet:
+/// a batch frees its slots with one [`publish_recv`] at its end, so the
+/// consumer's position line crosses once per batch, not once per message.
+#[inline]
+pub(crate) fn step_recv(cur: &mut RecvCursor) {
     cur.head += 1;
+}
+
+/// Tells the producer every slot up to the cursor is free.
+#[inline]
+pub(crate) fn publish_recv(words: &impl RingWords, cur: &RecvCursor) {
     // Release: pairs with the producer's Acquire load in `claim_send`: our
-    // reads of the slot are finished before it overwrites it.
+    // reads of the slots are finished before it overwrites them.
     words.dequeue_pos().store(cur.head, Ordering::Release);
 }
 
