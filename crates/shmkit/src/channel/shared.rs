@@ -1435,11 +1435,12 @@ impl Receiver {
             read(&slot)?;
             drop(slot);
             while taken < max {
-                let mut slot = match self.claim_slot(false, None) {
-                    Ok(slot) => slot,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e),
+                // claim_now, not claim_slot: an empty ring ends the batch
+                // without building a WouldBlock error.
+                let Some(claim) = self.claim_now(false)? else {
+                    break;
                 };
+                let mut slot = self.take(claim)?;
                 slot.notify = false;
                 taken += 1;
                 read(&slot)?;
@@ -1497,35 +1498,42 @@ impl Receiver {
         }
     }
 
+    /// Turns a claimed slot into a [`RecvSlot`], checking the length the
+    /// producer wrote.
+    #[inline]
+    fn take(&mut self, claim: Claim) -> Result<RecvSlot<'_>> {
+        let inner = &*self.inner;
+        // Relaxed: ordered after the producer's store by the Acquire claim.
+        // Untrusted: checked before use.
+        let len = inner.slot_len(claim.index).load(Ordering::Relaxed);
+        self.count += 1;
+        inner
+            .endpoint_count(self.entry)
+            .store(self.count, Ordering::Relaxed);
+        if len > inner.layout.max_msg {
+            let max = inner.layout.max_msg;
+            self.release(claim, true);
+            self.inner.space_event().notify_one();
+            return Err(self.inner.err(
+                ErrorKind::Corrupt,
+                "receive from",
+                format!("a message claims {len} bytes, over the maximum of {max}: dropped"),
+            ));
+        }
+        Ok(RecvSlot {
+            receiver: self,
+            claim,
+            len: len as usize,
+            notify: true,
+        })
+    }
+
     #[inline]
     fn claim_slot(&mut self, block: bool, deadline: Option<Instant>) -> Result<RecvSlot<'_>> {
         let mut check_dead = false;
         loop {
             if let Some(claim) = self.claim_now(check_dead)? {
-                let inner = &*self.inner;
-                // Relaxed: ordered after the producer's store by the
-                // Acquire claim. Untrusted: checked before use.
-                let len = inner.slot_len(claim.index).load(Ordering::Relaxed);
-                self.count += 1;
-                inner
-                    .endpoint_count(self.entry)
-                    .store(self.count, Ordering::Relaxed);
-                if len > inner.layout.max_msg {
-                    let max = inner.layout.max_msg;
-                    self.release(claim, true);
-                    self.inner.space_event().notify_one();
-                    return Err(self.inner.err(
-                        ErrorKind::Corrupt,
-                        "receive from",
-                        format!("a message claims {len} bytes, over the maximum of {max}: dropped"),
-                    ));
-                }
-                return Ok(RecvSlot {
-                    receiver: self,
-                    claim,
-                    len: len as usize,
-                    notify: true,
-                });
+                return self.take(claim);
             }
             let inner = &*self.inner;
             if !block {
