@@ -53,22 +53,15 @@
 //! a change only if exactly a multiple of that many happened between its
 //! steps 2 and 5. The loom models below check the protocol.
 
-#[cfg(not(loom))]
-use std::time::Duration;
 use std::time::Instant;
 
 use crate::error::Result;
-use crate::primitive::{fence, spin_loop, AtomicU32, Ordering};
+#[cfg(loom)]
+use crate::primitive::spin_loop;
+use crate::primitive::{fence, AtomicU32, Ordering};
 use crate::sync::futex;
 
 const PARKED: u32 = 1;
-
-/// The longest a waiter spins before it sleeps, in µs (as `Event`).
-const SPIN_MAX_US: u32 = 40;
-/// The shortest spin budget the adaptation goes down to, in µs.
-const SPIN_MIN_US: u32 = 2;
-/// Polls of the condition between two reads of the clock while spinning.
-const SPIN_BATCH: u32 = 32;
 
 /// A wake-up for many waiters in shared memory: 8 bytes, two atomics, all
 /// zero when idle. See the module documentation.
@@ -198,54 +191,11 @@ impl Bell {
     }
 
     /// Spins for the learnt budget (or until `deadline`, if sooner); true
-    /// if `cond` became true meanwhile. As `Event`'s: success doubles the
-    /// budget, a spin that ran out halves it, one the deadline cut short
-    /// teaches nothing.
+    /// if `cond` became true meanwhile: `Event`'s spin (`sync::spin`).
     #[cfg(not(loom))]
     #[inline]
     fn spin(&self, cond: &mut impl FnMut() -> bool, deadline: Option<Instant>) -> bool {
-        // Relaxed: a hint; clamp garbage from shared memory.
-        let learnt = self.spin_us.load(Ordering::Relaxed);
-        let budget = if learnt == 0 || learnt > SPIN_MAX_US {
-            SPIN_MAX_US
-        } else {
-            learnt.max(SPIN_MIN_US)
-        };
-        let start = Instant::now();
-        let mut limit = Duration::from_micros(u64::from(budget));
-        let mut cut_short = false;
-        if let Some(deadline) = deadline {
-            let left = deadline.saturating_duration_since(start);
-            if left < limit {
-                (limit, cut_short) = (left, true);
-            }
-        }
-        if limit.is_zero() {
-            return false;
-        }
-        let succeeded = 'spin: loop {
-            for _ in 0..SPIN_BATCH {
-                spin_loop();
-                if cond() {
-                    break 'spin true;
-                }
-            }
-            if start.elapsed() >= limit {
-                break false;
-            }
-        };
-        let next = if succeeded {
-            budget.saturating_mul(2).min(SPIN_MAX_US)
-        } else if cut_short {
-            return false;
-        } else {
-            (budget / 2).max(SPIN_MIN_US)
-        };
-        if next != learnt {
-            // Relaxed: a hint, written only when it changes.
-            self.spin_us.store(next, Ordering::Relaxed);
-        }
-        succeeded
+        crate::sync::spin::adaptive_spin(&self.spin_us, cond, deadline)
     }
 
     /// Under loom: one poll and no clock, so the models take the sleep path.
@@ -261,6 +211,7 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicU32 as StdAtomicU32;
     use std::sync::atomic::Ordering as StdOrdering;
+    use std::time::Duration;
 
     #[test]
     fn times_out_and_returns_at_once_when_true() {

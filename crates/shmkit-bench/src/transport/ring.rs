@@ -198,12 +198,26 @@ impl Notify {
 pub(crate) struct Spinner {
     max: Duration,
     budget: Duration,
+    /// Spins begun at the floor: every 32nd spins the maximum (a probe).
+    floor_spins: u32,
 }
+
+/// A spinner at the floor budget spins the maximum once per this many
+/// spins: without it a round trip whose two ends both cut their spins to
+/// the floor sleeps on every message for good (each end's wait then
+/// includes the other's wake-up, so no spin ever succeeds again). shmkit's
+/// waits do the same (`shmkit::sync::spin`), and a floor should not be
+/// weaker than what it is compared with.
+const PROBE_EVERY: u32 = 32;
 
 impl Spinner {
     /// A spinner that polls for at most `max` (zero: never).
     pub(super) fn new(max: Duration) -> Self {
-        Spinner { max, budget: max }
+        Spinner {
+            max,
+            budget: max,
+            floor_spins: 0,
+        }
     }
 
     /// Polls `ready` until it holds (true) or the budget is spent (false).
@@ -212,18 +226,31 @@ impl Spinner {
         if self.max.is_zero() {
             return false;
         }
+        let floor = MIN_SPIN.min(self.max);
+        let mut budget = self.budget;
+        let mut probing = false;
+        if budget <= floor {
+            self.floor_spins = self.floor_spins.wrapping_add(1);
+            if self.floor_spins % PROBE_EVERY == 0 {
+                (budget, probing) = (self.max, true);
+            }
+        }
         let start = Instant::now();
         loop {
             // Check the clock only every 64 polls: reading it costs more than a poll.
             for _ in 0..64 {
                 hint::spin_loop();
                 if ready() {
-                    self.budget = (self.budget * 2).min(self.max);
+                    self.budget = (budget * 2).min(self.max);
                     return true;
                 }
             }
-            if start.elapsed() >= self.budget {
-                self.budget = (self.budget / 2).max(MIN_SPIN.min(self.max));
+            if start.elapsed() >= budget {
+                self.budget = if probing {
+                    floor
+                } else {
+                    (budget / 2).max(floor)
+                };
                 return false;
             }
         }

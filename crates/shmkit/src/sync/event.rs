@@ -77,18 +77,20 @@
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::primitive::{fence, spin_loop, AtomicU32, Ordering};
+#[cfg(loom)]
+use crate::primitive::spin_loop;
+use crate::primitive::{fence, AtomicU32, Ordering};
 use crate::sync::futex::{self, Wake};
 
 /// The longest a waiter spins before it sleeps.
 pub const SPIN_MAX: Duration = Duration::from_micros(SPIN_MAX_US as u64);
-/// The shortest spin budget the adaptation goes down to.
+/// The shortest spin budget the adaptation goes down to (a waiter at it
+/// still spins [`SPIN_MAX`] once every 32 waits: see `sync::spin`).
 pub const SPIN_MIN: Duration = Duration::from_micros(SPIN_MIN_US as u64);
 /// Polls of the condition between two reads of the clock while spinning.
-pub const SPIN_BATCH: u32 = 32;
+pub const SPIN_BATCH: u32 = super::spin::SPIN_BATCH;
 
-const SPIN_MAX_US: u32 = 40;
-const SPIN_MIN_US: u32 = 2;
+use super::spin::{SPIN_MAX_US, SPIN_MIN_US};
 
 /// A process-shared "something changed" notification: waiters wait for a
 /// condition of their own, notifiers wake them after making it true.
@@ -256,56 +258,11 @@ impl Event {
     }
 
     /// Spins for the learnt budget (or until `deadline`, if sooner); true
-    /// if `cond` became true meanwhile.
+    /// if `cond` became true meanwhile (see `sync::spin`).
     #[cfg(not(loom))]
     #[inline]
     fn spin(&self, cond: &mut impl FnMut() -> bool, deadline: Option<Instant>) -> bool {
-        // Relaxed: the budget is a hint; a lost update between two waiters
-        // only costs one less-than-ideal spin. Clamp garbage from shared memory.
-        let learnt = self.spin_us.load(Ordering::Relaxed);
-        let budget = if learnt == 0 || learnt > SPIN_MAX_US {
-            SPIN_MAX_US
-        } else {
-            learnt.max(SPIN_MIN_US)
-        };
-        let start = Instant::now();
-        let mut limit = Duration::from_micros(u64::from(budget));
-        let mut cut_short = false;
-        if let Some(deadline) = deadline {
-            let left = deadline.saturating_duration_since(start);
-            if left < limit {
-                // A spin the caller's deadline cuts short says nothing about
-                // the partner: it does not change the budget.
-                (limit, cut_short) = (left, true);
-            }
-        }
-        if limit.is_zero() {
-            return false;
-        }
-        let succeeded = 'spin: loop {
-            for _ in 0..SPIN_BATCH {
-                spin_loop();
-                if cond() {
-                    break 'spin true;
-                }
-            }
-            if start.elapsed() >= limit {
-                break false;
-            }
-        };
-        let next = if succeeded {
-            budget.saturating_mul(2).min(SPIN_MAX_US)
-        } else if cut_short {
-            return false;
-        } else {
-            (budget / 2).max(SPIN_MIN_US)
-        };
-        if next != learnt {
-            // Relaxed: a hint (see above); written only on change so a
-            // steady busy event never dirties its cache line for it.
-            self.spin_us.store(next, Ordering::Relaxed);
-        }
-        succeeded
+        super::spin::adaptive_spin(&self.spin_us, cond, deadline)
     }
 
     /// Under loom: one poll and no clock (time would make runs differ), so

@@ -48,6 +48,7 @@ pub mod futex;
 pub mod mutex;
 pub mod posix_semaphore;
 pub mod semaphore;
+pub(crate) mod spin;
 
 pub use event::Event;
 pub use mutex::{Mutex, MutexGuard};
