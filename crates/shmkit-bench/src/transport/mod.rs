@@ -36,11 +36,13 @@
 //! the error from `link` or `open`; the report shows it in that row.
 //!
 //! Peers (other crates) go behind the cargo feature `peers`, off by default:
-//! `ipc-channel` is wired; iceoryx2 is not (see the crate README).
+//! `ipc-channel` and `iceoryx2` (see the crate README).
 
 mod bytestream;
 mod eventfd;
 mod fanout_ring;
+#[cfg(feature = "peers")]
+mod iceoryx2;
 #[cfg(feature = "peers")]
 mod ipc_channel;
 mod memcpy;
@@ -84,6 +86,8 @@ pub fn all() -> Vec<&'static dyn Transport> {
     ];
     #[cfg(feature = "peers")]
     all.push(&ipc_channel::IpcChannel);
+    #[cfg(feature = "peers")]
+    all.push(&iceoryx2::Iceoryx2);
     all
 }
 
@@ -169,8 +173,8 @@ pub trait Conn {
     }
 
     /// Zero-copy send of one `len`-byte message: `fill` writes it in place
-    /// through a pointer to `len` writable bytes that no other process
-    /// touches until the call returns. `None`: the transport has no such
+    /// (every one of its `len` bytes) through a pointer to `len` writable
+    /// bytes that no other process touches until the call returns. `None`: the transport has no such
     /// path, and the harness sends from its own buffer instead.
     fn send_in_place(&mut self, _len: usize, _fill: &mut dyn FnMut(*mut u8)) -> Option<Result<()>> {
         None
