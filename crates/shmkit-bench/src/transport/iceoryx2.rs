@@ -19,7 +19,11 @@
 //!   With a full subscriber buffer, `send` waits the way iceoryx2 does
 //!   (`BackpressureStrategy::RetryUntilDelivered`: `sched_yield`, then
 //!   sleeps of 100 µs, then 10 ms); a backpressure handler turns the wait
-//!   into an error at the deadline.
+//!   into an error at the deadline. One case that wait does not cover: a
+//!   subscriber that has not yet attached to the publisher (it does in its
+//!   first `receive`) and whose buffer is full gets nothing, and the send
+//!   reports no recipient; the sample is then sent again after 50 µs
+//!   pauses, so a producer that starts before its consumer loses nothing.
 //! - **Receiving**: poll `receive` for a bounded, adaptive spin (the budget
 //!   of shmkit's default wait: at most [`SPIN_MAX`], halved after a spin
 //!   that ran out, doubled after one that succeeded, at least [`SPIN_MIN`]),
@@ -47,14 +51,13 @@
 //! removes a node's and a service's files when the last port and node using
 //! them drop, which happens when a child returns from its role, before it
 //! exits; the one file it keeps, a node counter, each end removes itself
-//! once its node exists ([`remove_node_counter`]). A
-//! child the harness kills (after another failed) leaves its files behind:
-//! the harness cannot clean them by name, and iceoryx2 only cleans dead
-//! nodes of the same prefix (`TAG`), which no later run uses.
+//! once its node exists ([`remove_node_counter`]). A child the harness
+//! kills (after another failed, or at a timeout) leaves its files behind.
 //!
 //! Signal handling is off in every node (the harness handles signals).
 
 use std::hint::spin_loop;
+use std::mem::MaybeUninit;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -65,6 +68,8 @@ use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::port::{BackpressureAction, BackpressureInfo};
 use iceoryx2::prelude::*;
 use iceoryx2::sample::Sample;
+use iceoryx2::sample_mut::SampleMut;
+use iceoryx2::sample_mut_uninit::SampleMutUninit;
 use shmkit::sync::event::{SPIN_MAX, SPIN_MIN};
 
 use super::shmkit_channel::capacity;
@@ -77,9 +82,13 @@ pub struct Iceoryx2;
 type Pub = Publisher<ipc::Service, [u8], ()>;
 type Sub = Subscriber<ipc::Service, [u8], ()>;
 type Received = Sample<ipc::Service, [u8], ()>;
+type Loaned = SampleMutUninit<ipc::Service, [MaybeUninit<u8>], ()>;
+type Filled = SampleMut<ipc::Service, [u8], ()>;
 
 /// Polls of `receive` between two reads of the clock while spinning.
 const POLLS_PER_CLOCK_READ: u32 = 32;
+/// The pause before a send that reached no subscriber is made again.
+const RESEND_PAUSE: Duration = Duration::from_micros(50);
 
 impl Transport for Iceoryx2 {
     fn name(&self) -> &'static str {
@@ -233,14 +242,31 @@ impl Iceoryx2Conn {
         })
     }
 
+    /// Loans a `len`-byte sample, has `write` fill it, and sends it (no
+    /// notification). A send that reached no subscriber is made again, after
+    /// a pause, until the deadline: iceoryx2 drops a sample, and reports no
+    /// recipient, when the subscriber's buffer is full and the subscriber
+    /// has not yet attached to this publisher (it attaches in its first
+    /// `receive` after the publisher appeared), which a producer that starts
+    /// before its consumer runs into.
+    fn send_with(&self, len: usize, mut write: impl FnMut(Loaned) -> Result<Filled>) -> Result<()> {
+        loop {
+            let sample = self
+                .publisher
+                .loan_slice_uninit(len)
+                .context("iceoryx2 loan")?;
+            match write(sample)?.send().context("iceoryx2 send")? {
+                1 => return Ok(()),
+                0 if Instant::now() < self.deadline => std::thread::sleep(RESEND_PAUSE),
+                0 => bail!("iceoryx2 send: no subscriber took the message before the deadline"),
+                n => bail!("iceoryx2 send: {n} subscribers where one was due"),
+            }
+        }
+    }
+
     /// Copies `msg` into a loaned sample and sends it (no notification).
     fn publish(&self, msg: &[u8]) -> Result<()> {
-        let sample = self
-            .publisher
-            .loan_slice_uninit(msg.len())
-            .context("iceoryx2 loan")?;
-        let sample = sample.write_from_slice(msg);
-        delivered(sample.send())
+        self.send_with(msg.len(), |sample| Ok(sample.write_from_slice(msg)))
     }
 
     /// Wakes the receiver if it sleeps (or will: the wake-up stays pending).
@@ -296,18 +322,6 @@ impl Iceoryx2Conn {
     }
 }
 
-/// A send's outcome: exactly one subscriber must have got the sample.
-fn delivered<E>(sent: Result<usize, E>) -> Result<()>
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    match sent.context("iceoryx2 send")? {
-        1 => Ok(()),
-        0 => bail!("iceoryx2 send: the subscriber is gone"),
-        n => bail!("iceoryx2 send: {n} subscribers where one was due"),
-    }
-}
-
 fn check_len(got: usize, due: usize) -> Result<()> {
     if got != due {
         bail!("a {got}-byte message where {due} were due");
@@ -357,17 +371,14 @@ impl Conn for Iceoryx2Conn {
 
     fn send_in_place(&mut self, len: usize, fill: &mut dyn FnMut(*mut u8)) -> Option<Result<()>> {
         Some((|| {
-            let mut sample = self
-                .publisher
-                .loan_slice_uninit(len)
-                .context("iceoryx2 loan")?;
-            check_len(sample.payload_mut().len(), len)?;
-            fill(sample.payload_mut().as_mut_ptr().cast::<u8>());
-            // SAFETY: `fill` wrote all `len` bytes of the payload (the
-            // contract of `Conn::send_in_place`), so every element is
-            // initialised.
-            let sample = unsafe { sample.assume_init() };
-            delivered(sample.send())?;
+            self.send_with(len, |mut sample| {
+                check_len(sample.payload_mut().len(), len)?;
+                fill(sample.payload_mut().as_mut_ptr().cast::<u8>());
+                // SAFETY: `fill` wrote all `len` bytes of the payload (the
+                // contract of `Conn::send_in_place`), so every element is
+                // initialised.
+                Ok(unsafe { sample.assume_init() })
+            })?;
             self.wake()
         })())
     }
