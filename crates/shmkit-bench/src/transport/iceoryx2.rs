@@ -52,12 +52,16 @@
 //! them drop, which happens when a child returns from its role, before it
 //! exits; the one file it keeps, a node counter, each end removes itself
 //! once its node exists ([`remove_node_counter`]). A child the harness
-//! kills (after another failed, or at a timeout) leaves its files behind.
+//! kills (after another failed, or at a timeout) leaves its files behind;
+//! once every child is gone the harness calls `clean_up` in the parent,
+//! which has iceoryx2 remove the stale resources of the link's dead nodes,
+//! then removes whatever else is left under the link's prefix.
 //!
 //! Signal handling is off in every node (the harness handles signals).
 
 use std::hint::spin_loop;
 use std::mem::MaybeUninit;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -113,6 +117,27 @@ impl Transport for Iceoryx2 {
             Iceoryx2Conn::open(spec, end).context("iceoryx2: open the link")?,
         ))
     }
+
+    /// Removes what killed children left. First iceoryx2's own way: the
+    /// stale resources of the link's dead nodes (it tells a dead node by its
+    /// released file lock), which removes the services only they used. Then
+    /// whatever still bears the link's prefix: a process killed while it
+    /// made its node or a service leaves half-made files that iceoryx2 does
+    /// not count as a dead node. Every process of the link is gone by now
+    /// and no other link uses the prefix, so nothing under it is in use.
+    fn clean_up(&self, spec: &LinkSpec) {
+        let Ok(config) = config(spec) else {
+            return;
+        };
+        let _ = Node::<ipc::Service>::list(&config, |node| {
+            if let NodeState::Dead(dead) = node {
+                let _ = dead.blocking_remove_stale_resources(Duration::from_secs(1));
+            }
+            CallbackProgression::Continue
+        });
+        remove_node_counter(&config);
+        remove_files_with_prefix(&config);
+    }
 }
 
 /// iceoryx2's configuration for one link: defaults, but every file's name
@@ -143,6 +168,40 @@ fn remove_node_counter(config: &Config) {
         if name.starts_with(&prefix) && name.ends_with(&suffix) {
             // Gone already (the peer removed it) is fine.
             let _ = shmkit::posix::unlink(&format!("/{name}"));
+        }
+    }
+}
+
+/// Removes every file whose name starts with the configuration's prefix
+/// from /dev/shm and from iceoryx2's directories (its root, the node and
+/// service directories, and each node's own directory, named by node id,
+/// which goes too if that leaves it empty).
+fn remove_files_with_prefix(config: &Config) {
+    let prefix = config.global.prefix.to_string();
+    let remove = |dir: &Path| -> usize {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix)
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        removed
+    };
+    remove(Path::new("/dev/shm"));
+    remove(Path::new(&config.global.root_path().to_string()));
+    remove(Path::new(&config.global.service_dir().to_string()));
+    let node_dir = PathBuf::from(config.global.node_dir().to_string());
+    remove(&node_dir);
+    for entry in std::fs::read_dir(&node_dir).into_iter().flatten().flatten() {
+        // Only a directory this emptied: another node's may be in the
+        // making, and empty for a moment.
+        if entry.file_type().is_ok_and(|t| t.is_dir()) && remove(&entry.path()) > 0 {
+            let _ = std::fs::remove_dir(entry.path());
         }
     }
 }

@@ -32,6 +32,10 @@
 //!      report, not shown as failures).
 //! 2. Add `mod NAME;` below and the type to [`all`].
 //!
+//! A transport whose children make objects the parent cannot name in advance
+//! (a peer library's own files) removes what a killed child left of them in
+//! [`Transport::clean_up`].
+//!
 //! A transport that hits a limit (a queue's message size, a datagram's) returns
 //! the error from `link` or `open`; the report shows it in that row.
 //!
@@ -148,6 +152,12 @@ pub trait Transport: Sync {
 
     /// In a child: opens one end of a link from what the parent handed over.
     fn open(&self, spec: &LinkSpec, end: End, handoff: Handoff) -> Result<Box<dyn Conn>>;
+
+    /// In the parent, once every process of the link has exited or been
+    /// killed: removes what they may have left behind that [`Link::names`]
+    /// could not name in advance (files a peer library names itself).
+    /// Called after every measurement, failed or not. Nothing by default.
+    fn clean_up(&self, _spec: &LinkSpec) {}
 }
 
 /// One end of a link, in the process that owns it.
