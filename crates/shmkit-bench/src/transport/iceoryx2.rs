@@ -24,13 +24,17 @@
 //!   first `receive`) and whose buffer is full gets nothing, and the send
 //!   reports no recipient; the sample is then sent again after 50 µs
 //!   pauses, so a producer that starts before its consumer loses nothing.
-//! - **Receiving**: poll `receive` for a bounded, adaptive spin (the budget
-//!   of shmkit's default wait: at most [`SPIN_MAX`], halved after a spin
-//!   that ran out, doubled after one that succeeded, at least [`SPIN_MIN`]),
-//!   then sleep on the listener (`timed_wait`, a Unix datagram socket) until
-//!   a notification or the deadline. The spin is the harness's choice, not
-//!   iceoryx2's: without it every wait would be a sleep, and the figures
-//!   would compare shmkit's spin-then-sleep with a sleep-only line.
+//! - **Receiving**: poll `receive` for up to [`SPIN`] (40 µs, the longest
+//!   spin of shmkit's default wait), then sleep on the listener
+//!   (`timed_wait`, a Unix datagram socket) until a notification or the
+//!   deadline. The spin is the harness's choice, not iceoryx2's: without it
+//!   every wait would be a sleep, and the figures would compare shmkit's
+//!   spin-then-sleep with a sleep-only line. It is fixed, not adaptive like
+//!   shmkit's (halved after a spin that ran out, down to 2 µs): a wake-up
+//!   through the listener takes longer than 2 µs even when the receiver has
+//!   not fallen asleep yet, so once both ends of a round trip had cut their
+//!   spins short they slept on every message and never spun long enough to
+//!   see a success again (round trips at about 90 µs instead of 1–3 µs).
 //!   `recv_batch` waits for one sample and takes every other one already
 //!   there.
 //! - **Bulk** uses the zero-copy path: the producer fills the loaned sample
@@ -74,7 +78,7 @@ use iceoryx2::prelude::*;
 use iceoryx2::sample::Sample;
 use iceoryx2::sample_mut::SampleMut;
 use iceoryx2::sample_mut_uninit::SampleMutUninit;
-use shmkit::sync::event::{SPIN_MAX, SPIN_MIN};
+use shmkit::sync::event::SPIN_MAX;
 
 use super::shmkit_channel::capacity;
 use super::{Conn, End, Handoff, Link, LinkSpec, Transport};
@@ -89,6 +93,8 @@ type Received = Sample<ipc::Service, [u8], ()>;
 type Loaned = SampleMutUninit<ipc::Service, [MaybeUninit<u8>], ()>;
 type Filled = SampleMut<ipc::Service, [u8], ()>;
 
+/// How long a receiver polls before it sleeps: shmkit's longest spin.
+const SPIN: Duration = SPIN_MAX;
 /// Polls of `receive` between two reads of the clock while spinning.
 const POLLS_PER_CLOCK_READ: u32 = 32;
 /// The pause before a send that reached no subscriber is made again.
@@ -220,8 +226,6 @@ struct Iceoryx2Conn {
     _node: Node<ipc::Service>,
     /// Messages a subscriber buffer holds: notify at least this often.
     depth: usize,
-    /// The current spin budget (adaptive, between SPIN_MIN and SPIN_MAX).
-    spin: Duration,
     deadline: Instant,
 }
 
@@ -296,7 +300,6 @@ impl Iceoryx2Conn {
             listener,
             _node: node,
             depth,
-            spin: SPIN_MAX,
             deadline,
         })
     }
@@ -339,30 +342,21 @@ impl Iceoryx2Conn {
         self.subscriber.receive().context("iceoryx2 receive")
     }
 
-    /// The next sample: a bounded adaptive spin, then sleeps on the
-    /// listener until the deadline.
-    fn take(&mut self) -> Result<Received> {
+    /// The next sample: a bounded spin, then sleeps on the listener until
+    /// the deadline.
+    fn take(&self) -> Result<Received> {
         if let Some(sample) = self.try_take()? {
             return Ok(sample);
         }
         let start = Instant::now();
-        let limit = self
-            .spin
-            .min(self.deadline.saturating_duration_since(start));
-        loop {
+        let limit = SPIN.min(self.deadline.saturating_duration_since(start));
+        while start.elapsed() < limit {
             for _ in 0..POLLS_PER_CLOCK_READ {
                 spin_loop();
                 if let Some(sample) = self.try_take()? {
-                    self.spin = (self.spin * 2).min(SPIN_MAX);
                     return Ok(sample);
                 }
             }
-            if start.elapsed() >= limit {
-                break;
-            }
-        }
-        if limit == self.spin {
-            self.spin = (self.spin / 2).max(SPIN_MIN);
         }
         loop {
             // A notification sent after this check wakes the wait below (it
