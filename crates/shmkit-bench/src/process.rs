@@ -20,7 +20,9 @@
 //! - every child is held by a [`ChildGuard`] that kills and reaps it when
 //!   dropped, and the parent gives up (dropping the guards) when a step
 //!   takes longer than its timeout;
-//! - named objects are held by a [`NamesGuard`] that removes them.
+//! - named objects are held by a [`NamesGuard`] that removes them;
+//! - a [`CleanUpGuard`] calls [`Transport::clean_up`] for every link once
+//!   the children are gone, for what they made under names of their own.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::RawFd;
@@ -165,6 +167,22 @@ impl NamesGuard {
 impl Drop for NamesGuard {
     fn drop(&mut self) {
         self.remove_all();
+    }
+}
+
+/// Calls [`Transport::clean_up`] for every link when dropped. Made before
+/// the children's guards, so it is dropped after them: once every child has
+/// exited or been killed and reaped.
+struct CleanUpGuard<'a> {
+    transport: &'a dyn Transport,
+    links: Vec<LinkSpec>,
+}
+
+impl Drop for CleanUpGuard<'_> {
+    fn drop(&mut self) {
+        for spec in &self.links {
+            self.transport.clean_up(spec);
+        }
     }
 }
 
@@ -321,6 +339,10 @@ pub(crate) fn measure(
     let (link_count, procs) = plan(scenario, t.in_one_process(), readers);
 
     let mut names = NamesGuard::default();
+    let mut clean_up = CleanUpGuard {
+        transport: t,
+        links: Vec::new(),
+    };
     // Parent-side state of the links, dropped once every child is ready
     // (or when the run fails).
     let mut keep = Vec::new();
@@ -333,6 +355,7 @@ pub(crate) fn measure(
             deadline_ms: child_deadline.as_millis() as u64,
             readers,
         };
+        clean_up.links.push(spec.clone());
         let mut link = t.link(&spec)?;
         names.0.extend(link.names.iter().cloned());
         keep.append(&mut link.keep);

@@ -425,3 +425,101 @@ fn bench_rejects_unknown_names_and_lists_transports() {
         assert!(list.contains(t), "{t} missing from {list}");
     }
 }
+
+/// What iceoryx2 made for this harness's links and left: every name that
+/// starts with `tag` (the links' tags are iceoryx2's file prefix) in
+/// /dev/shm and anywhere under /tmp/iceoryx2.
+#[cfg(feature = "peers")]
+fn iceoryx2_files_with(tag: &str) -> Vec<String> {
+    let mut found = entries_with(Path::new("/dev/shm"), tag);
+    let mut dirs = vec![std::path::PathBuf::from("/tmp/iceoryx2")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(entry.path());
+            }
+            if entry.file_name().to_string_lossy().starts_with(tag) {
+                found.push(entry.path().display().to_string());
+            }
+        }
+    }
+    found
+}
+
+#[cfg(feature = "peers")]
+#[test]
+fn iceoryx2_runs_every_scenario_and_leaves_nothing_behind() {
+    let run = spawn(&[
+        "bench",
+        "--warmup",
+        "20ms",
+        "--duration",
+        "80ms",
+        "--transport",
+        "iceoryx2",
+        "--json",
+        "-",
+    ]);
+    let tag = format!("shmkit-bench-{}-", run.id());
+    let (status, out, err) = finish(run, std::time::Duration::from_secs(60), "shmkit bench");
+    assert!(status.success(), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = report["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{report:#}");
+    for r in rows {
+        assert!(r["error"].is_null(), "{r}");
+        assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert_eq!(iceoryx2_files_with(&tag), Vec::<String>::new());
+}
+
+/// A child killed in the middle of a run: its row reports it, and the
+/// harness has iceoryx2 remove what the killed processes left.
+#[cfg(feature = "peers")]
+#[test]
+fn iceoryx2_leaves_nothing_behind_when_a_child_is_killed() {
+    use std::time::{Duration, Instant};
+    let run = spawn(&[
+        "bench",
+        "--scenario",
+        "stream",
+        "--warmup",
+        "100ms",
+        "--duration",
+        "10s",
+        "--transport",
+        "iceoryx2",
+        "--json",
+        "-",
+    ]);
+    let tag = format!("shmkit-bench-{}-", run.id());
+    // Both ends are set up: a publisher has connected to its subscriber
+    // (iceoryx2 made the connection object).
+    let until = Instant::now() + Duration::from_secs(20);
+    while !iceoryx2_files_with(&tag)
+        .iter()
+        .any(|f| f.ends_with(".connection"))
+    {
+        assert!(Instant::now() < until, "the children never connected");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Past the warm-up: in the middle of the measurement.
+    std::thread::sleep(Duration::from_millis(300));
+    let consumer = processes_with(&tag)
+        .into_iter()
+        .find(|p| p.contains("\"index\":1"))
+        .expect("the consumer runs");
+    let pid = consumer.split('"').nth(1).unwrap().to_string();
+    assert!(Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let (status, out, err) = finish(run, Duration::from_secs(30), "shmkit bench");
+    assert!(status.success(), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let row = &report["results"][0];
+    assert!(row["error"].as_str().unwrap().contains("SIGKILL"), "{row}");
+    assert_eq!(iceoryx2_files_with(&tag), Vec::<String>::new());
+    assert_eq!(processes_with(&tag), Vec::<String>::new());
+}

@@ -32,15 +32,21 @@
 //!      report, not shown as failures).
 //! 2. Add `mod NAME;` below and the type to [`all`].
 //!
+//! A transport whose children make objects the parent cannot name in advance
+//! (a peer library's own files) removes what a killed child left of them in
+//! [`Transport::clean_up`].
+//!
 //! A transport that hits a limit (a queue's message size, a datagram's) returns
 //! the error from `link` or `open`; the report shows it in that row.
 //!
 //! Peers (other crates) go behind the cargo feature `peers`, off by default:
-//! `ipc-channel` is wired; iceoryx2 is not (see the crate README).
+//! `ipc-channel` and `iceoryx2` (see the crate README).
 
 mod bytestream;
 mod eventfd;
 mod fanout_ring;
+#[cfg(feature = "peers")]
+mod iceoryx2;
 #[cfg(feature = "peers")]
 mod ipc_channel;
 mod memcpy;
@@ -84,6 +90,8 @@ pub fn all() -> Vec<&'static dyn Transport> {
     ];
     #[cfg(feature = "peers")]
     all.push(&ipc_channel::IpcChannel);
+    #[cfg(feature = "peers")]
+    all.push(&iceoryx2::Iceoryx2);
     all
 }
 
@@ -144,6 +152,12 @@ pub trait Transport: Sync {
 
     /// In a child: opens one end of a link from what the parent handed over.
     fn open(&self, spec: &LinkSpec, end: End, handoff: Handoff) -> Result<Box<dyn Conn>>;
+
+    /// In the parent, once every process of the link has exited or been
+    /// killed: removes what they may have left behind that [`Link::names`]
+    /// could not name in advance (files a peer library names itself).
+    /// Called after every measurement, failed or not. Nothing by default.
+    fn clean_up(&self, _spec: &LinkSpec) {}
 }
 
 /// One end of a link, in the process that owns it.
@@ -169,8 +183,8 @@ pub trait Conn {
     }
 
     /// Zero-copy send of one `len`-byte message: `fill` writes it in place
-    /// through a pointer to `len` writable bytes that no other process
-    /// touches until the call returns. `None`: the transport has no such
+    /// (every one of its `len` bytes) through a pointer to `len` writable
+    /// bytes that no other process touches until the call returns. `None`: the transport has no such
     /// path, and the harness sends from its own buffer instead.
     fn send_in_place(&mut self, _len: usize, _fill: &mut dyn FnMut(*mut u8)) -> Option<Result<()>> {
         None

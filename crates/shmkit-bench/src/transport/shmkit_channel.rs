@@ -40,7 +40,7 @@ pub struct ShmkitMpmc;
 
 /// Messages a channel holds in each scenario: two are enough for a round
 /// trip; a stream wants room to run ahead; 1 MiB bulk messages want a few.
-fn capacity(spec: &LinkSpec) -> usize {
+pub(super) fn capacity(spec: &LinkSpec) -> usize {
     match spec.scenario {
         Scenario::Rtt | Scenario::Oversubscribed => 4,
         Scenario::Stream => 1024,
