@@ -26,7 +26,7 @@ const BATCH: usize = 64;
 
 /// A sender and a receiver on a fresh channel whose name is already
 /// removed, so nothing is left in `/dev/shm` even if the benchmark panics.
-fn channel(max_message: usize) -> (Sender, Receiver) {
+fn channel(max_message: usize, spsc: bool) -> (Sender, Receiver) {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let name = format!(
         "/shmkit-bench-hot-{}-{}",
@@ -34,7 +34,7 @@ fn channel(max_message: usize) -> (Sender, Receiver) {
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
     let mut opts = ChannelOptions::new();
-    opts.capacity(BATCH).max_message(max_message);
+    opts.capacity(BATCH).max_message(max_message).spsc(spsc);
     let ch = Channel::create(&name, &opts).expect("create the channel");
     let endpoints = (ch.sender(), ch.receiver());
     ch.unlink().expect("remove the channel's name");
@@ -46,48 +46,55 @@ fn channel(max_message: usize) -> (Sender, Receiver) {
 
 fn channels(c: &mut Criterion) {
     let mut g = c.benchmark_group("channel");
-    g.throughput(Throughput::Elements(1));
-    for size in [8, 64] {
-        let (mut tx, mut rx) = channel(size);
-        let msg = vec![7u8; size];
-        // try_recv hands back a new Vec: one allocation per message.
-        g.bench_function(format!("try_send+try_recv/{size}B"), |b| {
-            b.iter(|| {
-                tx.try_send(black_box(&msg)).unwrap();
-                black_box(rx.try_recv().unwrap());
-            })
-        });
-        // The same without allocating: read in place into our buffer.
-        let mut buf = vec![0u8; size];
-        g.bench_function(format!("try_send+try_recv_slot/{size}B"), |b| {
-            b.iter(|| {
-                tx.try_send(black_box(&msg)).unwrap();
-                let slot = rx.try_recv_slot().unwrap();
-                slot.read_at(0, &mut buf).unwrap();
-                black_box(&buf);
-            })
-        });
-    }
-
-    // One wake-up check per batch instead of one per message.
-    let size = 64;
-    let (mut tx, mut rx) = channel(size);
-    let msgs = vec![7u8; size * BATCH];
-    let mut buf = vec![0u8; size * BATCH];
-    g.throughput(Throughput::Elements(BATCH as u64));
-    g.bench_function(format!("send_batch+recv_batch/{BATCH}x{size}B"), |b| {
-        b.iter(|| {
-            tx.send_batch(black_box(&msgs).chunks_exact(size)).unwrap();
-            let mut out = buf.chunks_exact_mut(size);
-            let n = rx
-                .recv_batch(BATCH, None, |slot| {
-                    slot.read_at(0, out.next().expect("at most BATCH messages"))
+    // The shared ring (any number of senders and receivers), then the
+    // single-producer single-consumer one (`spsc/` in the names).
+    for (ring, spsc) in [("", false), ("spsc/", true)] {
+        g.throughput(Throughput::Elements(1));
+        for size in [8, 64] {
+            let (mut tx, mut rx) = channel(size, spsc);
+            let msg = vec![7u8; size];
+            // try_recv hands back a new Vec: one allocation per message.
+            g.bench_function(format!("{ring}try_send+try_recv/{size}B"), |b| {
+                b.iter(|| {
+                    tx.try_send(black_box(&msg)).unwrap();
+                    black_box(rx.try_recv().unwrap());
                 })
-                .unwrap();
-            assert_eq!(n, BATCH);
-            black_box(&buf);
-        })
-    });
+            });
+            // The same without allocating: read in place into our buffer.
+            let mut buf = vec![0u8; size];
+            g.bench_function(format!("{ring}try_send+try_recv_slot/{size}B"), |b| {
+                b.iter(|| {
+                    tx.try_send(black_box(&msg)).unwrap();
+                    let slot = rx.try_recv_slot().unwrap();
+                    slot.read_at(0, &mut buf).unwrap();
+                    black_box(&buf);
+                })
+            });
+        }
+
+        // One wake-up check per batch instead of one per message.
+        let size = 64;
+        let (mut tx, mut rx) = channel(size, spsc);
+        let msgs = vec![7u8; size * BATCH];
+        let mut buf = vec![0u8; size * BATCH];
+        g.throughput(Throughput::Elements(BATCH as u64));
+        g.bench_function(
+            format!("{ring}send_batch+recv_batch/{BATCH}x{size}B"),
+            |b| {
+                b.iter(|| {
+                    tx.send_batch(black_box(&msgs).chunks_exact(size)).unwrap();
+                    let mut out = buf.chunks_exact_mut(size);
+                    let n = rx
+                        .recv_batch(BATCH, None, |slot| {
+                            slot.read_at(0, out.next().expect("at most BATCH messages"))
+                        })
+                        .unwrap();
+                    assert_eq!(n, BATCH);
+                    black_box(&buf);
+                })
+            },
+        );
+    }
     g.finish();
 }
 

@@ -1078,7 +1078,7 @@ impl Sender {
 
     /// Publishes a claimed slot without waking anyone: the caller notifies
     /// once for a whole batch.
-    #[inline]
+    #[inline(always)]
     fn commit_quiet(&mut self, claim: Claim, len: usize) {
         let inner = &*self.inner;
         // Relaxed: ordered before the reader by commit_send's store.
@@ -1152,7 +1152,7 @@ impl Sender {
     }
 
     /// One attempt at a free slot: None when the ring is full.
-    #[inline]
+    #[inline(always)]
     fn claim_now(&mut self, check_dead: bool) -> Result<Option<Claim>> {
         let inner = &*self.inner;
         if let Some(cursor) = self.spsc.as_mut() {
@@ -1440,8 +1440,13 @@ impl Receiver {
                 let Some(claim) = self.claim_now(false)? else {
                     break;
                 };
-                let mut slot = self.take(claim)?;
-                slot.notify = false;
+                let len = self.checked_len(claim)?;
+                let slot = RecvSlot {
+                    receiver: &mut *self,
+                    claim,
+                    len,
+                    notify: false,
+                };
                 taken += 1;
                 read(&slot)?;
             }
@@ -1463,7 +1468,7 @@ impl Receiver {
     }
 
     /// One attempt at the next message: None when the ring is empty.
-    #[inline]
+    #[inline(always)]
     fn claim_now(&mut self, check_dead: bool) -> Result<Option<Claim>> {
         let inner = &*self.inner;
         if let Some(cursor) = self.spsc.as_ref() {
@@ -1488,7 +1493,7 @@ impl Receiver {
     /// Frees a claimed slot once its message is copied out. With `publish`
     /// off (inside a batch) an SPSC consumer only moves its own cursor; the
     /// batch, or any later release, tells the producer.
-    #[inline]
+    #[inline(always)]
     fn release(&mut self, claim: Claim, publish: bool) {
         let inner = &*self.inner;
         match self.spsc.as_mut() {
@@ -1500,8 +1505,23 @@ impl Receiver {
 
     /// Turns a claimed slot into a [`RecvSlot`], checking the length the
     /// producer wrote.
-    #[inline]
+    #[inline(always)]
     fn take(&mut self, claim: Claim) -> Result<RecvSlot<'_>> {
+        let len = self.checked_len(claim)?;
+        Ok(RecvSlot {
+            receiver: self,
+            claim,
+            len,
+            notify: true,
+        })
+    }
+
+    /// The length of the message in a claimed slot, counted as received;
+    /// a length over the maximum drops the message (an error). Returns a
+    /// plain `usize` so a batch builds each `RecvSlot` in place (moving a
+    /// returned `Result<RecvSlot>` cost a store-forwarding stall per message).
+    #[inline(always)]
+    fn checked_len(&mut self, claim: Claim) -> Result<usize> {
         let inner = &*self.inner;
         // Relaxed: ordered after the producer's store by the Acquire claim.
         // Untrusted: checked before use.
@@ -1520,12 +1540,7 @@ impl Receiver {
                 format!("a message claims {len} bytes, over the maximum of {max}: dropped"),
             ));
         }
-        Ok(RecvSlot {
-            receiver: self,
-            claim,
-            len: len as usize,
-            notify: true,
-        })
+        Ok(len as usize)
     }
 
     #[inline]
