@@ -29,7 +29,9 @@
 //! 768                    endpoint table: 64 × 64 bytes (identity word, message count)
 //! 768 + 4096             slots: capacity × slot size; a slot is its state word
 //!                        (SPSC: its sequence), the message length, and the
-//!                        payload at +16; slots are 64-byte aligned (SPSC: 16)
+//!                        payload at +16 (at +64, on its own cache line, for
+//!                        messages of 4 KiB and more); slots are 64-byte
+//!                        aligned (SPSC with smaller messages: 16)
 //! ```
 //!
 //! # Waiting
