@@ -1134,9 +1134,10 @@ impl Sender {
                 if msg.len() as u64 > max {
                     return Err(self.too_long(msg.len()));
                 }
-                let claim = match self.claim_now(false)? {
-                    Some(claim) => claim,
-                    None => {
+                let claim = match self.claim_now(false) {
+                    Ok(Some(claim)) => claim,
+                    Err(e) => return Err(self.inner.spsc_corrupt("send to", e)),
+                    Ok(None) => {
                         if unannounced {
                             self.inner.data_event().notify_one();
                             unannounced = false;
@@ -1176,8 +1177,12 @@ impl Sender {
     }
 
     /// One attempt at a free slot: None when the ring is full.
+    ///
+    /// The error is the small `SpscError` (turned into an [`Error`] by the
+    /// caller, on its cold path): a `Result<Option<Claim>, Error>` here went
+    /// through memory on every message, with a store-forwarding stall.
     #[inline(always)]
-    fn claim_now(&mut self, check_dead: bool) -> Result<Option<Claim>> {
+    fn claim_now(&mut self, check_dead: bool) -> std::result::Result<Option<Claim>, SpscError> {
         let inner = &*self.inner;
         if let Some(cursor) = self.spsc.as_mut() {
             return match spsc::claim_send(inner, cursor) {
@@ -1186,12 +1191,12 @@ impl Sender {
                     index,
                 })),
                 Err(SpscError::WouldBlock) => Ok(None),
-                Err(e) => Err(inner.spsc_corrupt("send to", e)),
+                Err(e) => Err(e),
             };
         }
         match ring::claim_send(inner, self.owner, check_dead, &mut |o| inner.owner_dead(o)) {
             Ok(claim) => Ok(Some(claim)),
-            Err(RingError::Corrupt { index, word }) => Err(inner.corrupt("send to", index, word)),
+            Err(RingError::Corrupt { index, word }) => Err(SpscError::CorruptSlot { index, word }),
             Err(RingError::WouldBlock) => Ok(None),
         }
     }
@@ -1200,8 +1205,10 @@ impl Sender {
     fn claim(&mut self, block: bool, deadline: Option<Instant>) -> Result<Claim> {
         let mut check_dead = false;
         loop {
-            if let Some(claim) = self.claim_now(check_dead)? {
-                return Ok(claim);
+            match self.claim_now(check_dead) {
+                Ok(Some(claim)) => return Ok(claim),
+                Ok(None) => {}
+                Err(e) => return Err(self.inner.spsc_corrupt("send to", e)),
             }
             let inner = &*self.inner;
             if !block {
@@ -1461,8 +1468,10 @@ impl Receiver {
             while taken < max {
                 // claim_now, not claim_slot: an empty ring ends the batch
                 // without building a WouldBlock error.
-                let Some(claim) = self.claim_now(false)? else {
-                    break;
+                let claim = match self.claim_now(false) {
+                    Ok(Some(claim)) => claim,
+                    Ok(None) => break,
+                    Err(e) => return Err(self.inner.spsc_corrupt("receive from", e)),
                 };
                 let len = self.checked_len(claim)?;
                 let slot = RecvSlot {
@@ -1491,9 +1500,10 @@ impl Receiver {
         self.claim_slot(true, Some(deadline))
     }
 
-    /// One attempt at the next message: None when the ring is empty.
+    /// One attempt at the next message: None when the ring is empty (the
+    /// small error type as in `Sender::claim_now`).
     #[inline(always)]
-    fn claim_now(&mut self, check_dead: bool) -> Result<Option<Claim>> {
+    fn claim_now(&mut self, check_dead: bool) -> std::result::Result<Option<Claim>, SpscError> {
         let inner = &*self.inner;
         if let Some(cursor) = self.spsc.as_ref() {
             return match spsc::claim_recv(inner, cursor) {
@@ -1502,14 +1512,12 @@ impl Receiver {
                     index,
                 })),
                 Err(SpscError::WouldBlock) => Ok(None),
-                Err(e) => Err(inner.spsc_corrupt("receive from", e)),
+                Err(e) => Err(e),
             };
         }
         match ring::claim_recv(inner, self.owner, check_dead, &mut |o| inner.owner_dead(o)) {
             Ok(claim) => Ok(Some(claim)),
-            Err(RingError::Corrupt { index, word }) => {
-                Err(inner.corrupt("receive from", index, word))
-            }
+            Err(RingError::Corrupt { index, word }) => Err(SpscError::CorruptSlot { index, word }),
             Err(RingError::WouldBlock) => Ok(None),
         }
     }
@@ -1571,8 +1579,10 @@ impl Receiver {
     fn claim_slot(&mut self, block: bool, deadline: Option<Instant>) -> Result<RecvSlot<'_>> {
         let mut check_dead = false;
         loop {
-            if let Some(claim) = self.claim_now(check_dead)? {
-                return self.take(claim);
+            match self.claim_now(check_dead) {
+                Ok(Some(claim)) => return self.take(claim),
+                Ok(None) => {}
+                Err(e) => return Err(self.inner.spsc_corrupt("receive from", e)),
             }
             let inner = &*self.inner;
             if !block {
