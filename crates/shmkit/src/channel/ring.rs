@@ -541,6 +541,12 @@ mod loom_models {
     //! reported as a data race: that is what the slot states must prevent.
     //!
     //! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p shmkit --lib --release channel::ring`
+    //!
+    //! Every role (producer, consumer) runs in a spawned thread of its own;
+    //! the main thread only sets up, spawns, joins and checks (and drains
+    //! what is left, after the joins). A role on the main thread can make
+    //! loom 0.7 explore a single interleaving (tokio-rs/loom#392, see
+    //! `crate::loom_check`).
     use super::heap::HeapRing;
     use super::*;
     use loom::cell::UnsafeCell;
@@ -589,9 +595,7 @@ mod loom_models {
     }
 
     fn model(f: impl Fn() + Sync + Send + 'static) {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(3);
-        builder.check(f);
+        crate::loom_check::check(Some(3), f);
     }
 
     /// Two producers claim concurrently: distinct slots, both messages
@@ -631,8 +635,12 @@ mod loom_models {
                     send(&s, 1, 8)
                 })
             };
-            let first = recv(&s, 2);
+            let c = {
+                let s = s.clone();
+                loom::thread::spawn(move || recv(&s, 2))
+            };
             let second_sent = p.join().unwrap();
+            let first = c.join().unwrap();
             let mut got: Vec<u64> = first.into_iter().collect();
             while let Some(v) = recv(&s, 2) {
                 got.push(v);
@@ -674,17 +682,23 @@ mod loom_models {
                 let s = s.clone();
                 loom::thread::spawn(move || assert!(send(&s, 1, 5)))
             };
-            let mut nine_dead = |o: u8| o == 9;
-            let mut got = None;
-            for _ in 0..2 {
-                if let Ok(c) = claim_recv(&s.ring, 2, true, &mut nine_dead) {
-                    // SAFETY (model): the claim gives this thread the slot.
-                    got = Some(s.payload[c.index].with(|p| unsafe { *p }));
-                    release_recv(&s.ring, c);
-                    break;
-                }
-            }
+            let c = {
+                let s = s.clone();
+                loom::thread::spawn(move || {
+                    let mut nine_dead = |o: u8| o == 9;
+                    for _ in 0..2 {
+                        if let Ok(c) = claim_recv(&s.ring, 2, true, &mut nine_dead) {
+                            // SAFETY (model): the claim gives this thread the slot.
+                            let got = s.payload[c.index].with(|p| unsafe { *p });
+                            release_recv(&s.ring, c);
+                            return Some(got);
+                        }
+                    }
+                    None
+                })
+            };
             p.join().unwrap();
+            let mut got = c.join().unwrap();
             if got.is_none() {
                 got = recv(&s, 2);
             }
