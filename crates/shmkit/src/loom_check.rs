@@ -16,24 +16,49 @@
 //! backtracked to). Such a model passes whatever the algorithm does. With
 //! the main thread out of every race, loom explores as it should.
 //!
-//! [`check`] counts the iterations and fails a model that explored only
-//! one, so that a model written the other way round cannot pass unnoticed.
+//! # Loom still misses interleavings: check that a model can fail
+//! Loom's search (DPOR) remembers only the *last* access to each atomic, so
+//! it does not always find the interleavings that matter, and which ones it
+//! finds depends on how the model is written:
+//! - a thread's own earlier access hides another thread's from it: a
+//!   consumer that loads a slot and then swaps it is never tried between
+//!   the producer's commit and its next look at that slot, unless the
+//!   producer yields there (`loom::thread::yield_now`, which makes the
+//!   other roles take a step);
+//! - after a `yield_now` (and `loom::hint::spin_loop` is one) a thread
+//!   never again reads a value it read before the yield if a newer one
+//!   exists, and other threads step first: a yield in the wrong place
+//!   hides a lost wake-up (so `Event` and `Bell` do not spin under loom).
+//!
+//! So a model is only trusted once a deliberate bug in the algorithm (an
+//! ordering weakened, a fence or a compare-and-swap dropped) has made it
+//! fail, and where it matters a model asserts that the outcomes showing the
+//! interesting interleavings were reached ([`check`] returns them).
+//!
+//! [`check`] also counts the iterations and fails a model that explored
+//! only one.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Explores `model` exhaustively (`bound` = `None`) or with at most `bound`
-/// preemptions per execution, then fails unless it explored more than one
-/// interleaving. Prints the count and the time (seen with `--nocapture`).
+/// preemptions per execution, fails unless it explored more than one
+/// interleaving, and returns the distinct values `model` returned (its
+/// outcomes, to assert that the interesting ones were reached). Prints the
+/// number of iterations and the time (seen with `--nocapture`).
 ///
 /// A bound is what keeps the whole loom run of `scripts/test` within a few
 /// minutes on two cores; `LOOM_MAX_PREEMPTIONS=n` in the environment
 /// replaces it for a deeper (or quicker) run. Exhaustive models stay
 /// exhaustive.
-pub fn check(bound: Option<usize>, model: impl Fn() + Sync + Send + 'static) {
-    let iterations = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&iterations);
+pub fn check<T>(bound: Option<usize>, model: impl Fn() -> T + Sync + Send + 'static) -> BTreeSet<T>
+where
+    T: Ord + Send + 'static,
+{
+    // Plain std state: it outlives the iterations and loom does not track it.
+    let seen = Arc::new(Mutex::new((0usize, BTreeSet::new())));
+    let record = Arc::clone(&seen);
     // `new` reads the LOOM_* environment variables (checkpoints, logging).
     let mut builder = loom::model::Builder::new();
     let bound = match (bound, builder.preemption_bound) {
@@ -43,11 +68,12 @@ pub fn check(bound: Option<usize>, model: impl Fn() + Sync + Send + 'static) {
     builder.preemption_bound = bound;
     let start = Instant::now();
     builder.check(move || {
-        // Relaxed: loom runs the iterations one after the other.
-        counter.fetch_add(1, Ordering::Relaxed);
-        model();
+        let outcome = model();
+        let mut seen = record.lock().unwrap();
+        seen.0 += 1;
+        seen.1.insert(outcome);
     });
-    let iterations = iterations.load(Ordering::Relaxed);
+    let (iterations, outcomes) = std::mem::take(&mut *seen.lock().unwrap());
     let name = std::thread::current()
         .name()
         .unwrap_or("loom model")
@@ -61,4 +87,5 @@ pub fn check(bound: Option<usize>, model: impl Fn() + Sync + Send + 'static) {
         "{name} explored a single interleaving: is a role running on the \
          model's main thread? (tokio-rs/loom#392, see shmkit::loom_check)"
     );
+    outcomes
 }

@@ -460,7 +460,7 @@ mod loom_models {
     /// is a whole value with the right version, and versions never go back.
     #[test]
     fn no_torn_read_is_accepted() {
-        model(Some(5), || {
+        model(Some(3), || {
             let b = Arc::new(HeapBoard::new(16));
             let writer = {
                 let b = b.clone();

@@ -571,7 +571,7 @@ mod loom_models {
     /// order, and once the writer is done, received + missed == 3.
     #[test]
     fn overwritten_slots_are_never_accepted_and_lag_is_exact() {
-        model(Some(5), || {
+        model(Some(3), || {
             let ring = Arc::new(HeapRing::new(2, 16));
             let writer = {
                 let ring = ring.clone();

@@ -594,8 +594,10 @@ mod loom_models {
         }
     }
 
-    fn model(f: impl Fn() + Sync + Send + 'static) {
-        crate::loom_check::check(Some(3), f);
+    fn model<T: Ord + Send + 'static>(
+        f: impl Fn() -> T + Sync + Send + 'static,
+    ) -> std::collections::BTreeSet<T> {
+        crate::loom_check::check(Some(3), f)
     }
 
     /// Two producers claim concurrently: distinct slots, both messages
@@ -625,12 +627,17 @@ mod loom_models {
     /// yet; never a slot being written.
     #[test]
     fn producer_and_consumer_race_over_one_slot() {
-        model(|| {
+        let outcomes = model(|| {
             let s = shared(1);
             let p = {
                 let s = s.clone();
                 loom::thread::spawn(move || {
                     assert!(send(&s, 1, 7));
+                    // Lets the consumer take a step here: without it loom
+                    // never tries the consumer's whole receive between the
+                    // two sends (`crate::loom_check`), the one interleaving
+                    // where the second lap overwrites a slot just read.
+                    loom::thread::yield_now();
                     // The second lap succeeds only once the first is consumed.
                     send(&s, 1, 8)
                 })
@@ -647,7 +654,13 @@ mod loom_models {
             }
             let expected: Vec<u64> = if second_sent { vec![7, 8] } else { vec![7] };
             assert_eq!(got, expected);
+            (first, second_sent)
         });
+        // Nothing yet; the first message but the slot not yet free; the
+        // second lap written after the consumer's release.
+        for outcome in [(None, false), (Some(7), false), (Some(7), true)] {
+            assert!(outcomes.contains(&outcome), "{outcome:?} never reached");
+        }
     }
 
     /// Two consumers race for one message: exactly one gets it.
