@@ -57,6 +57,9 @@ pub mod channel;
 pub mod error;
 pub mod inventory;
 pub mod layout;
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_check;
 pub mod posix;
 pub(crate) mod primitive;
 pub mod process;

@@ -13,6 +13,12 @@
 //! (about a minute on two cores, plus the build). Under loom the waiters' spin phase is
 //! a single poll, so the models always take the sleep path: register as a
 //! sleeper, fence, re-check, `FUTEX_WAIT`.
+//!
+//! Every role (waiter, notifier, poster) runs in a spawned thread of its
+//! own; the main thread only sets up, spawns, joins and checks. A role on
+//! the main thread can make loom 0.7 explore a single interleaving
+//! (tokio-rs/loom#392); `shmkit::loom_check::check` explains, and fails a
+//! model that explores only one.
 #![cfg(loom)]
 
 use loom::cell::UnsafeCell;
@@ -21,14 +27,7 @@ use loom::sync::Arc;
 use loom::thread;
 use shmkit::sync::{Event, Semaphore};
 
-/// Explores the model exhaustively, or with at most `bound` preemptions per
-/// execution where the full model would take minutes (the three-thread
-/// ones; each bound is the largest that keeps the model under ~20 s).
-fn check(bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = bound;
-    builder.check(f);
-}
+use shmkit::loom_check::check;
 
 /// One notifier, one waiter: the waiter always wakes (no lost wake-up) and
 /// sees the condition the notifier stored before notifying.
@@ -43,13 +42,18 @@ fn event_wakes_its_waiter() {
                 shared.0.notify_one();
             })
         };
-        let (event, flag) = &*shared;
-        let ok = event
-            .wait_until(|| flag.load(Ordering::Acquire) == 1, None)
-            .unwrap();
-        assert!(ok);
+        let waiter = {
+            let shared = Arc::clone(&shared);
+            thread::spawn(move || {
+                let (event, flag) = &*shared;
+                event
+                    .wait_until(|| flag.load(Ordering::Acquire) == 1, None)
+                    .unwrap()
+            })
+        };
         notifier.join().unwrap();
-        assert_eq!(event.sleepers(), 0);
+        assert!(waiter.join().unwrap());
+        assert_eq!(shared.0.sleepers(), 0);
     });
 }
 
@@ -57,7 +61,7 @@ fn event_wakes_its_waiter() {
 /// notify must not be lost while the waiter handles the first.
 #[test]
 fn event_sees_every_change() {
-    check(None, || {
+    check(Some(4), || {
         let shared = Arc::new((Event::new(), AtomicU32::new(0)));
         let notifier = {
             let shared = Arc::clone(&shared);
@@ -68,21 +72,27 @@ fn event_sees_every_change() {
                 }
             })
         };
-        let (event, count) = &*shared;
-        for want in 1..=2 {
-            let ok = event
-                .wait_until(|| count.load(Ordering::Acquire) >= want, None)
-                .unwrap();
-            assert!(ok);
-        }
+        let waiter = {
+            let shared = Arc::clone(&shared);
+            thread::spawn(move || {
+                let (event, count) = &*shared;
+                for want in 1..=2 {
+                    let ok = event
+                        .wait_until(|| count.load(Ordering::Acquire) >= want, None)
+                        .unwrap();
+                    assert!(ok);
+                }
+            })
+        };
         notifier.join().unwrap();
+        waiter.join().unwrap();
     });
 }
 
 /// notify_all wakes two sleepers.
 #[test]
 fn event_notify_all_wakes_everyone() {
-    check(Some(5), || {
+    check(Some(3), || {
         let shared = Arc::new((Event::new(), AtomicU32::new(0)));
         let waiters: Vec<_> = (0..2)
             .map(|_| {
@@ -95,8 +105,14 @@ fn event_notify_all_wakes_everyone() {
                 })
             })
             .collect();
-        shared.1.store(1, Ordering::Release);
-        shared.0.notify_all();
+        let notifier = {
+            let shared = Arc::clone(&shared);
+            thread::spawn(move || {
+                shared.1.store(1, Ordering::Release);
+                shared.0.notify_all();
+            })
+        };
+        notifier.join().unwrap();
         for w in waiters {
             w.join().unwrap();
         }
@@ -108,7 +124,7 @@ fn event_notify_all_wakes_everyone() {
 /// ends at zero.
 #[test]
 fn semaphore_loses_no_post() {
-    check(None, || {
+    check(Some(4), || {
         let sem = Arc::new(Semaphore::new(0));
         let poster = {
             let sem = Arc::clone(&sem);
@@ -117,9 +133,15 @@ fn semaphore_loses_no_post() {
                 sem.post().unwrap();
             })
         };
-        sem.wait().unwrap();
-        sem.wait().unwrap();
+        let waiter = {
+            let sem = Arc::clone(&sem);
+            thread::spawn(move || {
+                sem.wait().unwrap();
+                sem.wait().unwrap();
+            })
+        };
         poster.join().unwrap();
+        waiter.join().unwrap();
         assert_eq!(sem.value(), 0);
     });
 }
@@ -139,11 +161,17 @@ fn semaphore_publishes_what_was_written_before_post() {
                 shared.0.post().unwrap();
             })
         };
-        shared.0.wait().unwrap();
-        // SAFETY: the post happened-before our wait returned (checked by loom).
-        let got = shared.1.with(|p| unsafe { *p });
-        assert_eq!(got, 42);
+        let waiter = {
+            let shared = Arc::clone(&shared);
+            thread::spawn(move || {
+                shared.0.wait().unwrap();
+                // SAFETY: the post happened-before our wait returned (checked
+                // by loom).
+                shared.1.with(|p| unsafe { *p })
+            })
+        };
         poster.join().unwrap();
+        assert_eq!(waiter.join().unwrap(), 42);
     });
 }
 
@@ -151,7 +179,7 @@ fn semaphore_publishes_what_was_written_before_post() {
 /// waiter (or is taken before it sleeps); nobody is left asleep.
 #[test]
 fn semaphore_wakes_each_waiter() {
-    check(Some(3), || {
+    check(Some(2), || {
         let sem = Arc::new(Semaphore::new(0));
         let waiters: Vec<_> = (0..2)
             .map(|_| {
@@ -159,8 +187,14 @@ fn semaphore_wakes_each_waiter() {
                 thread::spawn(move || sem.wait().unwrap())
             })
             .collect();
-        sem.post().unwrap();
-        sem.post().unwrap();
+        let poster = {
+            let sem = Arc::clone(&sem);
+            thread::spawn(move || {
+                sem.post().unwrap();
+                sem.post().unwrap();
+            })
+        };
+        poster.join().unwrap();
         for w in waiters {
             w.join().unwrap();
         }

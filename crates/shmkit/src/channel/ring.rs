@@ -541,6 +541,12 @@ mod loom_models {
     //! reported as a data race: that is what the slot states must prevent.
     //!
     //! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p shmkit --lib --release channel::ring`
+    //!
+    //! Every role (producer, consumer) runs in a spawned thread of its own;
+    //! the main thread only sets up, spawns, joins and checks (and drains
+    //! what is left, after the joins). A role on the main thread can make
+    //! loom 0.7 explore a single interleaving (tokio-rs/loom#392, see
+    //! `crate::loom_check`).
     use super::heap::HeapRing;
     use super::*;
     use loom::cell::UnsafeCell;
@@ -588,10 +594,10 @@ mod loom_models {
         }
     }
 
-    fn model(f: impl Fn() + Sync + Send + 'static) {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(3);
-        builder.check(f);
+    fn model<T: Ord + Send + 'static>(
+        f: impl Fn() -> T + Sync + Send + 'static,
+    ) -> std::collections::BTreeSet<T> {
+        crate::loom_check::check(Some(3), f)
     }
 
     /// Two producers claim concurrently: distinct slots, both messages
@@ -621,25 +627,40 @@ mod loom_models {
     /// yet; never a slot being written.
     #[test]
     fn producer_and_consumer_race_over_one_slot() {
-        model(|| {
+        let outcomes = model(|| {
             let s = shared(1);
             let p = {
                 let s = s.clone();
                 loom::thread::spawn(move || {
                     assert!(send(&s, 1, 7));
+                    // Lets the consumer take a step here: without it loom
+                    // never tries the consumer's whole receive between the
+                    // two sends (`crate::loom_check`), the one interleaving
+                    // where the second lap overwrites a slot just read.
+                    loom::thread::yield_now();
                     // The second lap succeeds only once the first is consumed.
                     send(&s, 1, 8)
                 })
             };
-            let first = recv(&s, 2);
+            let c = {
+                let s = s.clone();
+                loom::thread::spawn(move || recv(&s, 2))
+            };
             let second_sent = p.join().unwrap();
+            let first = c.join().unwrap();
             let mut got: Vec<u64> = first.into_iter().collect();
             while let Some(v) = recv(&s, 2) {
                 got.push(v);
             }
             let expected: Vec<u64> = if second_sent { vec![7, 8] } else { vec![7] };
             assert_eq!(got, expected);
+            (first, second_sent)
         });
+        // Nothing yet; the first message but the slot not yet free; the
+        // second lap written after the consumer's release.
+        for outcome in [(None, false), (Some(7), false), (Some(7), true)] {
+            assert!(outcomes.contains(&outcome), "{outcome:?} never reached");
+        }
     }
 
     /// Two consumers race for one message: exactly one gets it.
@@ -674,17 +695,23 @@ mod loom_models {
                 let s = s.clone();
                 loom::thread::spawn(move || assert!(send(&s, 1, 5)))
             };
-            let mut nine_dead = |o: u8| o == 9;
-            let mut got = None;
-            for _ in 0..2 {
-                if let Ok(c) = claim_recv(&s.ring, 2, true, &mut nine_dead) {
-                    // SAFETY (model): the claim gives this thread the slot.
-                    got = Some(s.payload[c.index].with(|p| unsafe { *p }));
-                    release_recv(&s.ring, c);
-                    break;
-                }
-            }
+            let c = {
+                let s = s.clone();
+                loom::thread::spawn(move || {
+                    let mut nine_dead = |o: u8| o == 9;
+                    for _ in 0..2 {
+                        if let Ok(c) = claim_recv(&s.ring, 2, true, &mut nine_dead) {
+                            // SAFETY (model): the claim gives this thread the slot.
+                            let got = s.payload[c.index].with(|p| unsafe { *p });
+                            release_recv(&s.ring, c);
+                            return Some(got);
+                        }
+                    }
+                    None
+                })
+            };
             p.join().unwrap();
+            let mut got = c.join().unwrap();
             if got.is_none() {
                 got = recv(&s, 2);
             }

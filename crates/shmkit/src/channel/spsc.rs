@@ -325,9 +325,7 @@ mod loom_models {
     //! which is what the sequences and positions must rule out.
     //!
     //! Every concurrent role runs in a spawned thread and the model's main
-    //! thread only joins: loom 0.7 explores a single interleaving when the
-    //! main thread races with a spawned thread that loads a word and later
-    //! stores it (tokio-rs/loom#392), which is this ring's every step.
+    //! thread only joins (see `crate::loom_check` for why: loom#392).
     use super::*;
     use crate::channel::ring::heap::HeapRing;
     use loom::cell::UnsafeCell;
@@ -373,10 +371,10 @@ mod loom_models {
         }
     }
 
+    /// Runs through `crate::loom_check`, which fails a model that explored
+    /// only one interleaving.
     fn model(f: impl Fn() + Sync + Send + 'static) {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(3);
-        builder.check(f);
+        crate::loom_check::check(Some(3), f);
     }
 
     /// Producer and consumer race around a one-slot ring for three laps:

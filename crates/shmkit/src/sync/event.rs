@@ -77,8 +77,6 @@
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-#[cfg(loom)]
-use crate::primitive::spin_loop;
 use crate::primitive::{fence, AtomicU32, Ordering};
 use crate::sync::futex::{self, Wake};
 
@@ -266,10 +264,15 @@ impl Event {
     }
 
     /// Under loom: one poll and no clock (time would make runs differ), so
-    /// the models always exercise the sleep path.
+    /// the models always exercise the sleep path. And no spin hint: loom's
+    /// `spin_loop` is a `yield_now`, after which loom never lets the thread
+    /// read again a value it read before the yield if a newer one exists,
+    /// nor run again before another thread has taken a step. A waiter that
+    /// polled, yielded, then registered could then no longer miss a
+    /// notifier's store, and the models did not notice a missing fence in
+    /// `notify`.
     #[cfg(loom)]
     fn spin(&self, cond: &mut impl FnMut() -> bool, _deadline: Option<Instant>) -> bool {
-        spin_loop();
         cond()
     }
 
