@@ -80,6 +80,7 @@ impl BcastArgs {
 pub fn board(out: &mut dyn Write, cmd: BoardCommand) -> Result<u8> {
     match cmd {
         BoardCommand::Create { name, size, mode } => {
+            crate::target::check_creatable(&name)?;
             let mut o = BoardOptions::new();
             o.max_size(size.min(usize::MAX as u64) as usize).mode(mode);
             Board::create(&name, &o)?;
@@ -251,10 +252,11 @@ fn who(writer: Option<shmkit::board::WriterInfo>) -> String {
 
 /// Looks inside `name` for a shmkit board or broadcast header.
 pub fn stat_extra(name: &str) -> Option<Extra> {
+    // pread, not a mapping: a sparse object on a full /dev/shm must not
+    // raise SIGBUS in `stat`.
     let kind = PosixObject::open_read_only(name)
-        .and_then(|o| o.map_read_only())
         .ok()
-        .and_then(|r| layout::peek_kind(&r))?;
+        .and_then(|o| layout::peek_kind_of(&o))?;
     let mut json = Map::new();
     let mut lines = Vec::new();
     json.insert("object".into(), kind.as_str().into());

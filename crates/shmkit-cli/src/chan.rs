@@ -107,7 +107,12 @@ pub fn stat(out: &mut dyn Write, name: &str, as_json: bool) -> Result<u8> {
         ),
     ];
     for (key, value) in lines {
-        writeln!(out, "{:<10} {value}", format!("{key}:"))?;
+        writeln!(
+            out,
+            "{:<10} {}",
+            format!("{key}:"),
+            show::escape_name(&value)
+        )?;
     }
     Ok(0)
 }

@@ -117,6 +117,32 @@ fn users(scan: &ProcessScan, entry: &PosixEntry) -> (Vec<i32>, Vec<i32>) {
     )
 }
 
+/// NATTCH and MAPPED-BY for a listing: `?` appended when some processes
+/// could not be inspected (their mappers may be missing).
+pub fn mapper_cells(scan: &ProcessScan, pids: &[i32]) -> (String, String) {
+    if scan.denied() == 0 {
+        (pids.len().to_string(), show::pid_list(pids))
+    } else if pids.is_empty() {
+        ("?".to_string(), "?".to_string())
+    } else {
+        (
+            format!("{}+?", pids.len()),
+            format!("{},?", show::pid_list(pids)),
+        )
+    }
+}
+
+/// The footnote under a listing made without seeing every process.
+pub fn denied_note(scan: &ProcessScan) -> Option<String> {
+    match scan.denied() {
+        0 => None,
+        1 => Some("? 1 process could not be inspected: run as root to see every mapper".into()),
+        n => Some(format!(
+            "? {n} processes could not be inspected: run as root to see every mapper"
+        )),
+    }
+}
+
 fn posix_json(scan: &ProcessScan, e: &PosixEntry) -> Value {
     let md = &e.metadata;
     let (mapped_by, open_by) = users(scan, e);
@@ -137,6 +163,9 @@ fn posix_json(scan: &ProcessScan, e: &PosixEntry) -> Value {
         "ctime": show::rfc3339(md.ctime),
         "mapped_by": mapped_by,
         "open_by": open_by,
+        // false when some processes could not be inspected (not root):
+        // `mapped_by` and `open_by` may then miss some.
+        "mapped_by_complete": scan.denied() == 0,
     })
 }
 
@@ -180,8 +209,8 @@ pub fn stat(out: &mut dyn Write, name: &str, json: bool) -> Result<u8> {
         ("accessed", show::rfc3339(md.atime)),
         ("modified", show::rfc3339(md.mtime)),
         ("changed", show::rfc3339(md.ctime)),
-        ("mapped by", show::pid_list(&mapped_by)),
-        ("open by", show::pid_list(&open_by)),
+        ("mapped by", mapper_cells(&scan, &mapped_by).1),
+        ("open by", mapper_cells(&scan, &open_by).1),
     ];
     if let Some(extra) = extra {
         lines.extend(extra.lines);
@@ -193,7 +222,15 @@ pub fn stat(out: &mut dyn Write, name: &str, json: bool) -> Result<u8> {
         ));
     }
     for (key, value) in lines {
-        writeln!(out, "{:<10} {value}", format!("{key}:"))?;
+        writeln!(
+            out,
+            "{:<10} {}",
+            format!("{key}:"),
+            show::escape_name(&value)
+        )?;
+    }
+    if let Some(note) = denied_note(&scan) {
+        writeln!(out, "{note}")?;
     }
     Ok(0)
 }
@@ -231,6 +268,7 @@ pub fn ls(out: &mut dyn Write, json: bool, kinds: Kinds) -> Result<u8> {
         .map(|e| {
             let md = &e.metadata;
             let (mapped_by, _) = users(&scan, e);
+            let (nattch, mapped_by) = mapper_cells(&scan, &mapped_by);
             let status = match e.file_type {
                 FileType::Regular => "-".to_string(),
                 other => format!("not an object ({})", other.as_str()),
@@ -242,19 +280,22 @@ pub fn ls(out: &mut dyn Write, json: bool, kinds: Kinds) -> Result<u8> {
                 show::user(md.uid),
                 show::perms(md.mode),
                 md.size.to_string(),
-                mapped_by.len().to_string(),
+                nattch,
                 status,
-                show::pid_list(&mapped_by),
+                mapped_by,
                 show::rfc3339(md.mtime),
             ]
         })
         .chain(segments.iter().map(|s| sysv_cmds::segment_row(&scan, s)))
         .collect();
     show::table(out, &show::LS_HEADER, &rows)?;
+    if let Some(note) = denied_note(&scan) {
+        writeln!(out, "{note}")?;
+    }
     Ok(0)
 }
 
-pub fn resize(name: &str, size: u64) -> Result<u8> {
+pub fn resize(name: &str, size: u64, force: bool) -> Result<u8> {
     if let Some(seg) = Target::parse(name)?.segment()? {
         bail!(Error::new(
             ErrorKind::InvalidArgument,
@@ -263,7 +304,43 @@ pub fn resize(name: &str, size: u64) -> Result<u8> {
             "the size of a System V segment is fixed when it is created",
         ));
     }
-    PosixObject::open(name)?.resize(size)?;
+    let obj = PosixObject::open(name)?;
+    let current = obj.size()?;
+    if size < current && !force {
+        // Shrinking drops pages that mappers may touch: each such access is
+        // SIGBUS in that process. Refuse what would crash someone.
+        if let Some(kind) = shmkit::layout::peek_kind_of(&obj) {
+            bail!(Error::new(
+                ErrorKind::InvalidArgument,
+                "resize",
+                obj.name().as_str(),
+                format!(
+                    "it is a shmkit {}: shrinking it from {current} to {size} bytes would make every process that uses it die of SIGBUS (--force to do it anyway)",
+                    kind.as_str()
+                ),
+            ));
+        }
+        let inode = obj.metadata()?.inode;
+        let scan = ProcessScan::new();
+        let me = std::process::id() as i32;
+        let mappers: Vec<i32> = scan
+            .posix_mappers(inode)
+            .into_iter()
+            .filter(|&p| p != me)
+            .collect();
+        if !mappers.is_empty() {
+            bail!(Error::new(
+                ErrorKind::InvalidArgument,
+                "resize",
+                obj.name().as_str(),
+                format!(
+                    "processes {} map it: shrinking it from {current} to {size} bytes would make their accesses past the new end die of SIGBUS (--force to do it anyway)",
+                    show::pid_list(&mappers)
+                ),
+            ));
+        }
+    }
+    obj.resize(size)?;
     Ok(0)
 }
 

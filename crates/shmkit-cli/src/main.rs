@@ -121,13 +121,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Change an object's size: growing keeps the data, shrinking drops the tail.
+    /// Change an object's size: growing keeps the data, shrinking drops the
+    /// tail. Shrinking a shmkit channel, board or broadcast, or any object
+    /// that a running process maps, is refused without --force: every
+    /// process touching the lost tail would die of SIGBUS.
     Resize {
         /// Object name.
         name: String,
         /// New size in bytes (suffixes as for `create`).
         #[arg(value_parser = units::parse_size)]
         size: u64,
+        /// Shrink even a shmkit object or one that processes map.
+        #[arg(long)]
+        force: bool,
     },
     /// Remove objects and segments; processes that map them keep them until
     /// they unmap (a segment is marked for removal until its last detach).
@@ -319,36 +325,51 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Chmod { target, mode } => ownership::chmod(&target, mode),
         Command::Chown { target, owner } => ownership::chown(&target, &owner),
         Command::Limits { json } => sysv_cmds::limits(out, json),
-        Command::Resize { name, size } => commands::resize(&name, size),
+        Command::Resize { name, size, force } => commands::resize(&name, size, force),
         Command::Rm { names } => commands::rm(&names),
-        Command::Chan(ChanCommand::Create { name, chan }) => chan::create(&name, &chan.options()),
+        Command::Chan(ChanCommand::Create { name, chan }) => {
+            target::check_creatable(&name)?;
+            chan::create(&name, &chan.options())
+        }
         Command::Chan(ChanCommand::Stat { name, json }) => chan::stat(out, &name, json),
         Command::Produce {
             name,
             count,
             tag,
             chan,
-        } => chan::produce(&name, count, tag, &chan.options()),
+        } => {
+            target::check_creatable(&name)?;
+            chan::produce(&name, count, tag, &chan.options())
+        }
         Command::Consume {
             name,
             count,
             unbuffered,
             chan,
-        } => chan::consume(out, &name, count, unbuffered, &chan.options()),
+        } => {
+            target::check_creatable(&name)?;
+            chan::consume(out, &name, count, unbuffered, &chan.options())
+        }
         Command::Board(cmd) => board::board(out, cmd),
         Command::Pub {
             name,
             count,
             tag,
             bcast,
-        } => board::publish(&name, count, tag, &bcast),
+        } => {
+            target::check_creatable(&name)?;
+            board::publish(&name, count, tag, &bcast)
+        }
         Command::Sub {
             name,
             count,
             from_oldest,
             unbuffered,
             bcast,
-        } => board::subscribe(out, &name, count, from_oldest, unbuffered, &bcast),
+        } => {
+            target::check_creatable(&name)?;
+            board::subscribe(out, &name, count, from_oldest, unbuffered, &bcast)
+        }
         Command::Demo { messages } => demo::run(out, messages),
         Command::Bench(args) => bench::run(out, args),
         Command::BenchChild { spec } => Ok(shmkit_bench::child_main(&spec) as u8),
@@ -377,7 +398,9 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = out.flush();
-            eprintln!("shmkit: {e:#}");
+            // Names come from anyone (a file in /dev/shm, a header):
+            // control characters are shown escaped, never sent raw.
+            eprintln!("shmkit: {}", show::escape_controls(&format!("{e:#}")));
             ExitCode::from(1)
         }
     }

@@ -49,6 +49,14 @@ fn parse_owner(spec: &str) -> std::result::Result<(Option<u32>, Option<u32>), St
         })?),
         (Some(name), _) => Some(gid_of(name).ok_or_else(|| format!("unknown group {name:?}"))?),
     };
+    // chown(2) reads (uid_t)-1 as "leave this id unchanged": accepting it
+    // would report success and change nothing.
+    if uid == Some(u32::MAX) || gid == Some(u32::MAX) {
+        return Err(format!(
+            "{} is (uid_t)-1, which chown(2) reads as \"leave unchanged\", not an id",
+            u32::MAX
+        ));
+    }
     if uid.is_none() && gid.is_none() {
         return Err(format!(
             "{spec:?} changes nothing: write USER, USER:GROUP, USER: or :GROUP"
@@ -70,6 +78,8 @@ mod tests {
         assert_eq!(parse_owner("root:"), Ok((Some(0), Some(0))));
         assert_eq!(parse_owner("0:root"), Ok((Some(0), Some(0))));
         assert!(parse_owner("").unwrap_err().contains("changes nothing"));
+        assert!(parse_owner("4294967295").unwrap_err().contains("(uid_t)-1"));
+        assert!(parse_owner(":4294967295").unwrap_err().contains("(uid_t)-1"));
         assert!(parse_owner(":").unwrap_err().contains("changes nothing"));
         assert!(parse_owner("no-such-user-shmkit")
             .unwrap_err()

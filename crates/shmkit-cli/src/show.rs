@@ -18,6 +18,43 @@ pub fn rfc3339_or_never(t: Option<SystemTime>) -> String {
     t.map_or_else(|| "never".to_string(), rfc3339)
 }
 
+/// A name as `ls -b` shows it: control characters and backslashes escaped
+/// (`\n`, `\t`, `\033`, `\\`), everything else as it is. Anyone can name
+/// a file in /dev/shm, so a name must never move the cursor, recolour the
+/// terminal or start a table row of its own.
+pub fn escape_name(text: &str) -> String {
+    escape(text, true)
+}
+
+/// A message with its control characters escaped as [`escape_name`] does,
+/// backslashes left alone: for error messages that quote a name.
+pub fn escape_controls(text: &str) -> String {
+    escape(text, false)
+}
+
+fn escape(text: &str, backslash: bool) -> String {
+    if !text.chars().any(|c| c.is_control() || (backslash && c == '\\')) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' if backslash => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\{b:03o}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// The columns of `shmkit ls`, for POSIX objects and System V segments
 /// alike. The first ones are `ipcs -m`'s (key, shmid, owner, perms, bytes,
 /// nattch, status); a POSIX object shows its name for the key, `-` for the
@@ -71,6 +108,13 @@ pub fn pid_list(pids: &[i32]) -> String {
 /// Writes rows as left-aligned columns separated by two spaces; the last
 /// column is not padded.
 pub fn table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
+    // A cell with a newline or an escape sequence would break the table
+    // (a name shown as two rows) or reach the terminal raw.
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|c| escape_name(c)).collect())
+        .collect();
+    let rows = &rows[..];
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -133,6 +177,16 @@ pub fn hex_end(out: &mut dyn Write, end: u64) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_as_ls_b_does() {
+        assert_eq!(escape_name("plain name"), "plain name");
+        assert_eq!(escape_name("two\nrows"), "two\\nrows");
+        assert_eq!(escape_name("\u{1b}[31mred"), "\\033[31mred");
+        assert_eq!(escape_name("a\\b\tc\u{7f}"), "a\\\\b\\tc\\177");
+        assert_eq!(escape_name("caf\u{e9}"), "caf\u{e9}");
+        assert_eq!(escape_controls("a\\b\u{1b}"), "a\\b\\033");
+    }
 
     #[test]
     fn dump_matches_hexdump_c() {

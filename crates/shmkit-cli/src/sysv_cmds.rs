@@ -241,6 +241,9 @@ pub fn segment_json(scan: &ProcessScan, s: &SegmentInfo) -> Value {
         // The same pids, under the name POSIX entries use, so scripts that
         // read `mapped_by` from every entry work on both kinds.
         "mapped_by": attached_by,
+        // false when some processes could not be inspected: the lists may
+        // miss attachers (nattch, from the kernel, is complete).
+        "mapped_by_complete": scan.denied() == 0,
     })
 }
 
@@ -255,7 +258,7 @@ pub fn segment_row(scan: &ProcessScan, s: &SegmentInfo) -> Vec<String> {
         s.size.to_string(),
         s.nattch.to_string(),
         status(s).to_string(),
-        show::pid_list(&attachers(scan, s.id)),
+        crate::commands::mapper_cells(scan, &attachers(scan, s.id)).1,
         show::rfc3339_or_never(s.ctime),
     ]
 }
@@ -340,7 +343,10 @@ pub fn stat(out: &mut dyn Write, seg: &Segment, json: bool) -> Result<u8> {
             },
         ),
         ("nattch", s.nattch.to_string()),
-        ("attached by", show::pid_list(&attachers(&scan, s.id))),
+        (
+            "attached by",
+            crate::commands::mapper_cells(&scan, &attachers(&scan, s.id)).1,
+        ),
         ("status", status),
         ("last attach", show::rfc3339_or_never(s.atime)),
         ("last detach", show::rfc3339_or_never(s.dtime)),
@@ -351,6 +357,9 @@ pub fn stat(out: &mut dyn Write, seg: &Segment, json: bool) -> Result<u8> {
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
     for (key, value) in lines {
         writeln!(out, "{:<width$} {value}", format!("{key}:"))?;
+    }
+    if let Some(note) = crate::commands::denied_note(&scan) {
+        writeln!(out, "{note}")?;
     }
     Ok(0)
 }

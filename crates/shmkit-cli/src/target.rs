@@ -166,15 +166,24 @@ impl Opened {
             Opened::Posix(obj) => {
                 let size = obj.size()?;
                 let len = check_range(op, &self.label(), self.noun(), size, offset, len)?;
+                let len = to_usize(op, &self.label(), len)?;
+                if !write {
+                    // Read with pread, never through a mapping: an object
+                    // another program sized with ftruncate is sparse, and a
+                    // mapped read of a hole on a full /dev/shm is SIGBUS.
+                    return Ok(Window {
+                        access: Access::File(obj.try_clone()?, offset),
+                        start: 0,
+                        len,
+                    });
+                }
                 let mut opts = MapOptions::new();
-                opts.offset(offset)
-                    .len(to_usize(op, &self.label(), len)?)
-                    .write(write);
+                opts.offset(offset).len(len).write(write);
                 let region = obj.map_with(&opts)?;
                 Ok(Window {
                     start: 0,
                     len: region.len(),
-                    region,
+                    access: Access::Mapped(region),
                 })
             }
             Opened::Sysv(seg) => {
@@ -191,7 +200,7 @@ impl Opened {
                 Ok(Window {
                     start: offset as usize,
                     len: len as usize,
-                    region,
+                    access: Access::Mapped(region),
                 })
             }
         }
@@ -245,13 +254,22 @@ pub fn check_range(
     Ok(len)
 }
 
-/// A checked byte range of a mapping: `len` bytes from `start` of `region`.
-/// Positions passed to its methods count from the range's first byte.
+/// A checked byte range of a mapping, or of a POSIX object read with
+/// `pread`: `len` bytes from `start`. Positions passed to its methods count
+/// from the range's first byte.
 #[derive(Debug)]
 pub struct Window {
-    region: Region,
+    access: Access,
     start: usize,
     len: usize,
+}
+
+#[derive(Debug)]
+enum Access {
+    /// A mapping (written through, or a System V segment).
+    Mapped(Region),
+    /// A POSIX object read with `pread` from this offset.
+    File(PosixObject, u64),
 }
 
 impl Window {
@@ -263,13 +281,31 @@ impl Window {
     /// Copies `buf.len()` bytes from `pos` (inside the range) out.
     pub fn read_at(&self, pos: usize, buf: &mut [u8]) -> Result<()> {
         self.check(pos, buf.len())?;
-        self.region.read_at(self.start + pos, buf)
+        match &self.access {
+            Access::Mapped(region) => region.read_at(self.start + pos, buf),
+            Access::File(obj, offset) => obj.read_at(offset + pos as u64, buf),
+        }
     }
 
     /// Copies `data` to the start of the range.
     pub fn write_all(&self, data: &[u8]) -> Result<()> {
         self.check(0, data.len())?;
-        self.region.write_at(self.start, data)
+        match &self.access {
+            Access::Mapped(region) => region.write_at(self.start, data),
+            Access::File(obj, _) => Err(Error::new(
+                ErrorKind::ReadOnly,
+                "write",
+                obj.name().as_str(),
+                "the range was opened for reading",
+            )),
+        }
+    }
+
+    fn object(&self) -> &str {
+        match &self.access {
+            Access::Mapped(region) => region.object(),
+            Access::File(obj, _) => obj.name().as_str(),
+        }
     }
 
     /// The region checks its own bounds; this keeps a caller inside the
@@ -280,7 +316,7 @@ impl Window {
             _ => Err(Error::new(
                 ErrorKind::InvalidArgument,
                 "access",
-                self.region.object(),
+                self.object(),
                 format!(
                     "{len} bytes at {pos} are outside the {} bytes asked for",
                     self.len

@@ -38,6 +38,10 @@ pub enum ErrorKind {
     /// A non-blocking call found nothing to do: a full channel for
     /// `try_send`, an empty one for `try_recv`.
     WouldBlock,
+    /// A `/dev/shm` entry that is not a shared memory object: a symbolic
+    /// link, FIFO, socket, directory or device node. shmkit never follows
+    /// or opens one (anyone can plant them in the world-writable `/dev/shm`).
+    NotAnObject,
     /// Anything else the OS reported.
     Other,
 }
@@ -138,6 +142,7 @@ fn kind_of_errno(errno: i32) -> ErrorKind {
         libc::EACCES | libc::EPERM => ErrorKind::PermissionDenied,
         libc::ENOSPC | libc::ENOMEM | libc::EFBIG => ErrorKind::NoSpace,
         libc::ENAMETOOLONG => ErrorKind::InvalidName,
+        libc::ELOOP | libc::ENXIO | libc::EISDIR => ErrorKind::NotAnObject,
         libc::EINVAL | libc::ERANGE | libc::EOVERFLOW => ErrorKind::InvalidArgument,
         libc::EROFS | libc::EBADF => ErrorKind::ReadOnly,
         libc::ETIMEDOUT => ErrorKind::TimedOut,

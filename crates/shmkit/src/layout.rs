@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::posix::PosixObject;
 use crate::process::ProcessId;
 use crate::region::Region;
 
@@ -270,6 +271,30 @@ pub fn peek_kind(region: &Region) -> Option<Kind> {
     let magic = region.load_u64(OFF_MAGIC, Ordering::Acquire).ok()?;
     let kind = region.load_u32(OFF_KIND, Ordering::Relaxed).ok()?;
     (magic == MAGIC).then(|| Kind::from_u32(kind)).flatten()
+}
+
+/// Reads just enough of an object, with `pread` (never a mapping, so a
+/// sparse object on a full `/dev/shm` cannot raise `SIGBUS`), to tell
+/// whether it holds a shmkit object, and which kind.
+pub fn peek_kind_of(obj: &PosixObject) -> Option<Kind> {
+    let mut header = [0u8; HEADER_SIZE];
+    obj.read_at(0, &mut header).ok()?;
+    let magic = u64::from_le_bytes(header[OFF_MAGIC..OFF_MAGIC + 8].try_into().ok()?);
+    let kind = u32::from_le_bytes(header[OFF_KIND..OFF_KIND + 4].try_into().ok()?);
+    (magic == MAGIC).then(|| Kind::from_u32(kind)).flatten()
+}
+
+/// Whether the object's first bytes are something other than a shmkit
+/// header or the zeros of one not yet written: a plain object, never to be
+/// waited for. Read with `pread`.
+pub(crate) fn holds_foreign_bytes(obj: &PosixObject) -> Result<bool> {
+    let mut magic = [0u8; 8];
+    if obj.size()? < magic.len() as u64 {
+        return Ok(false);
+    }
+    obj.read_at(OFF_MAGIC as u64, &mut magic)?;
+    let magic = u64::from_le_bytes(magic);
+    Ok(magic != 0 && magic != MAGIC)
 }
 
 #[cfg(test)]

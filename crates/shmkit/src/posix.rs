@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustix::fs::{FallocateFlags, Mode};
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
-use rustix::shm::OFlags;
+use rustix::fs::OFlags;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::region::Region;
@@ -235,7 +235,7 @@ impl OpenOptions {
             Err(e) => {
                 if created {
                     // Nothing half-made is left behind.
-                    let _ = rustix::shm::unlink(obj.name.as_str());
+                    let _ = rustix::fs::unlink(obj.name.path());
                 }
                 Err(e)
             }
@@ -244,17 +244,75 @@ impl OpenOptions {
 }
 
 fn create_exclusive(name: &ShmName, access: OFlags, mode: u32) -> Result<OwnedFd> {
-    rustix::shm::open(
-        name.as_str(),
+    open_entry(
+        name,
         access | OFlags::CREATE | OFlags::EXCL,
         Mode::from_raw_mode(mode),
+        "create",
     )
-    .map_err(|e| Error::from(("create", name.as_str(), e)))
 }
 
 fn open_existing(name: &ShmName, access: OFlags, op: &'static str) -> Result<OwnedFd> {
-    rustix::shm::open(name.as_str(), access, Mode::empty())
-        .map_err(|e| Error::from((op, name.as_str(), e)))
+    open_entry(name, access, Mode::empty(), op)
+}
+
+/// `shm_open` done by hand, so that nothing someone planted in the
+/// world-writable `/dev/shm` can turn the call against its caller:
+/// - `O_NOFOLLOW`: a symbolic link is refused, never followed (a link to
+///   `/etc/shadow` must not let root's `cat`, `write` or `chmod` reach it;
+///   glibc's `shm_open` refuses links too, and `fs.protected_symlinks` may be
+///   off);
+/// - `O_NONBLOCK`: opening a FIFO with no writer returns at once instead of
+///   blocking for ever (and a device node is refused below before any I/O);
+/// - `O_NOCTTY`, `O_CLOEXEC`: a terminal never becomes ours, the descriptor
+///   never leaks into children;
+/// - then `fstat` on the descriptor itself: anything but a regular file is
+///   refused before a single byte is read, written, chmodded or truncated.
+///
+/// It also accepts every name [`ShmName`] does (up to 255 bytes after the
+/// slash; rustix's `shm_open` counts the slash and stops at 254).
+fn open_entry(name: &ShmName, flags: OFlags, mode: Mode, op: &'static str) -> Result<OwnedFd> {
+    let flags = flags | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let fd = match rustix::fs::open(name.path(), flags, mode) {
+        Ok(fd) => fd,
+        // ELOOP: the name is a symbolic link (O_NOFOLLOW).
+        Err(Errno::LOOP) => return Err(not_an_object(name, op, "a symbolic link")),
+        // ENXIO: a socket, or a FIFO opened for writing with no reader.
+        Err(Errno::NXIO) => return Err(not_an_object(name, op, "a socket or FIFO")),
+        Err(Errno::ISDIR) => return Err(not_an_object(name, op, "a directory")),
+        Err(e) => return Err(Error::from((op, name.as_str(), e))),
+    };
+    let st = rustix::fs::fstat(&fd).map_err(|e| Error::from((op, name.as_str(), e)))?;
+    let what = match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+        rustix::fs::FileType::RegularFile => {
+            // O_NONBLOCK means nothing for a regular file; clear it anyway,
+            // so a descriptor handed to other code behaves as shm_open's.
+            if let Ok(fl) = rustix::fs::fcntl_getfl(&fd) {
+                let _ = rustix::fs::fcntl_setfl(&fd, fl - OFlags::NONBLOCK);
+            }
+            return Ok(fd);
+        }
+        rustix::fs::FileType::Directory => "a directory",
+        rustix::fs::FileType::Symlink => "a symbolic link",
+        rustix::fs::FileType::Fifo => "a FIFO",
+        rustix::fs::FileType::Socket => "a socket",
+        rustix::fs::FileType::CharacterDevice => "a character device",
+        rustix::fs::FileType::BlockDevice => "a block device",
+        rustix::fs::FileType::Unknown => "not a regular file",
+    };
+    Err(not_an_object(name, op, what))
+}
+
+fn not_an_object(name: &ShmName, op: &'static str, what: &str) -> Error {
+    Error::new(
+        ErrorKind::NotAnObject,
+        op,
+        name.as_str(),
+        format!(
+            "{} is {what}, not a shared memory object (shmkit opens only regular files in {SHM_DIR} and never follows links)",
+            name.path()
+        ),
+    )
 }
 
 /// `O_CREAT` without `O_EXCL`, but knowing whether this call created the
@@ -415,6 +473,19 @@ impl PosixObject {
         &self.name
     }
 
+    /// A second handle on the same open object (`dup`), for code that must
+    /// own one while this one lives on.
+    pub fn try_clone(&self) -> Result<PosixObject> {
+        Ok(PosixObject {
+            fd: self
+                .fd
+                .try_clone()
+                .map_err(|e| crate::inventory::io_error("open", self.name.as_str(), &e))?,
+            name: self.name.clone(),
+            writable: self.writable,
+        })
+    }
+
     /// Whether the object was opened for writing.
     pub fn is_writable(&self) -> bool {
         self.writable
@@ -528,6 +599,55 @@ impl PosixObject {
         rustix::fs::fchown(&self.fd, uid, gid).map_err(|e| self.err("chown", e))
     }
 
+    /// Copies `buf.len()` bytes from `offset` into `buf` with `pread`, not
+    /// through a mapping.
+    ///
+    /// This is the way to read an object that another program made: one
+    /// sized with a plain `ftruncate` is sparse, and reading a hole through
+    /// a shared mapping allocates a page in the tmpfs, which raises `SIGBUS`
+    /// when `/dev/shm` is full. `pread` of a hole reads zeros and allocates
+    /// nothing.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] if the range does not lie inside the
+    /// object (also when it shrinks while being read); the OS's errors.
+    #[doc(alias = "pread")]
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let size = self.size()?;
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|end| end > size) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "read",
+                self.name.as_str(),
+                format!(
+                    "{} bytes at offset {offset} exceed the object's size of {size} bytes",
+                    buf.len()
+                ),
+            ));
+        }
+        let mut done = 0;
+        while done < buf.len() {
+            match rustix::io::pread(&self.fd, &mut buf[done..], offset + done as u64) {
+                Ok(0) => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidArgument,
+                        "read",
+                        self.name.as_str(),
+                        format!(
+                            "the object shrank to {} bytes while being read",
+                            offset + done as u64
+                        ),
+                    ))
+                }
+                Ok(n) => done += n,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(self.err("read", e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Maps the whole object: read-write if it was opened so, shared.
     pub fn map(&self) -> Result<Region> {
         self.map_with(MapOptions::new().write(self.writable))
@@ -575,6 +695,8 @@ impl PosixObject {
             // shmkit created are already reserved; this covers ones other
             // programs sized with ftruncate alone.
             self.reserve_keep_size(offset, len)?;
+        } else {
+            self.check_holes_fit(len)?;
         }
         let page = rustix::param::page_size() as u64;
         let map_offset = offset - offset % page;
@@ -612,6 +734,49 @@ impl PosixObject {
         Ok(unsafe { Region::from_mmap(addr, map_len, skip, len as usize, options.write, label) })
     }
 
+    /// A mapping we cannot reserve (read-only, or private): reading a hole
+    /// through it allocates a tmpfs page on first touch, and on a full
+    /// `/dev/shm` that is `SIGBUS`, not an error. Refuse up front when the
+    /// object's holes could not all be backed; [`PosixObject::read_at`]
+    /// reads such an object safely.
+    fn check_holes_fit(&self, len: u64) -> Result<()> {
+        let md = self.metadata()?;
+        let page = rustix::param::page_size() as u64;
+        let holes = md
+            .size
+            .div_ceil(page)
+            .saturating_mul(page)
+            .saturating_sub(md.allocated)
+            .min(len.div_ceil(page).saturating_mul(page));
+        if holes == 0 {
+            return Ok(());
+        }
+        let Ok(vfs) = rustix::fs::fstatvfs(&self.fd) else {
+            return Ok(());
+        };
+        // A tmpfs mounted without a size limit reports 0 blocks.
+        if vfs.f_blocks == 0 {
+            return Ok(());
+        }
+        let free = vfs.f_bavail.saturating_mul(vfs.f_frsize);
+        if holes <= free {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::NoSpace,
+            "map",
+            self.name.as_str(),
+            format!(
+                "the object is sparse ({} of its {} bytes allocated) and {SHM_DIR} has only {} free: \
+                 touching its holes through a mapping would raise SIGBUS; read it with pread \
+                 (PosixObject::read_at) instead",
+                md.allocated,
+                md.size,
+                crate::human_bytes(free)
+            ),
+        ))
+    }
+
     fn reserve_keep_size(&self, offset: u64, len: u64) -> Result<()> {
         loop {
             match rustix::fs::fallocate(&self.fd, FallocateFlags::KEEP_SIZE, offset, len) {
@@ -640,7 +805,19 @@ impl AsFd for PosixObject {
 #[doc(alias = "shm_unlink")]
 pub fn unlink(name: &str) -> Result<()> {
     let name = ShmName::new(name)?;
-    rustix::shm::unlink(name.as_str()).map_err(|e| Error::from(("remove", name.as_str(), e)))
+    // unlink(2) on the entry itself (what shm_unlink does): a symbolic link
+    // is removed, never followed, so removal cannot reach outside /dev/shm.
+    match rustix::fs::unlink(name.path()) {
+        Ok(()) => Ok(()),
+        Err(Errno::ISDIR) | Err(Errno::PERM) if is_directory(&name) => {
+            Err(not_an_object(&name, "remove", "a directory"))
+        }
+        Err(e) => Err(Error::from(("remove", name.as_str(), e))),
+    }
+}
+
+fn is_directory(name: &ShmName) -> bool {
+    std::fs::symlink_metadata(name.path()).is_ok_and(|m| m.is_dir())
 }
 
 /// A sentence about the space in /dev/shm, for "no space" errors.

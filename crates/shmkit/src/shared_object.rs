@@ -3,7 +3,7 @@
 //! word (claimed by compare-and-swap, taken over only from the dead).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{self, HeaderInfo, Kind, HEADER_SIZE};
@@ -48,15 +48,52 @@ pub(crate) fn create(
 /// parameters next.
 pub(crate) fn open(name: &str, kind: Kind) -> Result<(ShmName, Region, HeaderInfo)> {
     let obj = PosixObject::open(name)?;
+    let (region, info) = map_ready(&obj, kind)?;
+    Ok((obj.name().clone(), region, info))
+}
+
+/// Maps an opened object (read-write if it was opened so) once its creator
+/// has published it, and checks the common header against `kind`.
+///
+/// A creator sizes the object and writes its header within moments of
+/// creating it, so only a young object is waited for: an old one with no
+/// header, or with bytes that are not a shmkit header, is refused at once
+/// (not after [`OPEN_TIMEOUT`]). The header is peeked at with `pread`
+/// before anything is mapped.
+pub(crate) fn map_ready(obj: &PosixObject, kind: Kind) -> Result<(Region, HeaderInfo)> {
+    let settle = settle_time(obj)?;
+    let deadline = Instant::now() + settle;
     // A creator between shm_open and sizing leaves the object empty for a
     // moment: wait for the header to exist.
-    let deadline = Instant::now() + OPEN_TIMEOUT;
     while obj.size()? < HEADER_SIZE as u64 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
-    let region = obj.map()?;
-    let info = layout::wait_ready(&region, kind, OPEN_TIMEOUT)?;
-    Ok((obj.name().clone(), region, info))
+    if layout::holds_foreign_bytes(obj)? {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "open",
+            obj.name().as_str(),
+            format!("it holds no shmkit header: not a shmkit {}", kind.as_str()),
+        ));
+    }
+    let region = if obj.is_writable() {
+        obj.map()?
+    } else {
+        obj.map_read_only()?
+    };
+    let info = layout::wait_ready(&region, kind, settle)?;
+    Ok((region, info))
+}
+
+/// How long an opener waits for `obj`'s creator: [`OPEN_TIMEOUT`] while
+/// the object is young (its status changed less than that long ago), not at
+/// all once it is older.
+fn settle_time(obj: &PosixObject) -> Result<Duration> {
+    let changed = obj.metadata()?.ctime;
+    let young = SystemTime::now()
+        .duration_since(changed)
+        .map_or(true, |age| age < OPEN_TIMEOUT);
+    Ok(if young { OPEN_TIMEOUT } else { Duration::ZERO })
 }
 
 /// A writer role held by this process.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::ring::{self, Claim, Phase, RingError, RingWords, State};
 use super::spsc::{self, RecvCursor, SendCursor, SpscError};
 use crate::error::{Error, ErrorKind, Result};
-use crate::layout::{self, Kind, HEADER_SIZE};
+use crate::layout::{self, Kind};
 use crate::posix::{OpenOptions, PosixObject, ShmName};
 use crate::process::{self, ProcessId};
 use crate::region::Region;
@@ -27,8 +27,6 @@ pub const MAX_MESSAGE: usize = 1 << 30;
 /// Polls of the condition a spinning endpoint makes before it reads the
 /// clock (well under a microsecond of spinning).
 const QUICK_POLLS: u32 = 32;
-/// How long `open` waits for a creator that is still initialising.
-const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
 
 const ENDPOINT_SIZE: usize = 64;
 /// Where a slot's payload starts: after its state word and length.
@@ -718,14 +716,7 @@ impl Channel {
 
     fn open_with(name: &str, typed: Option<(u32, u32)>) -> Result<Channel> {
         let obj = PosixObject::open(name)?;
-        // A creator between shm_open and sizing leaves the object empty
-        // for a moment: wait for the header to exist.
-        let deadline = Instant::now() + OPEN_TIMEOUT;
-        while obj.size()? < HEADER_SIZE as u64 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let region = obj.map()?;
-        let info = layout::wait_ready(&region, Kind::Channel, OPEN_TIMEOUT)?;
+        let (region, info) = crate::shared_object::map_ready(&obj, Kind::Channel)?;
         let bad = |why: String| Error::new(ErrorKind::Corrupt, "open", obj.name().as_str(), why);
         if region.len() < SLOTS_START {
             return Err(bad(format!(

@@ -423,7 +423,24 @@ impl NamedSemaphore {
         let sem = Self::opened(sem, name, "create")?;
         // sem_open filters the mode through the umask; apply it exactly.
         let path = format!("{SHM_DIR}/{SEM_PREFIX}{}", sem.name.file_name());
-        if let Err(e) = rustix::fs::chmod(path.as_str(), rustix::fs::Mode::from_raw_mode(mode)) {
+        // Through a descriptor opened without following links (never a
+        // chmod by path, which would follow one planted in /dev/shm).
+        let chmod = rustix::fs::open(
+            path.as_str(),
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::NOFOLLOW
+                | rustix::fs::OFlags::NONBLOCK
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .and_then(|fd| {
+            let st = rustix::fs::fstat(&fd)?;
+            if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+                return Err(rustix::io::Errno::LOOP);
+            }
+            rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(mode))
+        });
+        if let Err(e) = chmod {
             let _ = Self::unlink(sem.name.as_str());
             return Err(Error::from(("create", sem.name.as_str(), e)));
         }
