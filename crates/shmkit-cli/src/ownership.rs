@@ -79,7 +79,9 @@ mod tests {
         assert_eq!(parse_owner("0:root"), Ok((Some(0), Some(0))));
         assert!(parse_owner("").unwrap_err().contains("changes nothing"));
         assert!(parse_owner("4294967295").unwrap_err().contains("(uid_t)-1"));
-        assert!(parse_owner(":4294967295").unwrap_err().contains("(uid_t)-1"));
+        assert!(parse_owner(":4294967295")
+            .unwrap_err()
+            .contains("(uid_t)-1"));
         assert!(parse_owner(":").unwrap_err().contains("changes nothing"));
         assert!(parse_owner("no-such-user-shmkit")
             .unwrap_err()

@@ -33,7 +33,10 @@ pub fn escape_controls(text: &str) -> String {
 }
 
 fn escape(text: &str, backslash: bool) -> String {
-    if !text.chars().any(|c| c.is_control() || (backslash && c == '\\')) {
+    if !text
+        .chars()
+        .any(|c| c.is_control() || (backslash && c == '\\'))
+    {
         return text.to_string();
     }
     let mut out = String::with_capacity(text.len() + 8);

@@ -61,6 +61,30 @@ use crate::sync::futex;
 
 const PARKED: u32 = 1;
 
+/// The longest a waiter sleeps before it looks at its condition again,
+/// even when it was asked to wait for ever. The futex word lives in memory
+/// any peer can write: one hostile (or buggy) store that clears `parked`
+/// while a waiter sleeps makes every later ring skip its `FUTEX_WAKE`, and
+/// without a bound that waiter would never wake. With it, such a store
+/// costs at most one slice of delay; an idle waiter pays one wake-up per
+/// slice, which is nothing.
+#[cfg(not(loom))]
+const SLEEP_SLICE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Bounds one sleep by [`SLEEP_SLICE`]. Under loom an untimed wait stays
+/// untimed, so that a lost wake-up shows up in the models as a deadlock.
+#[inline]
+fn sliced(timeout: Option<std::time::Duration>) -> Option<std::time::Duration> {
+    #[cfg(not(loom))]
+    {
+        Some(timeout.map_or(SLEEP_SLICE, |t| t.min(SLEEP_SLICE)))
+    }
+    #[cfg(loom)]
+    {
+        timeout
+    }
+}
+
 /// A wake-up for many waiters in shared memory: 8 bytes, two atomics, all
 /// zero when idle. See the module documentation.
 #[repr(C)]
@@ -138,10 +162,11 @@ impl Bell {
             if cond() {
                 return Ok(true);
             }
-            // Step 5: sleeps only while the word is still `w`. Every
-            // outcome (woken, changed, interrupted, timed out) loops: the
-            // deadline check above decides.
-            futex::wait(&self.word, w, timeout)?;
+            // Step 5: sleeps only while the word is still `w`, and never
+            // longer than a slice (see SLEEP_SLICE). Every outcome (woken,
+            // changed, interrupted, timed out) loops: the deadline check
+            // above decides.
+            futex::wait(&self.word, w, sliced(timeout))?;
         }
     }
 

@@ -435,7 +435,8 @@ impl NamedSemaphore {
         )
         .and_then(|fd| {
             let st = rustix::fs::fstat(&fd)?;
-            if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+            if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile
+            {
                 return Err(rustix::io::Errno::LOOP);
             }
             rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(mode))
