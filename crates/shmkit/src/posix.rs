@@ -534,11 +534,19 @@ impl PosixObject {
             .checked_add(len)
             .is_none_or(|end| end > i64::MAX as u64)
         {
+            let what = if offset == 0 {
+                format!("a size of {len} bytes")
+            } else {
+                format!("{len} bytes at offset {offset}")
+            };
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
                 op,
                 self.name.as_str(),
-                format!("a size of {len} bytes at offset {offset} is too large"),
+                format!(
+                    "{what} is larger than any file can be (the limit is {} bytes, 8 EiB - 1)",
+                    i64::MAX
+                ),
             ));
         }
         loop {
@@ -554,9 +562,33 @@ impl PosixObject {
                     }
                     return Ok(());
                 }
+                Err(e @ (Errno::NOSPC | Errno::FBIG)) => {
+                    return Err(self
+                        .too_big(op, offset + len)
+                        .unwrap_or_else(|| self.err(op, e)))
+                }
                 Err(e) => return Err(self.err(op, e)),
             }
         }
+    }
+
+    /// The error for a size that the filesystem could never hold, even
+    /// empty: clearer than "no space, N free" for a mistyped size.
+    fn too_big(&self, op: &'static str, end: u64) -> Option<Error> {
+        let vfs = rustix::fs::fstatvfs(&self.fd).ok()?;
+        let total = vfs.f_blocks.saturating_mul(vfs.f_frsize);
+        (total > 0 && end > total).then(|| {
+            Error::new(
+                ErrorKind::NoSpace,
+                op,
+                self.name.as_str(),
+                format!(
+                    "{end} bytes ({}) is larger than the whole filesystem holding {SHM_DIR} ({} in all)",
+                    crate::human_bytes(end),
+                    crate::human_bytes(total)
+                ),
+            )
+        })
     }
 
     /// Changes the size: growing keeps the data and reserves the new space,
