@@ -134,13 +134,21 @@ pub fn mapper_cells(scan: &ProcessScan, pids: &[i32]) -> (String, String) {
 
 /// The footnote under a listing made without seeing every process.
 pub fn denied_note(scan: &ProcessScan) -> Option<String> {
-    match scan.denied() {
-        0 => None,
-        1 => Some("? 1 process could not be inspected: run as root to see every mapper".into()),
-        n => Some(format!(
-            "? {n} processes could not be inspected: run as root to see every mapper"
-        )),
+    let n = scan.denied();
+    if n == 0 {
+        return None;
     }
+    let who = if n == 1 {
+        "1 process".to_string()
+    } else {
+        format!("{n} processes")
+    };
+    let hint = if rustix::process::geteuid().is_root() {
+        "their /proc entries are closed even to root"
+    } else {
+        "run as root to see every mapper"
+    };
+    Some(format!("? {who} could not be inspected: {hint}"))
 }
 
 fn posix_json(scan: &ProcessScan, e: &PosixEntry) -> Value {
