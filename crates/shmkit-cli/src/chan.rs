@@ -159,6 +159,13 @@ pub fn produce(
 
 /// `consume`: prints each message as a line, until `count` messages or
 /// until every producer is gone and the channel is empty.
+///
+/// A message's slot is released only after its line is written (and, with
+/// `unbuffered`, flushed): a consumer killed at any point leaves what it had
+/// not yet printed in the channel. On a single-consumer (`--spsc`) channel
+/// the next consumer receives it, so with `--unbuffered` nothing is lost to
+/// a kill (a line may be printed twice). Without `--unbuffered`, lines still
+/// in the output buffer when the process is killed are lost.
 pub fn consume(
     out: &mut dyn Write,
     name: &str,
@@ -168,26 +175,31 @@ pub fn consume(
 ) -> Result<u8> {
     let ch = Channel::open_or_create(name, opts)?;
     let mut rx = ch.receiver()?;
-    let mut buf = Vec::new();
+    let mut line = Vec::new();
     let mut received = 0u64;
     while count.is_none_or(|n| received < n) {
         // Take what is there without blocking; flush before we wait, so a
         // person watching sees every line as soon as it arrives.
-        let got = match rx.try_recv() {
-            Ok(m) => Ok(m),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                out.flush()?;
-                rx.recv_into(&mut buf).map(|_| std::mem::take(&mut buf))
-            }
-            Err(e) => Err(e),
+        let first = rx.try_recv_slot();
+        let got = if matches!(&first, Err(e) if e.kind() == ErrorKind::WouldBlock) {
+            drop(first);
+            out.flush()?;
+            rx.recv_slot()
+        } else {
+            first
         };
         match got {
-            Ok(mut m) => {
-                m.push(b'\n');
-                out.write_all(&m)?;
+            Ok(slot) => {
+                line.clear();
+                line.resize(slot.len(), 0);
+                slot.read_at(0, &mut line)?;
+                line.push(b'\n');
+                out.write_all(&line)?;
                 if unbuffered {
                     out.flush()?;
                 }
+                // Released here, once the line is out.
+                drop(slot);
                 received += 1;
             }
             Err(e) if e.kind() == ErrorKind::Disconnected => {
