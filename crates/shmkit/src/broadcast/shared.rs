@@ -488,6 +488,7 @@ impl Broadcast {
                 cursor,
                 received: 0,
                 missed: 0,
+                writer_seen: Default::default(),
             });
         }
         Err(inner.err(
@@ -725,6 +726,10 @@ pub struct Subscriber {
     cursor: u64,
     received: u64,
     missed: u64,
+    /// Whether this subscriber has seen a writer, in its own memory: the
+    /// header's claim counter can be zeroed by a peer, which must not make
+    /// "the writer is gone" wait for a first writer for ever.
+    writer_seen: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -880,7 +885,10 @@ impl Subscriber {
         // `Publisher::drop`: that writer's last message is visible after.
         let word = c.writer.load(Ordering::Acquire);
         // Relaxed: a counter; only whether a writer ever came.
-        c.claims.load(Ordering::Relaxed) != 0 && !(word != 0 && process::identity_alive(word))
+        if word != 0 || c.claims.load(Ordering::Relaxed) != 0 {
+            self.writer_seen.store(true, Ordering::Relaxed);
+        }
+        self.writer_seen.load(Ordering::Relaxed) && !(word != 0 && process::identity_alive(word))
     }
 
     fn skip_to(&mut self, resume: u64) {

@@ -228,6 +228,11 @@ struct Inner {
     /// `region`'s first byte, writable (checked at open).
     base: *mut u8,
     info: layout::HeaderInfo,
+    /// Whether this process has seen a producer (resp. consumer) connected,
+    /// in its own memory: the "someone came" counters in the header can be
+    /// zeroed by a peer, which must not make "every sender is gone" wait
+    /// for a first sender for ever.
+    seen: [std::sync::atomic::AtomicBool; 2],
 }
 
 // SAFETY: `base` points into `region`, which Inner owns and which is Send +
@@ -550,14 +555,23 @@ impl Inner {
         } else {
             OFF_CONSUMERS_EVER
         };
-        if self.word32(ever).load(Ordering::Relaxed) == 0 {
-            return false; // nobody yet: wait for the first
+        let seen = &self.seen[usize::from(role == ROLE_PRODUCER)];
+        // Relaxed: both are hints about the past; liveness is decided below.
+        if self.word32(ever).load(Ordering::Relaxed) != 0 {
+            seen.store(true, Ordering::Relaxed);
         }
         self.reap();
-        !(0..MAX_ENDPOINTS).any(|i| {
+        let any_alive = (0..MAX_ENDPOINTS).any(|i| {
             let word = self.endpoint_identity(i).load(Ordering::Acquire);
             role_of(word) == role && identity_alive(word)
-        })
+        });
+        if any_alive {
+            seen.store(true, Ordering::Relaxed);
+            return false;
+        }
+        // Nobody alive: gone if anyone ever came (as far as this process
+        // saw, or the header says); otherwise wait for the first.
+        seen.load(Ordering::Relaxed)
     }
 }
 
@@ -683,6 +697,7 @@ impl Channel {
                 base,
                 info,
                 region,
+                seen: Default::default(),
             };
             if layout.spsc() {
                 spsc::init(&inner);
@@ -761,6 +776,7 @@ impl Channel {
                 base,
                 info,
                 region,
+                seen: Default::default(),
             }),
         })
     }
