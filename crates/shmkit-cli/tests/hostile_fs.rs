@@ -615,6 +615,25 @@ fn names_that_would_be_ambiguous_or_reach_the_terminal_raw() {
         &[&big.name, "larger than any file can be"],
     );
     assert!(!big.exists());
+    // Capacities are judged as given, not as rounded, and never silently
+    // changed from 0 to 1.
+    for verb in [&["chan", "create"][..], &["pub"]] {
+        let mut args = verb.to_vec();
+        args.extend([big.name.as_str(), "--capacity", "0", "--count", "0"]);
+        if verb[0] == "chan" {
+            args.truncate(args.len() - 2);
+        }
+        fails(&args, &[&big.name, "a capacity of 0"]);
+        let n = args.iter().position(|a| *a == "0").unwrap();
+        args[n] = "16777217";
+        fails(
+            &args,
+            &[&big.name, "a capacity of 16777217 messages is more than"],
+        );
+        args[n] = "1099511627776";
+        fails(&args, &["1099511627776 messages is more than", "2^24"]);
+    }
+    assert!(!big.exists());
 }
 
 #[test]

@@ -96,6 +96,26 @@ fn settle_time(obj: &PosixObject) -> Result<Duration> {
     Ok(if young { OPEN_TIMEOUT } else { Duration::ZERO })
 }
 
+/// The ring capacity to create for a request of `requested` messages:
+/// rounded up to a power of two, from 1 to `max`.
+///
+/// # Errors
+/// [`ErrorKind::InvalidArgument`] naming the value as the caller gave it
+/// (not the rounded one): 0, or more than `max`.
+pub(crate) fn ring_capacity(requested: usize, max: usize, what: &str, name: &str) -> Result<u64> {
+    let why = if requested == 0 {
+        format!("a capacity of 0: a {what} holds at least one message")
+    } else if requested > max {
+        format!(
+            "a capacity of {requested} messages is more than a {what} can hold ({max}, 2^{})",
+            max.trailing_zeros()
+        )
+    } else {
+        return Ok((requested as u64).next_power_of_two());
+    };
+    Err(Error::new(ErrorKind::InvalidArgument, "create", name, why))
+}
+
 /// A writer role held by this process.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Claim {

@@ -329,9 +329,8 @@ impl Broadcast {
     /// range; anything [`OpenOptions::open`](crate::OpenOptions::open)
     /// reports (exists, no space…).
     pub fn create(name: &str, options: &BroadcastOptions) -> Result<Broadcast> {
-        let capacity = (options.capacity.max(1) as u64)
-            .checked_next_power_of_two()
-            .unwrap_or(0);
+        let capacity =
+            shared_object::ring_capacity(options.capacity, MAX_CAPACITY, "broadcast", name)?;
         let layout = Layout::new(capacity, options.max_msg as u64)
             .map_err(|why| Error::new(ErrorKind::InvalidArgument, "create", name, why))?;
         let (name, region, info) = shared_object::create(

@@ -643,9 +643,8 @@ impl Channel {
         type_size: u32,
         type_align: u32,
     ) -> Result<Channel> {
-        let capacity = (options.capacity.max(1) as u64)
-            .checked_next_power_of_two()
-            .unwrap_or(0);
+        let capacity =
+            crate::shared_object::ring_capacity(options.capacity, MAX_CAPACITY, "channel", name)?;
         let flags = if options.spsc { FLAG_SPSC } else { 0 };
         let layout = Layout::new(
             capacity,
