@@ -11,10 +11,14 @@
 //! - **Every subscriber reads every message, in order, or learns exactly
 //!   how many it missed.** Each subscriber keeps its own cursor; one that
 //!   falls more than the capacity behind gets
-//!   [`Received::Lagged`]` { missed }` with the exact count and resumes at
-//!   the oldest message still in the ring. For every subscriber, messages
-//!   received plus messages reported missed equals messages published
-//!   since it joined.
+//!   [`Received::Lagged`]` { missed }` with the exact count and resumes
+//!   half a ring behind the newest message (the newest itself for a
+//!   capacity of 1 or 2), never at the oldest, which the writer overwrites
+//!   next: so a subscriber slower than the writer still receives a steady
+//!   share of fresh messages instead of lagging again at once (the `ring`
+//!   module's "Lag accounting" says why half). For every subscriber,
+//!   messages received plus messages reported missed equals messages
+//!   published since it joined.
 //! - **No torn message.** A subscriber copies a slot with word-sized atomic
 //!   loads and checks the slot's sequence word before and after: a slot
 //!   overwritten mid-copy counts as missed, never as a message.

@@ -708,8 +708,10 @@ pub enum Received<T> {
         value: T,
     },
     /// The subscriber fell more than the capacity behind: `missed`
-    /// messages were overwritten before it read them. It resumes at the
-    /// oldest message still in the ring.
+    /// messages were skipped, overwritten before it read them or dropped
+    /// to catch up. It resumes half a ring behind the newest message
+    /// (capacity / 2 messages before the head; the newest for a capacity
+    /// of 1 or 2), so that the writer cannot overwrite it again at once.
     Lagged {
         /// How many messages it missed, exactly.
         missed: u64,
