@@ -49,6 +49,11 @@
 //!                 the message length, and the message as 64-bit words
 //! ```
 //!
+//! [`TypedBroadcast`] carries values of one plain-old-data type `T`
+//! ([`bytemuck::Pod`]) instead of bytes: [`TypedPublisher::send`] takes a
+//! `&T`, [`TypedSubscriber::recv`] returns a [`Received<T>`]; the type's
+//! size and alignment are recorded at creation and checked on open.
+//!
 //! All processes must share a pid namespace: liveness is judged from
 //! `/proc/PID/stat`.
 //!
@@ -74,4 +79,9 @@ pub(crate) mod ring;
 mod shared;
 
 #[cfg(not(loom))]
+mod typed;
+
+#[cfg(not(loom))]
 pub use shared::*;
+#[cfg(not(loom))]
+pub use typed::*;
