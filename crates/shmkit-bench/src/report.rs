@@ -312,10 +312,14 @@ pub fn ratio(row: &Row, base: &Row) -> Option<f64> {
     Some(if lower_better { b / v } else { v / b })
 }
 
-/// The transport another is compared with as the floor of a scenario.
+/// The transport another is compared with as the floor of a scenario:
+/// `raw-stream` (records end to end, positions published once per batch)
+/// for `stream`, `memcpy` for `bulk`, `raw-spin` (the per-slot ring) for
+/// the others.
 pub fn floor_of(scenario: Scenario) -> &'static str {
     match scenario {
         Scenario::Bulk => "memcpy",
+        Scenario::Stream => "raw-stream",
         _ => "raw-spin",
     }
 }

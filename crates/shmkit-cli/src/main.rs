@@ -195,9 +195,10 @@ enum Command {
     },
     /// Print each broadcast message published from now on as a line, and
     /// `lagged: missed N messages` on standard error when the ring
-    /// overwrote some first; until N messages are accounted for (printed
-    /// or missed) or, without --count, the writer is gone. Creates the
-    /// broadcast if absent.
+    /// overwrote some first (it then resumes half a ring behind the newest
+    /// message); until N messages are accounted for (printed or missed)
+    /// or, without --count, the writer is gone. Creates the broadcast if
+    /// absent.
     Sub {
         /// Broadcast name.
         name: String,

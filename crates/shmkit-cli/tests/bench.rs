@@ -231,6 +231,7 @@ fn every_transport_runs_its_scenarios() {
     assert_eq!(rows.len(), expected, "{report:#}");
     for (t, scenarios) in [
         ("raw-spin", "rtt,stream,bulk,oversubscribed,fanout"),
+        ("raw-stream", "stream "),
         ("shmkit", "rtt,stream,bulk,oversubscribed,fanout"),
         ("shmkit-block", "rtt,stream,bulk,oversubscribed "),
         ("shmkit-board", "fanout "),
@@ -291,6 +292,7 @@ fn two_runs_give_medians_ranges_and_markdown() {
         ])
         .args(["--transport", "raw-spin", "--transport", "pipe"])
         .args(["--transport", "posix-mq", "--transport", "memcpy"])
+        .args(["--transport", "raw-stream"])
         .arg("--json")
         .arg(&json_path)
         .args(["--markdown", "-"])
@@ -304,8 +306,8 @@ fn two_runs_give_medians_ranges_and_markdown() {
         serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
     assert_eq!(report["runs"], 2, "{report:#}");
     let rows = report["results"].as_array().unwrap();
-    // rtt and stream: 3 transports; bulk: 4.
-    assert_eq!(rows.len(), 10, "{report:#}");
+    // rtt: 3 transports; stream: 4 (raw-stream runs stream only); bulk: 4.
+    assert_eq!(rows.len(), 11, "{report:#}");
     let row = |scenario: &str, transport: &str| {
         rows.iter()
             .find(|r| r["scenario"] == scenario && r["transport"] == transport)
@@ -350,6 +352,15 @@ fn two_runs_give_medians_ranges_and_markdown() {
     }
     assert_eq!(row("rtt", "raw-spin")["vs_floor"], 1.0);
     assert_eq!(row("bulk", "memcpy")["vs_floor"], 1.0);
+    // stream's floor is raw-stream; the per-slot raw-spin is measured against it.
+    let floor = row("stream", "raw-stream");
+    assert!(floor["error"].is_null(), "{floor}");
+    assert_eq!(floor["vs_floor"], 1.0, "{floor}");
+    assert!(floor["vs_pipe"].as_f64().unwrap() > 0.0, "{floor}");
+    assert!(row("stream", "raw-spin")["vs_floor"].as_f64().unwrap() > 0.0);
+    assert!(!rows
+        .iter()
+        .any(|r| r["transport"] == "raw-stream" && r["scenario"] != "stream"));
     // A 1 MiB message exceeds the queue limit in every run: the error stays.
     let mq = row("bulk", "posix-mq");
     assert!(
@@ -369,7 +380,8 @@ fn two_runs_give_medians_ranges_and_markdown() {
         "load average ",
         "**rtt: round trip, 8-byte message**",
         "| transport | min | p50 | p99 | p99.9 | max | trips/s | p50 range | vs pipe | vs raw-spin |",
-        "| transport | msgs/s | MB/s | msgs/s range | vs pipe | vs raw-spin |",
+        "| transport | msgs/s | MB/s | msgs/s range | vs pipe | vs raw-stream |",
+        "| `raw-stream` | ",
         "| transport | GB/s | msgs/s | GB/s range | vs pipe | vs memcpy |",
         "| `raw-spin` | ",
         "- `posix-mq`: error (every run): ",
@@ -421,6 +433,7 @@ fn bench_rejects_unknown_names_and_lists_transports() {
     let list = String::from_utf8(ok(&["bench", "--list"])).unwrap();
     for t in [
         "raw-spin",
+        "raw-stream",
         "raw-futex",
         "memcpy",
         "pipe",

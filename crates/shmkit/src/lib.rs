@@ -20,7 +20,8 @@
 //!   sequence lock: the writer never waits, no read is ever torn).
 //! - [`broadcast`]: one writer, many subscribers, every subscriber sees
 //!   every message or learns exactly how many it missed; the writer never
-//!   waits for a slow subscriber.
+//!   waits for a slow subscriber; [`broadcast::TypedBroadcast`] carries
+//!   plain-old-data values of one type.
 //! - [`error`]: one [`Error`] carrying the operation, the object and the OS reason.
 //!
 //! # Safety model

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use shmkit::board::{Board, BoardOptions, TypedBoard};
-use shmkit::broadcast::{Broadcast, BroadcastOptions, Received};
+use shmkit::broadcast::{Broadcast, BroadcastOptions, Received, TypedBroadcast};
 use shmkit::posix::{self, OpenOptions};
 use shmkit::ErrorKind;
 
@@ -291,11 +291,13 @@ fn a_slow_subscriber_learns_exactly_how_many_it_missed() {
                 Received::Lagged { missed: n } => missed += n,
             }
         }
-        // Whatever was missed, the last capacity's worth was received.
+        // Whatever was missed, the newest message was received.
         assert_eq!(last, Some(sent - 1));
     }
     assert_eq!(received + missed, sent);
-    assert_eq!(missed, (5 - 4) + (9 - 4) + (17 - 4));
+    // Each burst over the capacity made it resume half a ring (2
+    // messages) behind the head: it received those 2 and missed the rest.
+    assert_eq!(missed, (5 - 2) + (9 - 2) + (17 - 2));
     assert_eq!((slow.received(), slow.missed()), (received, missed));
     let info = &b.stats().subscribers[0];
     assert_eq!(
@@ -415,7 +417,54 @@ fn child_role() {
             }
             println!("got {next}");
         }
+        "typed-subscriber-count" => {
+            let b = TypedBroadcast::<[u64; 4]>::open(&name).unwrap();
+            let mut sub = b.subscribe().unwrap();
+            println!("ready");
+            let n = arg("SHMKIT_COUNT");
+            for next in 0..n {
+                match sub.recv_timeout(WAIT).unwrap() {
+                    Received::Message { position, value } => {
+                        assert_eq!(position, next);
+                        assert_eq!(value, typed_value(position), "a torn or wrong value");
+                    }
+                    Received::Lagged { missed } => panic!("missed {missed}"),
+                }
+            }
+            assert_eq!((sub.received(), sub.missed()), (n, 0));
+            println!("got {n}");
+        }
         other => panic!("unknown role {other}"),
+    }
+}
+
+/// Value `i` of the typed broadcast test: four words that all depend on it.
+fn typed_value(i: u64) -> [u64; 4] {
+    [i, i.wrapping_mul(3), !i, i ^ 0x5555_5555_5555_5555]
+}
+
+#[test]
+fn typed_broadcast_values_reach_subscriber_processes_whole() {
+    const COUNT: u64 = 500;
+    let name = Name::new("typed-bcast");
+    let mut opts = BroadcastOptions::new();
+    // Room for every value: the subscribers must not lag.
+    opts.capacity(1024);
+    let b = TypedBroadcast::<[u64; 4]>::create(&name.0, &opts).unwrap();
+    let env = [("SHMKIT_COUNT", COUNT.to_string())];
+    let mut children: Vec<_> = (0..2)
+        .map(|_| spawn_child("typed-subscriber-count", &name.0, &env))
+        .collect();
+    let outputs: Vec<_> = children.iter_mut().map(wait_ready).collect();
+    // A subscriber of another type cannot even open it.
+    assert!(TypedBroadcast::<[u32; 8]>::open(&name.0).is_err());
+    let mut p = b.publisher().unwrap();
+    for i in 0..COUNT {
+        assert_eq!(p.send(&typed_value(i)).unwrap(), i);
+    }
+    for (child, out) in children.into_iter().zip(outputs) {
+        finish(child, Duration::from_secs(30), "typed subscriber");
+        assert!(out.join().unwrap().contains(&format!("got {COUNT}")));
     }
 }
 

@@ -53,6 +53,7 @@ mod memcpy;
 mod pipe;
 mod posix_mq;
 mod raw;
+mod raw_stream;
 mod ring;
 mod shmkit_channel;
 mod shmkit_fanout;
@@ -74,6 +75,7 @@ pub fn all() -> Vec<&'static dyn Transport> {
     #[allow(unused_mut)] // without peers nothing is added
     let mut all: Vec<&'static dyn Transport> = vec![
         &raw::RawSpin,
+        &raw_stream::RawStream,
         &raw::RawFutex,
         &memcpy::Memcpy,
         &pipe::Pipe,

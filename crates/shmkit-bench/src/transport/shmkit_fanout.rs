@@ -5,7 +5,7 @@
 //!   writer publishes and never waits; each reader is a [`Subscriber`]
 //!   with its own cursor (default wait: a brief spin, then a shared futex
 //!   sleep). A reader that falls more than the capacity behind is told how
-//!   many it missed and resumes at the oldest message still there: lossy
+//!   many it missed and resumes half a ring behind the newest: lossy
 //!   by design, the sequence numbers show the gap.
 //! - `shmkit-board`: a [`Board`] holding the latest message. The writer
 //!   replaces it and never waits; each reader waits for a new version

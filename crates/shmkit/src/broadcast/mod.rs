@@ -11,10 +11,14 @@
 //! - **Every subscriber reads every message, in order, or learns exactly
 //!   how many it missed.** Each subscriber keeps its own cursor; one that
 //!   falls more than the capacity behind gets
-//!   [`Received::Lagged`]` { missed }` with the exact count and resumes at
-//!   the oldest message still in the ring. For every subscriber, messages
-//!   received plus messages reported missed equals messages published
-//!   since it joined.
+//!   [`Received::Lagged`]` { missed }` with the exact count and resumes
+//!   half a ring behind the newest message (the newest itself for a
+//!   capacity of 1 or 2), never at the oldest, which the writer overwrites
+//!   next: so a subscriber slower than the writer still receives a steady
+//!   share of fresh messages instead of lagging again at once (the `ring`
+//!   module's "Lag accounting" says why half). For every subscriber,
+//!   messages received plus messages reported missed equals messages
+//!   published since it joined.
 //! - **No torn message.** A subscriber copies a slot with word-sized atomic
 //!   loads and checks the slot's sequence word before and after: a slot
 //!   overwritten mid-copy counts as missed, never as a message.
@@ -45,6 +49,11 @@
 //!                 the message length, and the message as 64-bit words
 //! ```
 //!
+//! [`TypedBroadcast`] carries values of one plain-old-data type `T`
+//! ([`bytemuck::Pod`]) instead of bytes: [`TypedPublisher::send`] takes a
+//! `&T`, [`TypedSubscriber::recv`] returns a [`Received<T>`]; the type's
+//! size and alignment are recorded at creation and checked on open.
+//!
 //! All processes must share a pid namespace: liveness is judged from
 //! `/proc/PID/stat`.
 //!
@@ -70,4 +79,9 @@ pub(crate) mod ring;
 mod shared;
 
 #[cfg(not(loom))]
+mod typed;
+
+#[cfg(not(loom))]
 pub use shared::*;
+#[cfg(not(loom))]
+pub use typed::*;

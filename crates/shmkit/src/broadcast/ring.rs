@@ -39,16 +39,40 @@
 //!
 //! # Lag accounting
 //! A subscriber that finds `c` lost loads `head` = `h` (Acquire) and
-//! resumes at `max(h - capacity, c + 1)`, the oldest position that can
-//! still be in the ring, reporting `resume - c` messages missed. Every
-//! position counted as missed was really overwritten: a newer position in
-//! slot `c` means `h >= c + capacity` (the writer stored `head` before it
-//! began that position, and the subscriber's Acquire load of the slot's
-//! seq synchronises with that Release store), and each `x < h - capacity`
-//! had its slot rewritten by `x + capacity < h`. Every position from
-//! `resume` on is later either received or counted missed, so for each
-//! subscriber `received + missed` equals the positions published after it
-//! joined, exactly.
+//! resumes at `max(h - slack(capacity), c + 1)`, where `slack(capacity) =
+//! max(capacity / 2, 1)`: **half a ring behind the head** (the newest
+//! message for a capacity of 1 or 2), reporting `resume - c` messages
+//! missed.
+//!
+//! Why not the oldest position still in the ring, `h - capacity`? It is
+//! the very slot the writer overwrites next: against a writer that
+//! publishes faster than one read, a subscriber resuming there is
+//! overwritten again before it finishes, lags again, and so on for ever,
+//! receiving a ring-lap-old message now and then (a livelock). Resuming
+//! half a ring behind leaves `capacity / 2` messages of slack before the
+//! writer can reach the cursor again, so a subscriber reading at `r`
+//! messages a second against a writer at `w > r` lags at most once per
+//! `(capacity / 2) * r / (w - r)` messages it receives (and at least one
+//! message follows every lag report): it receives a steady share `r / w`
+//! of fresh messages, each less than a lap old. The other half is
+//! history: a subscriber that stalled for a moment (a page fault, a
+//! scheduler time slice) and can keep up on average still gets the newest
+//! `capacity / 2` messages, then catches up. Resuming at the newest
+//! message would give twice the slack but drop all of that history.
+//!
+//! The count is exact either way: positions from `c` up to `resume` are
+//! skipped and counted missed, never delivered later. Position `c` was
+//! really overwritten (its slot holds a newer position), and so was every
+//! `x < h - capacity` (its slot was rewritten by `x + capacity < h`); the
+//! ones from `h - capacity` up to `resume` were still in the ring and are
+//! dropped to make the slack. `resume <= h - 1`, a message that is
+//! complete (or `c + 1` when `h` looks older than that, see below). A
+//! newer position in slot `c` means `h >= c + capacity` (the writer stored
+//! `head` before it began that position, and the subscriber's Acquire load
+//! of the slot's seq synchronises with that Release store). Every
+//! position from `resume` on is later either received or counted missed,
+//! so for each subscriber `received + missed` equals the positions
+//! published after it joined, exactly.
 //!
 //! # Why a torn message is never accepted
 //! As for the board's sequence lock: if the copy loaded any word stored
@@ -209,11 +233,20 @@ pub(crate) fn try_recv(words: &impl RingWords, cursor: u64, out: &mut Vec<u8>) -
     Step::Message { len: n }
 }
 
-/// Message `cursor` is gone: where to resume (see "Lag accounting").
+/// How far behind the head a lagging subscriber resumes: half the ring,
+/// at least one message (see "Lag accounting").
+#[inline]
+pub(crate) fn slack(capacity: u64) -> u64 {
+    (capacity / 2).max(1)
+}
+
+/// Message `cursor` is gone: where to resume (see "Lag accounting"): half
+/// a ring behind the head, never at or before `cursor`.
+#[cold]
 fn lagged(words: &impl RingWords, cursor: u64) -> Step {
-    let oldest = head(words).saturating_sub(words.capacity());
+    let resume = head(words).saturating_sub(slack(words.capacity()));
     Step::Lagged {
-        resume: oldest.max(cursor + 1),
+        resume: resume.max(cursor + 1),
     }
 }
 
@@ -405,17 +438,132 @@ mod tests {
         for i in 0..10u64 {
             pos = send(&ring, pos, &i.to_ne_bytes());
         }
-        // Positions 6..10 are in the ring; 0..6 are gone.
-        assert_eq!(recv(&ring, &mut slow), Err(6));
-        for i in 6..10u64 {
+        // Positions 6..10 are in the ring, 0..6 are gone; it resumes half
+        // a ring behind the head, at 8: 0..8 missed.
+        assert_eq!(recv(&ring, &mut slow), Err(8));
+        for i in 8..10u64 {
             assert_eq!(recv(&ring, &mut slow), Ok(i.to_ne_bytes().to_vec()));
         }
-        // Exactly a lap behind: position 10 overwrote 6.
+        assert_eq!(try_recv(&ring, slow, &mut Vec::new()), Step::Empty);
+        // Exactly a lap behind: position 10 overwrote 6; it resumes at
+        // 11 - 2 = 9.
         let mut lap = 6;
         pos = send(&ring, pos, b"x");
         assert_eq!(pos, 11);
-        assert_eq!(recv(&ring, &mut lap), Err(1));
-        assert_eq!(lap, 7);
+        assert_eq!(recv(&ring, &mut lap), Err(3));
+        assert_eq!(lap, 9);
+        // Capacity 1 and 2: the slack is one message, the newest.
+        for capacity in [1, 2] {
+            let ring = HeapRing::new(capacity, 8);
+            let mut pos = 0;
+            for i in 0..5u64 {
+                pos = send(&ring, pos, &i.to_ne_bytes());
+            }
+            let mut c = 0;
+            assert_eq!(recv(&ring, &mut c), Err(4), "capacity {capacity}");
+            assert_eq!(recv(&ring, &mut c), Ok(4u64.to_ne_bytes().to_vec()));
+        }
+    }
+
+    /// A small deterministic generator (xorshift64*), so that the schedule
+    /// below is the same on every run.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) % n
+        }
+    }
+
+    /// The lag-recovery livelock (issue 11): a subscriber slower than the
+    /// writer (here the writer publishes a burst of 1 to `max_burst`
+    /// messages, at most the slack, between any two receive attempts: 1.5
+    /// to 100 times as fast as the subscriber on average) must still
+    /// receive a steady share of fresh messages, and account exactly for
+    /// the rest. Resuming at the oldest position still in the ring, the
+    /// slot the writer overwrites next, it would receive nothing at all
+    /// once a burst of 2 followed its first lag: every attempt would find
+    /// its cursor overwritten.
+    #[test]
+    fn a_subscriber_slower_than_the_writer_still_receives_fresh_messages() {
+        for capacity in [4usize, 8, 64, 1024] {
+            for (seed, max_burst) in [(1u64, 2u64), (7, 3), (42, 5), (9, 40), (3, 200)] {
+                let max_burst = max_burst.min(slack(capacity as u64));
+                let ring = HeapRing::new(capacity, 8);
+                let cap = capacity as u64;
+                let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+                let (mut pos, mut cursor) = (0u64, 0u64);
+                let (mut received, mut missed, mut lags) = (0u64, 0u64, 0u64);
+                let mut out = Vec::new();
+                let window = 4 * cap.max(16);
+                let mut window_received = 0u64;
+                let what = format!("capacity {capacity}, bursts 1..={max_burst}");
+                let attempts = 8 * window;
+                for attempt in 1..=attempts {
+                    // The writer: 1..=max_burst messages.
+                    for _ in 0..1 + rng.below(max_burst) {
+                        pos = send(&ring, pos, &pos.to_ne_bytes());
+                    }
+                    // The subscriber: one attempt.
+                    match try_recv(&ring, cursor, &mut out) {
+                        Step::Message { len } => {
+                            assert_eq!(out[..len], cursor.to_ne_bytes(), "{what}");
+                            // Fresh: less than a lap old.
+                            assert!(pos - cursor <= cap, "{what}: {cursor} of {pos}");
+                            cursor += 1;
+                            received += 1;
+                            window_received += 1;
+                        }
+                        Step::Lagged { resume } => {
+                            assert!(resume > cursor && resume < pos, "{what}");
+                            // Half a ring behind the head (the newest
+                            // message for a ring of 2).
+                            assert_eq!(resume, pos - slack(cap), "{what}");
+                            missed += resume - cursor;
+                            cursor = resume;
+                            lags += 1;
+                        }
+                        other => panic!("{what}: {other:?}"),
+                    }
+                    // A steady share: in every window at least half the
+                    // attempts deliver a message (every lag report is
+                    // followed by at least one).
+                    if attempt % window == 0 {
+                        assert!(
+                            window_received >= window / 2,
+                            "{what}: {window_received} of {window} attempts delivered"
+                        );
+                        window_received = 0;
+                    }
+                }
+                assert!(lags > 0, "{what}: the writer never lapped the subscriber");
+                assert!(pos > attempts * 5 / 4, "{what}: the writer was not faster");
+                // The writer stops; the subscriber drains what is left.
+                loop {
+                    match try_recv(&ring, cursor, &mut out) {
+                        Step::Message { .. } => {
+                            cursor += 1;
+                            received += 1;
+                        }
+                        Step::Lagged { resume } => {
+                            missed += resume - cursor;
+                            cursor = resume;
+                        }
+                        Step::Empty => break,
+                        other => panic!("{what}: {other:?}"),
+                    }
+                }
+                assert_eq!(cursor, pos, "{what}");
+                assert_eq!(
+                    received + missed,
+                    pos,
+                    "{what}: received + missed == published"
+                );
+            }
+        }
     }
 
     #[test]
@@ -520,14 +668,29 @@ mod loom_models {
                 }
                 Step::Lagged { resume } => {
                     assert!(resume > self.cursor);
-                    // Every position counted missed really is gone: its
-                    // slot holds a later position (being written or
-                    // complete). If the lag arithmetic is right, the writer's
-                    // store of that later position happens before this load
-                    // (through the Acquire loads in `try_recv`), so by
-                    // coherence even a Relaxed load (which adds no
-                    // synchronisation to the model) must see it.
-                    for x in self.cursor..resume {
+                    let cap = ring.capacity();
+                    // Resuming half a ring behind the head `h` it loaded
+                    // (`resume == h - slack`), or just past the cursor. The
+                    // positions it skips are the cursor, which really is
+                    // gone, those below `h - capacity`, which really are
+                    // gone too, and those it drops for slack, which were
+                    // published. Gone: the slot holds a later position
+                    // (being written or complete). If the lag arithmetic is
+                    // right, the writer's store of that later position
+                    // happens before this load (through the Acquire loads
+                    // in `try_recv`), so by coherence even a Relaxed load
+                    // (which adds no synchronisation to the model) must
+                    // see it. Published: by coherence `head` now is at
+                    // least the `h` it loaded.
+                    let gone_below = if resume == self.cursor + 1 {
+                        resume
+                    } else {
+                        assert!(resume < ring.head.load(Ordering::Relaxed));
+                        (resume + slack(cap))
+                            .saturating_sub(cap)
+                            .max(self.cursor + 1)
+                    };
+                    for x in self.cursor..gone_below {
                         let slot = &ring.seq[index_of(ring, x)];
                         let now = SlotState::decode(slot.load(Ordering::Relaxed));
                         assert!(

@@ -45,7 +45,12 @@ struct Control {
     claims: AtomicU64,
     /// How many subscribers ever joined (statistic).
     joins: AtomicU64,
-    _pad0: [AtomicU64; 2],
+    /// `size_of::<T>()` for a typed broadcast, 0 for bytes (written once;
+    /// 0 in broadcasts made before typed ones existed).
+    type_size: AtomicU32,
+    /// `align_of::<T>()` for a typed broadcast, 0 for bytes (written once).
+    type_align: AtomicU32,
+    _pad0: [AtomicU64; 1],
     /// The writer's identity word (pid | start time), 0 when none.
     writer: AtomicU64,
     _pad1: [AtomicU64; 15],
@@ -102,10 +107,38 @@ struct Layout {
     max_msg: u64,
     slot_size: u64,
     total: u64,
+    /// `size_of::<T>()` of a typed broadcast (every message exactly
+    /// `max_msg` bytes), 0 for bytes.
+    type_size: u32,
+    type_align: u32,
 }
 
+/// The largest alignment a typed broadcast's type may have (values are
+/// copied out, so it does not constrain the shared layout; the limit only
+/// keeps the header's word meaningful).
+const MAX_TYPE_ALIGN: usize = 4096;
+
 impl Layout {
-    fn new(capacity: u64, max_msg: u64) -> std::result::Result<Self, String> {
+    fn typed(
+        capacity: u64,
+        max_msg: u64,
+        type_size: u32,
+        type_align: u32,
+    ) -> std::result::Result<Self, String> {
+        if type_size != 0
+            && (u64::from(type_size) != max_msg
+                || !type_align.is_power_of_two()
+                || type_align as usize > MAX_TYPE_ALIGN)
+        {
+            return Err(format!(
+                "message type of {type_size} bytes aligned to {type_align} does not fit (alignment up to {MAX_TYPE_ALIGN})"
+            ));
+        }
+        if type_size == 0 && type_align != 0 {
+            return Err(format!(
+                "untyped broadcast with type alignment {type_align}"
+            ));
+        }
         if capacity == 0 || capacity > MAX_CAPACITY as u64 || !capacity.is_power_of_two() {
             return Err(format!(
                 "capacity {capacity} is not a power of two from 1 to {MAX_CAPACITY}"
@@ -127,6 +160,8 @@ impl Layout {
             max_msg,
             slot_size,
             total,
+            type_size,
+            type_align,
         })
     }
 }
@@ -329,9 +364,26 @@ impl Broadcast {
     /// range; anything [`OpenOptions::open`](crate::OpenOptions::open)
     /// reports (exists, no space…).
     pub fn create(name: &str, options: &BroadcastOptions) -> Result<Broadcast> {
+        Self::create_with(name, options, 0, 0)
+    }
+
+    /// Creates a broadcast whose messages are values of a type of
+    /// `type_size` bytes aligned to `type_align` (0, 0: bytes), recorded
+    /// for `open_with` to check; `type_size` overrides the maximum message.
+    pub(super) fn create_with(
+        name: &str,
+        options: &BroadcastOptions,
+        type_size: u32,
+        type_align: u32,
+    ) -> Result<Broadcast> {
         let capacity =
             shared_object::ring_capacity(options.capacity, MAX_CAPACITY, "broadcast", name)?;
-        let layout = Layout::new(capacity, options.max_msg as u64)
+        let max_msg = if type_size != 0 {
+            u64::from(type_size)
+        } else {
+            options.max_msg as u64
+        };
+        let layout = Layout::typed(capacity, max_msg, type_size, type_align)
             .map_err(|why| Error::new(ErrorKind::InvalidArgument, "create", name, why))?;
         let (name, region, info) = shared_object::create(
             name,
@@ -347,6 +399,9 @@ impl Broadcast {
                 at(offset_of!(Control, max_msg))?.store(layout.max_msg, Ordering::Relaxed);
                 at(offset_of!(Control, slot_size))?.store(layout.slot_size, Ordering::Relaxed);
                 at(offset_of!(Control, slots_offset))?.store(SLOTS_START as u64, Ordering::Relaxed);
+                let at32 = |field: usize| region.atomic_u32(CONTROL_OFFSET + field);
+                at32(offset_of!(Control, type_size))?.store(layout.type_size, Ordering::Relaxed);
+                at32(offset_of!(Control, type_align))?.store(layout.type_align, Ordering::Relaxed);
                 Ok(())
             },
         )?;
@@ -380,6 +435,12 @@ impl Broadcast {
     /// creator died half-way (a stale object); [`ErrorKind::TimedOut`] when
     /// a live creator is still initialising after two seconds.
     pub fn open(name: &str) -> Result<Broadcast> {
+        Self::open_with(name, None)
+    }
+
+    /// Opens `name`; with `typed` = `Some((size, align))`, fails unless it
+    /// was created for messages of that type layout.
+    pub(super) fn open_with(name: &str, typed: Option<(u32, u32)>) -> Result<Broadcast> {
         let (name, region, info) = shared_object::open(name, Kind::Broadcast)?;
         let bad = |why: String| shared_object::corrupt(&name, "open", why);
         if region.len() < SLOTS_START {
@@ -395,7 +456,10 @@ impl Broadcast {
         let max_msg = word(offset_of!(Control, max_msg))?;
         let slot_size = word(offset_of!(Control, slot_size))?;
         let slots = word(offset_of!(Control, slots_offset))?;
-        let layout = Layout::new(capacity, max_msg).map_err(bad)?;
+        let word32 = |field: usize| region.load_u32(CONTROL_OFFSET + field, Ordering::Relaxed);
+        let type_size = word32(offset_of!(Control, type_size))?;
+        let type_align = word32(offset_of!(Control, type_align))?;
+        let layout = Layout::typed(capacity, max_msg, type_size, type_align).map_err(bad)?;
         if slot_size != layout.slot_size
             || slots != SLOTS_START as u64
             || info.total_size != layout.total
@@ -404,6 +468,22 @@ impl Broadcast {
                 "its layout (slot size {slot_size}, slots at {slots}, {} bytes) does not match its parameters",
                 info.total_size
             )));
+        }
+        if let Some((size, align)) = typed {
+            if (type_size, type_align) != (size, align) {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "open",
+                    name.as_str(),
+                    if type_size == 0 {
+                        format!("it carries bytes, not values of {size} bytes aligned to {align}")
+                    } else {
+                        format!(
+                            "it carries values of {type_size} bytes aligned to {type_align}, not {size} aligned to {align}"
+                        )
+                    },
+                ));
+            }
         }
         Self::from_region(name, region, info, layout)
     }
@@ -560,6 +640,8 @@ impl Broadcast {
             writer_claims: c.claims.load(Ordering::Relaxed),
             joins: c.joins.load(Ordering::Relaxed),
             subscribers,
+            type_size: inner.layout.type_size,
+            type_align: inner.layout.type_align,
             creator: inner.info.creator,
             creator_alive: inner.info.creator.is_alive(),
             created: inner.info.created,
@@ -609,6 +691,11 @@ pub struct BroadcastStats {
     pub joins: u64,
     /// Connected subscribers (dead ones until reaped).
     pub subscribers: Vec<SubscriberInfo>,
+    /// `size_of::<T>()` of a [`TypedBroadcast`](super::TypedBroadcast)'s
+    /// values (every message has exactly this length), 0 for bytes.
+    pub type_size: u32,
+    /// `align_of::<T>()` of those values, 0 for bytes.
+    pub type_align: u32,
     /// The process that created the broadcast.
     pub creator: ProcessId,
     /// Whether it still runs.
@@ -640,10 +727,24 @@ impl Publisher {
     /// full the oldest message is overwritten.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidArgument`] for a message over the maximum.
+    /// [`ErrorKind::InvalidArgument`] for a message over the maximum, or,
+    /// on a typed broadcast, of another length than its type.
     pub fn send(&mut self, msg: &[u8]) -> Result<u64> {
         let inner = &*self.inner;
-        if msg.len() as u64 > inner.layout.max_msg {
+        let len = msg.len() as u64;
+        if len > inner.layout.max_msg
+            || (inner.layout.type_size != 0 && len != inner.layout.max_msg)
+        {
+            if len <= inner.layout.max_msg {
+                return Err(inner.err(
+                    ErrorKind::InvalidArgument,
+                    "send to",
+                    format!(
+                        "a message of {len} bytes on a broadcast of {}-byte values",
+                        inner.layout.type_size
+                    ),
+                ));
+            }
             return Err(inner.err(
                 ErrorKind::InvalidArgument,
                 "send to",
@@ -708,8 +809,10 @@ pub enum Received<T> {
         value: T,
     },
     /// The subscriber fell more than the capacity behind: `missed`
-    /// messages were overwritten before it read them. It resumes at the
-    /// oldest message still in the ring.
+    /// messages were skipped, overwritten before it read them or dropped
+    /// to catch up. It resumes half a ring behind the newest message
+    /// (capacity / 2 messages before the head; the newest for a capacity
+    /// of 1 or 2), so that the writer cannot overwrite it again at once.
     Lagged {
         /// How many messages it missed, exactly.
         missed: u64,
@@ -795,7 +898,7 @@ impl Subscriber {
         })
     }
 
-    fn next(
+    pub(super) fn next(
         &mut self,
         buf: &mut Vec<u8>,
         block: bool,
