@@ -1595,20 +1595,20 @@ impl Receiver {
             if check_dead && inner.all_gone(ROLE_PRODUCER) {
                 // Everyone who could send is gone; one last look, since a
                 // sender may have committed just before it left.
-                let inner = self.inner.clone();
-                match self.claim_now(true) {
-                    Ok(None) => {
-                        return Err(inner.err(
-                            ErrorKind::Disconnected,
-                            "receive from",
-                            "the channel is empty and every sender is gone",
-                        ))
-                    }
-                    _ => {
-                        check_dead = false;
-                        continue;
-                    }
-                }
+                #[cfg(test)]
+                tests::before_last_look();
+                // What it claims is delivered: dropping the claim would lose
+                // the message and, on the shared ring, leave its slot
+                // READING under a live owner, wedging every sender a lap on.
+                return match self.claim_now(true) {
+                    Ok(Some(claim)) => self.take(claim),
+                    Ok(None) => Err(self.inner.err(
+                        ErrorKind::Disconnected,
+                        "receive from",
+                        "the channel is empty and every sender is gone",
+                    )),
+                    Err(e) => Err(self.inner.spsc_corrupt("receive from", e)),
+                };
             }
             let spin = self.wait == WaitStrategy::SpinThenSleep;
             let head = self.spsc.map(|c| c.head);
@@ -1874,5 +1874,79 @@ impl<T: bytemuck::Pod> TypedReceiver<T> {
     /// Receives, waiting at most `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T> {
         Self::take(self.receiver.recv_slot_timeout(timeout)?)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// Run once between `all_gone` and the receiver's last look: widens
+        /// that window so a test can put a message there.
+        static LAST_LOOK_HOOK: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
+    }
+
+    pub(super) fn before_last_look() {
+        if let Some(hook) = LAST_LOOK_HOOK.with(|h| h.borrow_mut().take()) {
+            hook();
+        }
+    }
+
+    /// A unique name, unlinked on drop.
+    struct Name(String);
+
+    impl Name {
+        fn new(tag: &str) -> Self {
+            use std::sync::atomic::AtomicUsize;
+            static COUNTER: AtomicUsize = AtomicUsize::new(0);
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            Name(format!(
+                "/shmkit-test-{}-{n}-unit-chan-{tag}",
+                std::process::id()
+            ))
+        }
+    }
+
+    impl Drop for Name {
+        fn drop(&mut self) {
+            let _ = crate::posix::unlink(&self.0);
+        }
+    }
+
+    fn options(capacity: usize, spsc: bool) -> ChannelOptions {
+        let mut o = ChannelOptions::new();
+        o.capacity(capacity).max_message(16).spsc(spsc);
+        o
+    }
+
+    /// Issue 15, defect 1: a message claimed by the last look after every
+    /// sender left is delivered, not dropped with its slot left claimed.
+    #[test]
+    fn the_last_look_delivers_what_it_claims() {
+        for spsc in [false, true] {
+            let name = Name::new("last-look");
+            let ch = Channel::create(&name.0, &options(1, spsc)).unwrap();
+            let mut rx = ch.receiver().unwrap();
+            // A sender came and went: the receiver may report disconnection.
+            drop(ch.sender().unwrap());
+            let late = ch.clone();
+            LAST_LOOK_HOOK.with(|h| {
+                *h.borrow_mut() = Some(Box::new(move || {
+                    let mut tx = late.sender().unwrap();
+                    tx.send(b"late").unwrap();
+                }))
+            });
+            let got = rx.recv_timeout(Duration::from_secs(10));
+            LAST_LOOK_HOOK.with(|h| h.borrow_mut().take());
+            assert_eq!(got.unwrap(), b"late", "spsc {spsc}");
+            let stats = ch.stats();
+            assert_eq!((stats.sent, stats.received), (1, 1), "spsc {spsc}");
+            // The ring is not wedged: the one slot is free again.
+            let mut tx = ch.sender().unwrap();
+            tx.try_send(b"again").unwrap();
+            assert_eq!(rx.try_recv().unwrap(), b"again", "spsc {spsc}");
+        }
     }
 }
