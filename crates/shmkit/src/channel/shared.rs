@@ -474,12 +474,18 @@ impl Inner {
 
     /// A live endpoint of `role` other than entry `mine`, reaping dead
     /// ones of that role on the way (their entries are then free).
+    ///
+    /// The caller claimed entry `mine` before: `spsc::rival`'s fence makes
+    /// two concurrent joiners see each other's claims (Dekker).
     fn other_live(&self, mine: usize, role: u64) -> Option<u64> {
         self.reap();
-        (0..MAX_ENDPOINTS).filter(|&j| j != mine).find_map(|j| {
-            let word = self.endpoint_identity(j).load(Ordering::Acquire);
-            (word != 0 && role_of(word) == role && identity_alive(word)).then_some(word)
-        })
+        spsc::rival(
+            MAX_ENDPOINTS,
+            mine,
+            // Acquire: pairs with the Release (AcqRel) claim in `join`.
+            |j| self.endpoint_identity(j).load(Ordering::Acquire),
+            |word| role_of(word) == role && identity_alive(word),
+        )
     }
 
     /// Settles what the dead occupant `old` of entry `i` left: slots it was

@@ -37,7 +37,7 @@
 //! value, or positions more than a ring apart, is reported as corrupt.
 
 use crate::channel::ring::RingWords;
-use crate::primitive::Ordering;
+use crate::primitive::{fence, Ordering};
 
 /// Why a step did not succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +197,35 @@ pub(crate) fn publish_recv(words: &impl RingWords, cur: &RecvCursor) {
     // Release: pairs with the producer's Acquire load in `claim_send`: our
     // reads of the slots are finished before it overwrites them.
     words.dequeue_pos().store(cur.head, Ordering::Release);
+}
+
+/// Admission of a new endpoint, after it claimed entry `mine` of the
+/// endpoint table with a compare-and-swap: the first other entry `load(j)`
+/// shows whose word `is_rival` accepts (a live endpoint of the same role),
+/// if any. The joiner is admitted only when there is none; otherwise it
+/// leaves its entry again.
+///
+/// Two endpoints joining at once each write their own entry and then read
+/// the other's: Dekker's pattern. Without a fence both reads may miss the
+/// other's write (store buffering) and both be admitted.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn rival(
+    entries: usize,
+    mine: usize,
+    load: impl Fn(usize) -> u64,
+    mut is_rival: impl FnMut(u64) -> bool,
+) -> Option<u64> {
+    // SYNC POINT (Dekker): pairs with the same fence in a concurrent
+    // joiner, between its claim of its own entry and its reads here. The
+    // fences are ordered one way or the other, and the later one's reads
+    // see the earlier joiner's claim: at most one of two is admitted.
+    fence(Ordering::SeqCst);
+    (0..entries).filter(|&j| j != mine).find_map(|j| {
+        // Relaxed would do (ordered by the fence); Acquire also orders what
+        // the caller reads about that endpoint after it.
+        let word = load(j);
+        (word != 0 && is_rival(word)).then_some(word)
+    })
 }
 
 /// Load-only: could the producer at `tail` write now?
@@ -419,6 +448,40 @@ mod loom_models {
             // Everything sent arrives, in order; what arrived was sent.
             assert_eq!(got, (1..=sent).collect::<Vec<u64>>());
         });
+    }
+
+    /// Two producers join an SPSC channel at once (issue 15, defect 4):
+    /// each claims its own endpoint entry and looks for a rival through
+    /// `rival`. At most one is admitted; whoever is refused leaves. Fails
+    /// with the fence in `rival` removed (both admitted).
+    #[test]
+    fn two_joiners_are_never_both_admitted() {
+        use crate::primitive::AtomicU64;
+        let outcomes = crate::loom_check::check(None, || {
+            let table = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+            let join = |me: usize| {
+                let table = table.clone();
+                loom::thread::spawn(move || {
+                    let word = me as u64 + 1;
+                    table[me]
+                        .compare_exchange(0, word, Ordering::AcqRel, Ordering::Relaxed)
+                        .unwrap();
+                    let admitted =
+                        rival(2, me, |j| table[j].load(Ordering::Acquire), |_| true).is_none();
+                    if !admitted {
+                        table[me].store(0, Ordering::Release);
+                    }
+                    admitted
+                })
+            };
+            let a = join(0);
+            let b = join(1);
+            let got = (a.join().unwrap(), b.join().unwrap());
+            assert!(!(got.0 && got.1), "two producers admitted");
+            got
+        });
+        assert!(outcomes.contains(&(true, false)));
+        assert!(outcomes.contains(&(false, true)));
     }
 
     /// A consumer taking over while the producer runs starts where its
