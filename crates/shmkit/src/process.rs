@@ -110,6 +110,77 @@ pub fn start_time(pid: u32) -> Option<u64> {
     read_stat(pid).map(|s| s.start_time)
 }
 
+/// Forks this process (and its ancestors, from the first [`Home::here`])
+/// has gone through: a `pthread_atfork` child handler adds one in every
+/// child, so a handle made before a fork sees another count in the child.
+#[cfg(not(loom))]
+static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Runs in the child of every `fork` (async-signal-safe: one atomic add).
+#[cfg(not(loom))]
+extern "C" fn count_fork() {
+    FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The process a handle was made in, told apart from a forked child that
+/// inherited the handle's memory: the child holds the parent's handles,
+/// whose identity words and claimed slots belong to the parent, and must
+/// neither use them nor give them back on drop.
+///
+/// Checking costs one relaxed load of a process-wide counter (no `getpid`
+/// syscall, which glibc no longer caches). Forks are seen through
+/// `pthread_atfork`, so a child made by a raw `clone`/`fork` system call
+/// that bypasses the C library is not detected.
+#[cfg(not(loom))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Home {
+    forks: u64,
+}
+
+#[cfg(not(loom))]
+impl Home {
+    /// This process, as it is now.
+    pub(crate) fn here() -> Home {
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            // SAFETY: registers a child handler that only does an atomic
+            // add on a static, which is async-signal-safe as a handler run
+            // after fork must be; no prepare or parent handlers. Failure
+            // (ENOMEM) leaves forks undetected, as before.
+            let _ = unsafe { libc::pthread_atfork(None, None, Some(count_fork)) };
+        });
+        Home {
+            forks: FORKS.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Whether this is still the process the handle was made in (not a
+    /// child forked since).
+    #[inline]
+    pub(crate) fn is_here(self) -> bool {
+        // Relaxed: only this thread's own process history matters, and a
+        // fork's child handler runs on the forking thread before fork returns.
+        FORKS.load(std::sync::atomic::Ordering::Relaxed) == self.forks
+    }
+}
+
+/// The error for a handle used in a child forked after it was made.
+#[cfg(not(loom))]
+pub(crate) fn forked_error(
+    op: &'static str,
+    object: &str,
+    what: &str,
+) -> crate::error::Error {
+    crate::error::Error::new(
+        crate::error::ErrorKind::InvalidArgument,
+        op,
+        object,
+        format!(
+            "this {what} was made in the parent of a fork and belongs to it; a forked child must open and connect its own"
+        ),
+    )
+}
+
 /// Bits of a pid in an [identity word](identity_word).
 const WORD_PID_BITS: u32 = 22;
 /// Where the start time begins in an identity word (bits 22 and 23 are left

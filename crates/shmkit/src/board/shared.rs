@@ -12,7 +12,7 @@ use crate::bell::Bell;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{HeaderInfo, Kind, HEADER_SIZE};
 use crate::posix::ShmName;
-use crate::process::ProcessId;
+use crate::process::{self, ProcessId};
 use crate::region::Region;
 use crate::shared_object::{self, Claim};
 
@@ -610,6 +610,7 @@ impl BoardWriter {
     /// [`ErrorKind::InvalidArgument`] for a value over the maximum size (or,
     /// on a typed board, of another size than the type's).
     pub fn write(&mut self, value: &[u8]) -> Result<u64> {
+        self.claim.check_here("write to", &self.inner.name, "board writer")?;
         self.inner.type_check(value.len())?;
         let version = seqlock::write(&*self.inner, value);
         self.inner.control().bell.ring();
@@ -623,8 +624,15 @@ impl BoardWriter {
     /// a commit, the write stays unfinished, exactly as if this process had
     /// died mid-write: readers are unaffected, and the next write (by this
     /// or a new writer) replaces it.
+    ///
+    /// In a child forked after the writer was made, nothing is begun and
+    /// the write's `write_at` and `commit` fail (the role is the parent's).
     pub fn begin(&mut self) -> BoardWrite<'_> {
-        let pending = seqlock::begin_write(&*self.inner);
+        let pending = self
+            .claim
+            .home
+            .is_here()
+            .then(|| seqlock::begin_write(&*self.inner));
         BoardWrite {
             writer: self,
             pending,
@@ -656,10 +664,23 @@ impl Drop for BoardWriter {
 /// A version being written in place, from [`BoardWriter::begin`].
 pub struct BoardWrite<'a> {
     writer: &'a mut BoardWriter,
-    pending: PendingWrite,
+    /// None in a forked child (see [`BoardWriter::begin`]).
+    pending: Option<PendingWrite>,
 }
 
 impl BoardWrite<'_> {
+    fn pending(&self) -> Result<PendingWrite> {
+        let w = &*self.writer;
+        match self.pending {
+            Some(p) => Ok(p),
+            None => Err(process::forked_error(
+                "write to",
+                w.inner.name.as_str(),
+                "board writer",
+            )),
+        }
+    }
+
     /// Bytes the value can hold (the board's maximum size).
     pub fn capacity(&self) -> usize {
         self.writer.inner.layout.max_size as usize
@@ -686,7 +707,8 @@ impl BoardWrite<'_> {
                 ),
             ));
         }
-        seqlock::store_at(&*self.writer.inner, self.pending, offset, data);
+        let pending = self.pending()?;
+        seqlock::store_at(&*self.writer.inner, pending, offset, data);
         Ok(())
     }
 
@@ -696,10 +718,11 @@ impl BoardWrite<'_> {
     /// [`ErrorKind::InvalidArgument`] for a length over the capacity (or
     /// another than the type's, on a typed board); nothing is published.
     pub fn commit(self, len: usize) -> Result<u64> {
+        let pending = self.pending()?;
         let inner = &*self.writer.inner;
         inner.type_check(len)?;
-        seqlock::store_len(inner, self.pending, len as u64);
-        let version = seqlock::commit_write(inner, self.pending);
+        seqlock::store_len(inner, pending, len as u64);
+        let version = seqlock::commit_write(inner, pending);
         inner.control().bell.ring();
         Ok(version)
     }

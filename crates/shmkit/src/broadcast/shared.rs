@@ -11,7 +11,7 @@ use crate::bell::Bell;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{HeaderInfo, Kind, HEADER_SIZE};
 use crate::posix::ShmName;
-use crate::process::{self, ProcessId};
+use crate::process::{self, Home, ProcessId};
 use crate::region::Region;
 use crate::shared_object::{self, Claim};
 
@@ -485,6 +485,7 @@ impl Broadcast {
                 inner: self.inner.clone(),
                 entry: i,
                 identity: me,
+                home: Home::here(),
                 cursor,
                 received: 0,
                 missed: 0,
@@ -643,6 +644,7 @@ impl Publisher {
     /// [`ErrorKind::InvalidArgument`] for a message over the maximum.
     pub fn send(&mut self, msg: &[u8]) -> Result<u64> {
         let inner = &*self.inner;
+        self.claim.check_here("send to", &inner.name, "publisher")?;
         if msg.len() as u64 > inner.layout.max_msg {
             return Err(inner.err(
                 ErrorKind::InvalidArgument,
@@ -667,6 +669,9 @@ impl Publisher {
     #[doc(hidden)]
     pub fn begin_and_abandon(&mut self, partial: &[u8]) {
         let inner = &*self.inner;
+        if !self.claim.home.is_here() {
+            return;
+        }
         let pending = ring::begin(inner, self.position);
         let n = partial.len().min(inner.layout.max_msg as usize);
         ring::store(inner, pending, &partial[..n]);
@@ -690,6 +695,9 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
+        if !self.claim.home.is_here() {
+            return; // a forked child: the role is the parent's
+        }
         let c = self.inner.control();
         shared_object::release_writer(&c.writer, self.claim);
         // Subscribers waiting for messages learn that the writer left.
@@ -722,6 +730,8 @@ pub struct Subscriber {
     inner: Arc<Inner>,
     entry: usize,
     identity: u64,
+    /// The process that joined (a forked child must not use the entry).
+    home: Home,
     cursor: u64,
     received: u64,
     missed: u64,
@@ -797,6 +807,13 @@ impl Subscriber {
         block: bool,
         deadline: Option<Instant>,
     ) -> Result<Received<usize>> {
+        if !self.home.is_here() {
+            return Err(process::forked_error(
+                "receive from",
+                self.inner.name.as_str(),
+                "subscriber",
+            ));
+        }
         let mut writer_gone = false;
         loop {
             let inner = &*self.inner;
@@ -915,11 +932,19 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        if !self.home.is_here() {
+            return; // a forked child: the entry is the parent's
+        }
         let e = self.inner.entry(self.entry);
         // Only if it is still ours (a reaper cannot have taken a live
-        // subscriber's entry, but never clear what is not ours). Relaxed:
-        // our own join's CAS wrote it; `clear` publishes with Release.
-        if e.identity.load(Ordering::Relaxed) == self.identity {
+        // subscriber's entry, but never clear what is not ours): a CAS
+        // from exactly our word to REAPING, as a reaper does, then `clear`.
+        // Acquire on success: what a racing reader of the entry stored is
+        // settled before we zero it; Relaxed on failure: not ours.
+        if e.identity
+            .compare_exchange(self.identity, REAPING, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
             clear(e);
         }
     }

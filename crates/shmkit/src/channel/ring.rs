@@ -201,27 +201,56 @@ pub(crate) fn claim_send(
 /// The caller then notifies the consumers' event, whose SeqCst fence orders
 /// this store before its look at the sleeper count (the Dekker pair of the
 /// wait protocol, see `sync::Event`).
-pub(crate) fn commit_send(words: &impl RingWords, claim: Claim, me: u8) {
-    let full = State {
+///
+/// A compare-and-swap from exactly the state our claim wrote, not a store:
+/// if a peer took the slot back meanwhile (it judged us dead), the slot is
+/// no longer ours and is left alone. Returns whether the message was
+/// published.
+pub(crate) fn commit_send(words: &impl RingWords, claim: Claim, me: u8) -> bool {
+    let held = State {
         pos: claim.pos,
-        phase: Phase::Full,
+        phase: Phase::Writing,
         owner: me,
+    };
+    let full = State {
+        phase: Phase::Full,
+        ..held
     };
     // Release: pairs with the consumer's Acquire load of the slot state;
     // the payload and length written before are visible with FULL.
-    words
-        .slot_state(claim.index)
-        .store(full.encode(), Ordering::Release);
+    settle(words.slot_state(claim.index), held, full)
 }
 
 /// Gives a claimed slot back without a message (the position is skipped by
-/// consumers, exactly as if its writer had died).
-pub(crate) fn abandon_send(words: &impl RingWords, claim: Claim) {
+/// consumers, exactly as if its writer had died). A compare-and-swap, as in
+/// `commit_send`.
+pub(crate) fn abandon_send(words: &impl RingWords, claim: Claim, me: u8) -> bool {
     let cap = words.capacity();
+    let held = State {
+        pos: claim.pos,
+        phase: Phase::Writing,
+        owner: me,
+    };
     // Release: orders our (partial) writes before the slot is reused.
-    words
-        .slot_state(claim.index)
-        .store(State::empty(claim.pos + cap).encode(), Ordering::Release);
+    settle(
+        words.slot_state(claim.index),
+        held,
+        State::empty(claim.pos.wrapping_add(cap)),
+    )
+}
+
+/// Moves a slot we hold from `held` to `next` with a Release
+/// compare-and-swap; false if it is no longer in the state we left it in.
+#[inline]
+fn settle(slot: &AtomicU64, held: State, next: State) -> bool {
+    // Release: see the callers. Relaxed on failure: we then touch nothing.
+    slot.compare_exchange(
+        held.encode(),
+        next.encode(),
+        Ordering::Release,
+        Ordering::Relaxed,
+    )
+    .is_ok()
 }
 
 /// Tries to claim the next committed message for consumer `me`.
@@ -298,11 +327,21 @@ pub(crate) fn claim_recv(
 /// our copy-out is finished before it overwrites. The caller notifies the
 /// producers' event (whose fence completes the Dekker pair, as for
 /// `commit_send`).
-pub(crate) fn release_recv(words: &impl RingWords, claim: Claim) {
+///
+/// A compare-and-swap from the state our claim wrote (as in `commit_send`):
+/// false if a peer took the slot back meanwhile.
+pub(crate) fn release_recv(words: &impl RingWords, claim: Claim, me: u8) -> bool {
     let cap = words.capacity();
-    words
-        .slot_state(claim.index)
-        .store(State::empty(claim.pos + cap).encode(), Ordering::Release);
+    let held = State {
+        pos: claim.pos,
+        phase: Phase::Reading,
+        owner: me,
+    };
+    settle(
+        words.slot_state(claim.index),
+        held,
+        State::empty(claim.pos.wrapping_add(cap)),
+    )
 }
 
 /// Moves a position counter from `pos` to `pos + 1` unless someone already did.
@@ -432,18 +471,18 @@ mod tests {
                 let c = claim_send(&ring, 1, false, &mut nobody_dead).unwrap();
                 assert_eq!(c.pos, next_in);
                 next_in += 1;
-                commit_send(&ring, c, 1);
+                assert!(commit_send(&ring, c, 1));
             }
             while let Ok(c) = claim_recv(&ring, 2, false, &mut nobody_dead) {
                 assert_eq!(c.pos, next_out);
                 next_out += 1;
-                release_recv(&ring, c);
+                assert!(release_recv(&ring, c, 2));
             }
             assert_eq!(next_in, next_out);
         }
         for _ in 0..4 {
             let c = claim_send(&ring, 1, false, &mut nobody_dead).unwrap();
-            commit_send(&ring, c, 1);
+            assert!(commit_send(&ring, c, 1));
         }
         assert_eq!(
             claim_send(&ring, 1, false, &mut nobody_dead),
@@ -457,7 +496,7 @@ mod tests {
         let ring = HeapRing::new(4);
         let stuck = claim_send(&ring, 7, false, &mut nobody_dead).unwrap();
         let ok = claim_send(&ring, 1, false, &mut nobody_dead).unwrap();
-        commit_send(&ring, ok, 1);
+        assert!(commit_send(&ring, ok, 1));
         // Writer 7 is alive: the consumer waits for it, in order.
         let mut seven_alive = |o: u8| o != 7;
         assert_eq!(
@@ -468,7 +507,7 @@ mod tests {
         let mut seven_dead = |o: u8| o == 7;
         let c = claim_recv(&ring, 2, true, &mut seven_dead).unwrap();
         assert_eq!(c.pos, ok.pos);
-        release_recv(&ring, c);
+        assert!(release_recv(&ring, c, 2));
         let _ = stuck;
         assert_eq!(
             claim_recv(&ring, 2, true, &mut seven_dead),
@@ -481,11 +520,11 @@ mod tests {
         let ring = HeapRing::new(2);
         for _ in 0..2 {
             let c = claim_send(&ring, 1, false, &mut nobody_dead).unwrap();
-            commit_send(&ring, c, 1);
+            assert!(commit_send(&ring, c, 1));
         }
         let _held = claim_recv(&ring, 9, false, &mut nobody_dead).unwrap();
         let c = claim_recv(&ring, 2, false, &mut nobody_dead).unwrap();
-        release_recv(&ring, c);
+        assert!(release_recv(&ring, c, 2));
         // Position 2 needs slot 0, still held by reader 9: full until 9 is
         // found dead, and a consumer sees it as empty meanwhile.
         let mut nine_alive = |o: u8| o != 9;
@@ -500,11 +539,38 @@ mod tests {
         let mut nine_dead = |o: u8| o == 9;
         let c = claim_send(&ring, 1, true, &mut nine_dead).unwrap();
         assert_eq!(c.pos, 2);
-        commit_send(&ring, c, 1);
+        assert!(commit_send(&ring, c, 1));
         assert_eq!(
             claim_recv(&ring, 2, false, &mut nobody_dead).unwrap().pos,
             2
         );
+    }
+
+    /// Issue 15, defect 2: commit and release are compare-and-swaps on the
+    /// state the claim wrote, so a claimer whose slot was taken back (it
+    /// was judged dead) cannot publish into, or free, a slot re-claimed
+    /// since.
+    #[test]
+    fn a_slot_taken_back_is_not_committed_or_released_by_its_old_owner() {
+        let ring = HeapRing::new(2);
+        let stale = claim_send(&ring, 5, false, &mut nobody_dead).unwrap();
+        assert_eq!(recover_owner(&ring, 5), 1);
+        let fresh = claim_send(&ring, 1, false, &mut nobody_dead).unwrap();
+        assert!(!commit_send(&ring, stale, 5));
+        assert!(!abandon_send(&ring, stale, 5));
+        assert!(commit_send(&ring, fresh, 1));
+        let held = claim_recv(&ring, 7, false, &mut nobody_dead).unwrap();
+        assert_eq!(held.pos, fresh.pos);
+        assert_eq!(recover_owner(&ring, 7), 1);
+        assert!(!release_recv(&ring, held, 7));
+        // The ring goes on: the next lap is writable and readable.
+        for _ in 0..3 {
+            let c = claim_send(&ring, 1, false, &mut nobody_dead).unwrap();
+            assert!(commit_send(&ring, c, 1));
+            let r = claim_recv(&ring, 2, false, &mut nobody_dead).unwrap();
+            assert_eq!(r.pos, c.pos);
+            assert!(release_recv(&ring, r, 2));
+        }
     }
 
     #[test]
@@ -512,7 +578,7 @@ mod tests {
         let ring = HeapRing::new(4);
         let _a = claim_send(&ring, 5, false, &mut nobody_dead).unwrap();
         let b = claim_send(&ring, 1, false, &mut nobody_dead).unwrap();
-        commit_send(&ring, b, 1);
+        assert!(commit_send(&ring, b, 1));
         assert_eq!(recover_owner(&ring, 5), 1);
         let c = claim_recv(&ring, 2, false, &mut nobody_dead).unwrap();
         assert_eq!(c.pos, b.pos);
@@ -573,7 +639,7 @@ mod loom_models {
             Ok(c) => {
                 // SAFETY (model): the claim gives this thread the slot.
                 s.payload[c.index].with_mut(|p| unsafe { *p = value });
-                commit_send(&s.ring, c, me);
+                assert!(commit_send(&s.ring, c, me));
                 true
             }
             Err(RingError::WouldBlock) => false,
@@ -586,7 +652,7 @@ mod loom_models {
             Ok(c) => {
                 // SAFETY (model): the claim gives this thread the slot.
                 let v = s.payload[c.index].with(|p| unsafe { *p });
-                release_recv(&s.ring, c);
+                assert!(release_recv(&s.ring, c, me));
                 Some(v)
             }
             Err(RingError::WouldBlock) => None,
@@ -703,7 +769,7 @@ mod loom_models {
                         if let Ok(c) = claim_recv(&s.ring, 2, true, &mut nine_dead) {
                             // SAFETY (model): the claim gives this thread the slot.
                             let got = s.payload[c.index].with(|p| unsafe { *p });
-                            release_recv(&s.ring, c);
+                            assert!(release_recv(&s.ring, c, 2));
                             return Some(got);
                         }
                     }

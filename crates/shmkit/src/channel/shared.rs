@@ -12,7 +12,7 @@ use super::spsc::{self, RecvCursor, SendCursor, SpscError};
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{self, Kind, HEADER_SIZE};
 use crate::posix::{OpenOptions, PosixObject, ShmName};
-use crate::process::{self, ProcessId};
+use crate::process::{self, Home, ProcessId};
 use crate::region::Region;
 use crate::sync::Event;
 
@@ -412,8 +412,9 @@ impl Inner {
     }
 
     /// Joins the endpoint table with `role`, taking over a dead endpoint's
-    /// entry (and recovering its slots) if no entry is free.
-    fn join(&self, role: u64) -> Result<usize> {
+    /// entry (and recovering its slots) if no entry is free. Returns the
+    /// entry and the identity word stored there.
+    fn join(&self, role: u64) -> Result<(usize, u64)> {
         let mine = identity_word(ProcessId::current(), role);
         for pass in 0..2 {
             for i in 0..MAX_ENDPOINTS {
@@ -442,7 +443,7 @@ impl Inner {
                 };
                 if self.layout.spsc() {
                     if let Some(other) = self.other_live(i, role) {
-                        self.leave(i, role);
+                        self.leave(i, mine, role);
                         let side = if role == ROLE_PRODUCER {
                             "sender"
                         } else {
@@ -460,7 +461,7 @@ impl Inner {
                 }
                 self.word32(ever).fetch_add(1, Ordering::Relaxed);
                 self.announce();
-                return Ok(i);
+                return Ok((i, mine));
             }
         }
         Err(self.err(
@@ -508,8 +509,16 @@ impl Inner {
         };
     }
 
-    /// Leaves the table (a handle dropped).
-    fn leave(&self, i: usize, role: u64) {
+    /// Leaves the table (a handle dropped): entry `i`, where the handle
+    /// stored `word`. Only an entry that still holds `word` is cleared, by
+    /// compare-and-swap: one a reaper took (judging us dead) is its own.
+    fn leave(&self, i: usize, word: u64, role: u64) {
+        let id = self.endpoint_identity(i);
+        // Relaxed: our own join wrote it; the CAS below decides.
+        if id.load(Ordering::Relaxed) != word {
+            return;
+        }
+        // A reaper racing with us swaps the count too: it is added once.
         let count = self.endpoint_count(i).swap(0, Ordering::Relaxed);
         let departed = if role == ROLE_PRODUCER {
             OFF_DEPARTED_SENT
@@ -519,8 +528,12 @@ impl Inner {
         self.word64(departed).fetch_add(count, Ordering::Relaxed);
         // Release: pairs with the Acquire in `join`, so the next occupant
         // sees the count settled.
-        self.endpoint_identity(i).store(0, Ordering::Release);
-        self.announce();
+        if id
+            .compare_exchange(word, 0, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.announce();
+        }
     }
 
     /// Tells every sleeper that the set of endpoints changed.
@@ -795,13 +808,13 @@ impl Channel {
     /// are connected already.
     pub fn sender(&self) -> Result<Sender> {
         let inner = &*self.inner;
-        let entry = inner.join(ROLE_PRODUCER)?;
+        let (entry, identity) = inner.join(ROLE_PRODUCER)?;
         let spsc = if inner.layout.spsc() {
             // Joined as the only live sender: nobody else moves the tail.
             match spsc::resume_send(inner) {
                 Ok(cursor) => Some(cursor),
                 Err(e) => {
-                    inner.leave(entry, ROLE_PRODUCER);
+                    inner.leave(entry, identity, ROLE_PRODUCER);
                     return Err(inner.spsc_corrupt("connect to", e));
                 }
             }
@@ -811,6 +824,8 @@ impl Channel {
         Ok(Sender {
             inner: self.inner.clone(),
             entry,
+            identity,
+            home: Home::here(),
             owner: (entry + 1) as u8,
             count: 0,
             wait: WaitStrategy::default(),
@@ -821,11 +836,13 @@ impl Channel {
     /// Connects a receiver (a consumer endpoint).
     pub fn receiver(&self) -> Result<Receiver> {
         let inner = &*self.inner;
-        let entry = inner.join(ROLE_CONSUMER)?;
+        let (entry, identity) = inner.join(ROLE_CONSUMER)?;
         let spsc = inner.layout.spsc().then(|| spsc::resume_recv(inner));
         Ok(Receiver {
             inner: self.inner.clone(),
             entry,
+            identity,
+            home: Home::here(),
             owner: (entry + 1) as u8,
             count: 0,
             wait: WaitStrategy::default(),
@@ -1013,6 +1030,10 @@ pub enum WaitStrategy {
 pub struct Sender {
     inner: Arc<Inner>,
     entry: usize,
+    /// The identity word this sender stored in its entry.
+    identity: u64,
+    /// The process that made it (a forked child must not use it).
+    home: Home,
     owner: u8,
     count: u64,
     wait: WaitStrategy,
@@ -1068,8 +1089,7 @@ impl Sender {
         unsafe {
             ptr::copy_nonoverlapping(msg.as_ptr(), self.inner.payload(claim.index), msg.len())
         };
-        self.commit(claim, msg.len());
-        Ok(())
+        self.commit(claim, msg.len())
     }
 
     /// Claims a slot to write in place: fill it through [`SendSlot`], then
@@ -1101,29 +1121,54 @@ impl Sender {
     }
 
     #[inline]
-    fn commit(&mut self, claim: Claim, len: usize) {
-        self.commit_quiet(claim, len);
+    fn commit(&mut self, claim: Claim, len: usize) -> Result<()> {
+        let published = self.commit_quiet(claim, len);
         self.inner.data_event().notify_one();
+        if published {
+            Ok(())
+        } else {
+            Err(self.taken_back())
+        }
     }
 
     /// Publishes a claimed slot without waking anyone: the caller notifies
-    /// once for a whole batch.
+    /// once for a whole batch. False if the slot was taken back before (a
+    /// peer judged this endpoint dead): nothing was sent.
     #[inline(always)]
-    fn commit_quiet(&mut self, claim: Claim, len: usize) {
+    fn commit_quiet(&mut self, claim: Claim, len: usize) -> bool {
         let inner = &*self.inner;
-        // Relaxed: ordered before the reader by commit_send's store.
+        // Relaxed: ordered before the reader by commit_send's Release.
         inner
             .slot_len(claim.index)
             .store(len as u64, Ordering::Relaxed);
         match self.spsc.as_mut() {
             Some(cursor) => spsc::commit_send(inner, cursor),
-            None => ring::commit_send(inner, claim, self.owner),
+            None => {
+                if !ring::commit_send(inner, claim, self.owner) {
+                    return false;
+                }
+            }
         }
         self.count += 1;
         // Relaxed: a statistic; only this endpoint writes it.
         inner
             .endpoint_count(self.entry)
             .store(self.count, Ordering::Relaxed);
+        true
+    }
+
+    #[cold]
+    fn taken_back(&self) -> Error {
+        self.inner.err(
+            ErrorKind::Disconnected,
+            "send to",
+            "the slot was taken back before the message was published (a peer took this sender for dead): not sent",
+        )
+    }
+
+    #[cold]
+    fn forked(&self) -> Error {
+        process::forked_error("send to", self.inner.name.as_str(), "sender")
     }
 
     /// Sends every message of `msgs` in order, waiting while the channel is
@@ -1133,6 +1178,9 @@ impl Sender {
     /// # Errors
     /// As [`send`](Sender::send); messages before the failing one were sent.
     pub fn send_batch<'m>(&mut self, msgs: impl IntoIterator<Item = &'m [u8]>) -> Result<()> {
+        if !self.home.is_here() {
+            return Err(self.forked());
+        }
         let max = self.inner.layout.max_msg;
         let mut unannounced = false;
         let result = (|| {
@@ -1160,8 +1208,11 @@ impl Sender {
                         msg.len(),
                     )
                 };
-                self.commit_quiet(claim, msg.len());
+                let published = self.commit_quiet(claim, msg.len());
                 unannounced = true;
+                if !published {
+                    return Err(self.taken_back());
+                }
             }
             Ok(())
         })();
@@ -1209,6 +1260,9 @@ impl Sender {
 
     #[inline]
     fn claim(&mut self, block: bool, deadline: Option<Instant>) -> Result<Claim> {
+        if !self.home.is_here() {
+            return Err(self.forked());
+        }
         let mut check_dead = false;
         loop {
             match self.claim_now(check_dead) {
@@ -1264,7 +1318,10 @@ impl Sender {
 
 impl Drop for Sender {
     fn drop(&mut self) {
-        self.inner.leave(self.entry, ROLE_PRODUCER);
+        // In a forked child the entry is the parent's: leave it alone.
+        if self.home.is_here() {
+            self.inner.leave(self.entry, self.identity, ROLE_PRODUCER);
+        }
     }
 }
 
@@ -1339,9 +1396,11 @@ impl SendSlot<'_> {
                 ),
             ));
         }
+        if !self.sender.home.is_here() {
+            return Err(self.sender.forked());
+        }
         let claim = self.claim.take().expect("a live slot has its claim");
-        self.sender.commit(claim, len);
-        Ok(())
+        self.sender.commit(claim, len)
     }
 }
 
@@ -1349,9 +1408,10 @@ impl Drop for SendSlot<'_> {
     fn drop(&mut self) {
         if let Some(claim) = self.claim.take() {
             // An SPSC slot is simply not published; a shared ring's slot is
-            // handed back so consumers skip its position.
-            if self.sender.spsc.is_none() {
-                ring::abandon_send(&*self.sender.inner, claim);
+            // handed back so consumers skip its position (by its owner
+            // only: in a forked child the claim is the parent's).
+            if self.sender.spsc.is_none() && self.sender.home.is_here() {
+                ring::abandon_send(&*self.sender.inner, claim, self.sender.owner);
                 self.sender.inner.data_event().notify_all();
             }
         }
@@ -1362,6 +1422,10 @@ impl Drop for SendSlot<'_> {
 pub struct Receiver {
     inner: Arc<Inner>,
     entry: usize,
+    /// The identity word this receiver stored in its entry.
+    identity: u64,
+    /// The process that made it (a forked child must not use it).
+    home: Home,
     owner: u8,
     count: u64,
     wait: WaitStrategy,
@@ -1531,13 +1595,22 @@ impl Receiver {
     /// Frees a claimed slot once its message is copied out. With `publish`
     /// off (inside a batch) an SPSC consumer only moves its own cursor; the
     /// batch, or any later release, tells the producer.
+    ///
+    /// Does nothing in a forked child: the claim is the parent's. On the
+    /// shared ring the release is a compare-and-swap from our claim's
+    /// state, so a slot a peer took back meanwhile is left alone.
     #[inline(always)]
     fn release(&mut self, claim: Claim, publish: bool) {
+        if !self.home.is_here() {
+            return;
+        }
         let inner = &*self.inner;
         match self.spsc.as_mut() {
             Some(cursor) if !publish => spsc::step_recv(cursor),
             Some(cursor) => spsc::release_recv(inner, cursor),
-            None => ring::release_recv(inner, claim),
+            None => {
+                let _ = ring::release_recv(inner, claim, self.owner);
+            }
         }
     }
 
@@ -1583,6 +1656,13 @@ impl Receiver {
 
     #[inline]
     fn claim_slot(&mut self, block: bool, deadline: Option<Instant>) -> Result<RecvSlot<'_>> {
+        if !self.home.is_here() {
+            return Err(process::forked_error(
+                "receive from",
+                self.inner.name.as_str(),
+                "receiver",
+            ));
+        }
         let mut check_dead = false;
         loop {
             match self.claim_now(check_dead) {
@@ -1646,7 +1726,10 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        self.inner.leave(self.entry, ROLE_CONSUMER);
+        // In a forked child the entry is the parent's: leave it alone.
+        if self.home.is_here() {
+            self.inner.leave(self.entry, self.identity, ROLE_CONSUMER);
+        }
     }
 }
 
