@@ -648,6 +648,67 @@ fn spsc_garbage_in_shared_memory_is_an_error_not_a_crash() {
     assert_eq!(ch.stats().endpoints.len(), 1);
 }
 
+/// Issue 15, defect 8: a `dequeue` of u64::MAX made a new receiver get an
+/// empty message nobody sent (the slot it names looked published); hostile
+/// endpoint counts do not overflow the stats.
+#[test]
+fn spsc_garbage_positions_fabricate_no_message() {
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &spsc_options(4, 16)).unwrap();
+    let raw = OpenOptions::new().open(&name.0).unwrap().map().unwrap();
+    raw.atomic_u64(384)
+        .unwrap()
+        .store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
+    match ch.receiver() {
+        Err(e) => assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}"),
+        Ok(mut rx) => {
+            let got = rx.try_recv();
+            assert!(
+                got.as_ref().is_err_and(|e| e.kind() == ErrorKind::Corrupt),
+                "{got:?}"
+            );
+        }
+    }
+    assert_eq!(ch.stats().endpoints.len(), 0);
+    raw.atomic_u64(384)
+        .unwrap()
+        .store(0, std::sync::atomic::Ordering::Relaxed);
+    let mut rx = ch.receiver().unwrap();
+    let mut tx = ch.sender().unwrap();
+    assert_eq!(rx.try_recv().unwrap_err().kind(), ErrorKind::WouldBlock);
+    tx.send(b"real").unwrap();
+    assert_eq!(rx.recv().unwrap(), b"real");
+    // Every endpoint count at u64::MAX: the totals saturate, no panic.
+    for entry in 0..2 {
+        raw.atomic_u64(768 + 64 * entry + 8)
+            .unwrap()
+            .store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
+    }
+    raw.atomic_u64(120)
+        .unwrap()
+        .store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
+    let stats = ch.stats();
+    assert_eq!(stats.sent, u64::MAX);
+}
+
+/// Issue 15, defect 8: a message redelivered after a consumer was killed
+/// holding it is counted received once, so received never exceeds sent.
+#[test]
+fn spsc_redelivery_counts_a_message_received_once() {
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &spsc_options(4, 32)).unwrap();
+    let mut tx = ch.sender().unwrap();
+    tx.send(b"held").unwrap();
+    tx.send(b"next").unwrap();
+    let child = spawn_child("hang-mid-receive", &name.0);
+    kill(child);
+    let mut rx = ch.receiver().unwrap();
+    assert_eq!(rx.recv().unwrap(), b"held");
+    assert_eq!(rx.recv().unwrap(), b"next");
+    let stats = ch.stats();
+    assert_eq!((stats.sent, stats.received), (2, 2), "{stats:?}");
+}
+
 #[test]
 fn spsc_batches_free_their_slots_when_they_end() {
     let name = Name::new();

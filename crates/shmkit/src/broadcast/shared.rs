@@ -241,6 +241,19 @@ impl Inner {
         Error::new(kind, op, self.name.as_str(), detail)
     }
 
+    /// The error for a `head` that the slots contradict (`ring::checked_head`).
+    #[cold]
+    fn head_corrupt(&self, op: &'static str) -> Error {
+        self.err(
+            ErrorKind::Corrupt,
+            op,
+            format!(
+                "its head position {} is not one the writer left (the slot before it says otherwise): the broadcast is corrupt",
+                ring::head(self)
+            ),
+        )
+    }
+
     /// Clears the entries of dead subscribers; returns how many.
     fn reap(&self) -> usize {
         let mut reaped = 0;
@@ -428,7 +441,10 @@ impl Broadcast {
         let inner = &*self.inner;
         let c = inner.control();
         let claim = shared_object::claim_writer(&c.writer, &c.claims, "broadcast", &inner.name)?;
-        let position = ring::recover(inner);
+        let Some(position) = ring::recover(inner) else {
+            shared_object::release_writer(&c.writer, claim);
+            return Err(inner.head_corrupt("write to"));
+        };
         // Subscribers waiting for a writer look again.
         c.bell.ring();
         Ok(Publisher {
@@ -470,7 +486,10 @@ impl Broadcast {
             {
                 continue;
             }
-            let head = ring::head(inner);
+            let Some(head) = ring::checked_head(inner) else {
+                clear(e);
+                return Err(inner.head_corrupt("subscribe to"));
+            };
             let cursor = if oldest {
                 head.saturating_sub(inner.layout.capacity)
             } else {
@@ -846,7 +865,7 @@ impl Subscriber {
                             "slot {index} (position {position}) holds sequence {seq:#x} and length {len}, which the protocol never writes: skipped"
                         ),
                     );
-                    self.skip_to(position + 1);
+                    self.skip_to(position.saturating_add(1));
                     return Err(err);
                 }
                 Step::Empty => {}

@@ -177,11 +177,11 @@ pub(crate) fn claim_send(
                 advance(words.enqueue_pos(), pos);
                 return Ok(Claim { pos, index });
             }
-        } else if state.pos == pos || state.pos == pos + cap {
+        } else if state.pos == pos || state.pos == pos.wrapping_add(cap) {
             // Claimed at this lap by another producer, or already resolved:
             // `enqueue` lags; help it along and look again.
             advance(words.enqueue_pos(), pos);
-        } else if state.pos + cap == pos && state.phase != Phase::Empty {
+        } else if state.pos.wrapping_add(cap) == pos && state.phase != Phase::Empty {
             // The previous lap's message is still there: full, unless its
             // claimer died.
             if state.phase == Phase::Full || !(check_dead && is_dead(state.owner)) {
@@ -299,13 +299,13 @@ pub(crate) fn claim_recv(
                         return Err(RingError::WouldBlock);
                     }
                     // Its writer died before committing: drop the position.
-                    recover(slot, word, pos + cap);
+                    recover(slot, word, pos.wrapping_add(cap));
                 }
             }
-        } else if state.pos == pos + cap {
+        } else if state.pos == pos.wrapping_add(cap) {
             // Resolved already (consumed, or abandoned): `dequeue` lags.
             advance(words.dequeue_pos(), pos);
-        } else if state.pos + cap == pos && state.phase == Phase::Reading {
+        } else if state.pos.wrapping_add(cap) == pos && state.phase == Phase::Reading {
             // The slot still shows the previous lap: its reader has not
             // released it yet, so our producer has not written. Empty,
             // unless that reader died holding it.
@@ -347,7 +347,7 @@ pub(crate) fn release_recv(words: &impl RingWords, claim: Claim, me: u8) -> bool
 /// Moves a position counter from `pos` to `pos + 1` unless someone already did.
 /// Release pairs with the Acquire loads at the top of the claim loops.
 fn advance(counter: &AtomicU64, pos: u64) {
-    let _ = counter.compare_exchange(pos, pos + 1, Ordering::Release, Ordering::Relaxed);
+    let _ = counter.compare_exchange(pos, pos.wrapping_add(1), Ordering::Release, Ordering::Relaxed);
 }
 
 /// Replaces a dead claimer's state `word` with `(next, EMPTY)`; losing the
@@ -382,7 +382,7 @@ pub(crate) fn recover_owner(words: &impl RingWords, owner: u8) -> usize {
             continue;
         }
         let next = match state.phase {
-            Phase::Writing | Phase::Reading => state.pos + cap,
+            Phase::Writing | Phase::Reading => state.pos.wrapping_add(cap),
             _ => continue,
         };
         if slot

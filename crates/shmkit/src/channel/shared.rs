@@ -837,7 +837,17 @@ impl Channel {
     pub fn receiver(&self) -> Result<Receiver> {
         let inner = &*self.inner;
         let (entry, identity) = inner.join(ROLE_CONSUMER)?;
-        let spsc = inner.layout.spsc().then(|| spsc::resume_recv(inner));
+        let spsc = if inner.layout.spsc() {
+            match spsc::resume_recv(inner) {
+                Ok(cursor) => Some(cursor),
+                Err(e) => {
+                    inner.leave(entry, identity, ROLE_CONSUMER);
+                    return Err(inner.spsc_corrupt("connect to", e));
+                }
+            }
+        } else {
+            None
+        };
         Ok(Receiver {
             inner: self.inner.clone(),
             entry,
@@ -886,9 +896,10 @@ impl Channel {
                 _ => continue,
             };
             let messages = inner.endpoint_count(i).load(Ordering::Relaxed);
+            // Saturating: the counts are words anyone can write.
             match role {
-                Role::Sender => sent += messages,
-                Role::Receiver => received += messages,
+                Role::Sender => sent = sent.saturating_add(messages),
+                Role::Receiver => received = received.saturating_add(messages),
             }
             endpoints.push(EndpointInfo {
                 pid: process::identity_pid(word),
@@ -1557,6 +1568,7 @@ impl Receiver {
         })();
         if let Some(cursor) = &self.spsc {
             spsc::publish_recv(&*self.inner, cursor);
+            self.publish_count();
         }
         if taken > 0 {
             self.inner.space_event().notify_all();
@@ -1607,11 +1619,24 @@ impl Receiver {
         let inner = &*self.inner;
         match self.spsc.as_mut() {
             Some(cursor) if !publish => spsc::step_recv(cursor),
-            Some(cursor) => spsc::release_recv(inner, cursor),
+            Some(cursor) => {
+                spsc::release_recv(inner, cursor);
+                self.publish_count();
+            }
             None => {
                 let _ = ring::release_recv(inner, claim, self.owner);
             }
         }
+    }
+
+    /// Shows this receiver's count in its endpoint entry (SPSC: after the
+    /// position is published, see `checked_len`).
+    #[inline(always)]
+    fn publish_count(&self) {
+        // Relaxed: a statistic; only this endpoint writes it.
+        self.inner
+            .endpoint_count(self.entry)
+            .store(self.count, Ordering::Relaxed);
     }
 
     /// Turns a claimed slot into a [`RecvSlot`], checking the length the
@@ -1638,9 +1663,14 @@ impl Receiver {
         // Untrusted: checked before use.
         let len = inner.slot_len(claim.index).load(Ordering::Relaxed);
         self.count += 1;
-        inner
-            .endpoint_count(self.entry)
-            .store(self.count, Ordering::Relaxed);
+        // An SPSC message counts as received once the consumer's position
+        // is published past it (`publish_count`): one redelivered after a
+        // crash is not counted twice, so received never exceeds sent.
+        if self.spsc.is_none() {
+            inner
+                .endpoint_count(self.entry)
+                .store(self.count, Ordering::Relaxed);
+        }
         if len > inner.layout.max_msg {
             let max = inner.layout.max_msg;
             self.release(claim, true);

@@ -76,9 +76,25 @@ pub(crate) fn init(words: &impl RingWords) {
     words.dequeue_pos().store(0, Ordering::Relaxed);
 }
 
+/// Positions from here on are garbage: at 10⁹ messages a second a channel
+/// takes 146 years to get there, and below it `pos + 1` and `pos + cap`
+/// cannot overflow.
+const MAX_POSITION: u64 = 1 << 62;
+
 /// The sequence slot `pos % cap` holds while `pos` is not yet published.
 fn unpublished(pos: u64, cap: u64) -> u64 {
-    (pos + 1).saturating_sub(cap)
+    pos.saturating_add(1).saturating_sub(cap)
+}
+
+/// Whether `enqueue` and `dequeue` are positions a run of the protocol can
+/// leave: below [`MAX_POSITION`], at most a ring apart, and the consumer at
+/// most one past the stored `enqueue` (a producer killed between
+/// publishing and storing `enqueue` leaves it one behind).
+fn positions_ok(enqueue: u64, dequeue: u64, cap: u64) -> bool {
+    enqueue < MAX_POSITION
+        && dequeue < MAX_POSITION
+        && dequeue <= enqueue + 1
+        && enqueue.saturating_sub(dequeue) <= cap
 }
 
 /// Where a producer starts: the stored `enqueue`, moved past positions
@@ -89,6 +105,12 @@ pub(crate) fn resume_send(words: &impl RingWords) -> Result<SendCursor, SpscErro
     // Acquire: pairs with the predecessor's Release stores.
     let mut tail = words.enqueue_pos().load(Ordering::Acquire);
     let head = words.dequeue_pos().load(Ordering::Acquire);
+    if !positions_ok(tail, head, cap) {
+        return Err(SpscError::CorruptPositions {
+            enqueue: tail,
+            dequeue: head,
+        });
+    }
     for _ in 0..cap {
         let word = words
             .slot_state((tail & (cap - 1)) as usize)
@@ -111,12 +133,21 @@ pub(crate) fn resume_send(words: &impl RingWords) -> Result<SendCursor, SpscErro
     })
 }
 
-/// Where a consumer starts: the stored `dequeue`.
-pub(crate) fn resume_recv(words: &impl RingWords) -> RecvCursor {
+/// Where a consumer starts: the stored `dequeue`, checked against
+/// `enqueue` (a garbage `dequeue` such as `u64::MAX` would otherwise make a
+/// never-written slot look published).
+pub(crate) fn resume_recv(words: &impl RingWords) -> Result<RecvCursor, SpscError> {
     // Acquire: pairs with the predecessor's Release store after its copy-out.
-    RecvCursor {
-        head: words.dequeue_pos().load(Ordering::Acquire),
+    let head = words.dequeue_pos().load(Ordering::Acquire);
+    // Acquire: pairs with the producer's Release store of `enqueue`.
+    let enqueue = words.enqueue_pos().load(Ordering::Acquire);
+    if !positions_ok(enqueue, head, words.capacity()) {
+        return Err(SpscError::CorruptPositions {
+            enqueue,
+            dequeue: head,
+        });
     }
+    Ok(RecvCursor { head })
 }
 
 /// The slot index the producer may write next, if there is room.
@@ -128,7 +159,7 @@ pub(crate) fn claim_send(words: &impl RingWords, cur: &mut SendCursor) -> Result
         // made after it copied the message out: it is done with the slot
         // we are about to overwrite.
         let head = words.dequeue_pos().load(Ordering::Acquire);
-        if head > cur.tail || cur.tail - head > cap {
+        if head > cur.tail || cur.tail - head > cap || cur.tail >= MAX_POSITION {
             return Err(SpscError::CorruptPositions {
                 enqueue: cur.tail,
                 dequeue: head,
@@ -151,10 +182,11 @@ pub(crate) fn commit_send(words: &impl RingWords, cur: &mut SendCursor) {
     let index = (cur.tail & (cap - 1)) as usize;
     // Release: pairs with the consumer's Acquire load of the sequence; the
     // length and payload written before are visible with it.
+    // Wrapping: `tail` < MAX_POSITION while `claim_send` admits it.
     words
         .slot_state(index)
-        .store(cur.tail + 1, Ordering::Release);
-    cur.tail += 1;
+        .store(cur.tail.wrapping_add(1), Ordering::Release);
+    cur.tail = cur.tail.wrapping_add(1);
     // Release: a producer that takes over reads it with Acquire; the
     // consumer never waits on it.
     words.enqueue_pos().store(cur.tail, Ordering::Release);
@@ -167,7 +199,9 @@ pub(crate) fn claim_recv(words: &impl RingWords, cur: &RecvCursor) -> Result<usi
     let index = (cur.head & (cap - 1)) as usize;
     // Acquire: pairs with the producer's Release store of the sequence.
     let word = words.slot_state(index).load(Ordering::Acquire);
-    if word == cur.head.wrapping_add(1) {
+    // `head < MAX_POSITION` (checked at resume, one step per message), so
+    // `head + 1` never wraps to a never-written slot's 0.
+    if word == cur.head.wrapping_add(1) && word != 0 {
         Ok(index)
     } else if word == unpublished(cur.head, cap) {
         Err(SpscError::WouldBlock)
@@ -188,7 +222,9 @@ pub(crate) fn release_recv(words: &impl RingWords, cur: &mut RecvCursor) {
 /// consumer's position line crosses once per batch, not once per message.
 #[inline]
 pub(crate) fn step_recv(cur: &mut RecvCursor) {
-    cur.head += 1;
+    // Wrapping: a message at `head` was published as `head + 1`, so it did
+    // not overflow.
+    cur.head = cur.head.wrapping_add(1);
 }
 
 /// Tells the producer every slot up to the cursor is free.
@@ -259,7 +295,7 @@ mod tests {
     fn fills_drains_and_wraps_in_order() {
         let r = ring(4);
         let mut tx = resume_send(&r).unwrap();
-        let mut rx = resume_recv(&r);
+        let mut rx = resume_recv(&r).unwrap();
         for round in 0..10u64 {
             for _ in 0..(round % 4) + 1 {
                 let i = claim_send(&r, &mut tx).unwrap();
@@ -311,9 +347,9 @@ mod tests {
         let mut tx = resume_send(&r).unwrap();
         claim_send(&r, &mut tx).unwrap();
         commit_send(&r, &mut tx);
-        let rx = resume_recv(&r);
+        let rx = resume_recv(&r).unwrap();
         assert_eq!(claim_recv(&r, &rx), Ok(0)); // then killed: no release
-        let rx2 = resume_recv(&r);
+        let rx2 = resume_recv(&r).unwrap();
         assert_eq!(claim_recv(&r, &rx2), Ok(0));
     }
 
@@ -322,7 +358,7 @@ mod tests {
         let r = ring(4);
         r.slots[0].store(77, Ordering::Relaxed);
         assert_eq!(
-            claim_recv(&r, &resume_recv(&r)),
+            claim_recv(&r, &resume_recv(&r).unwrap()),
             Err(SpscError::CorruptSlot { index: 0, word: 77 })
         );
         let r = ring(4);
@@ -331,6 +367,22 @@ mod tests {
             resume_send(&r),
             Err(SpscError::CorruptPositions { .. })
         ));
+        // Issue 15, defect 8: a dequeue of u64::MAX made the slot it names
+        // (never written: sequence 0 = MAX + 1) look published.
+        for garbage in [u64::MAX, 1 << 62, 9] {
+            r.dequeue.store(garbage, Ordering::Relaxed);
+            assert!(matches!(
+                resume_recv(&r),
+                Err(SpscError::CorruptPositions { .. })
+            ));
+            assert_eq!(
+                claim_recv(&r, &RecvCursor { head: u64::MAX }),
+                Err(SpscError::CorruptSlot {
+                    index: 3,
+                    word: 0
+                })
+            );
+        }
         let r = ring(4);
         let mut tx = resume_send(&r).unwrap();
         for _ in 0..4 {
@@ -430,7 +482,7 @@ mod loom_models {
             let c = {
                 let s = s.clone();
                 loom::thread::spawn(move || {
-                    let mut rx = resume_recv(&s.ring);
+                    let mut rx = resume_recv(&s.ring).unwrap();
                     let mut got = Vec::new();
                     for _ in 0..3 {
                         if let Some(v) = recv(&s, &mut rx) {
@@ -507,9 +559,9 @@ mod loom_models {
             let c = {
                 let s = s.clone();
                 loom::thread::spawn(move || {
-                    let mut first = resume_recv(&s.ring);
+                    let mut first = resume_recv(&s.ring).unwrap();
                     assert_eq!(recv(&s, &mut first), Some(1));
-                    let mut second = resume_recv(&s.ring);
+                    let mut second = resume_recv(&s.ring).unwrap();
                     let got = recv(&s, &mut second);
                     (got, second)
                 })
