@@ -180,6 +180,8 @@ struct Inner {
     /// The mapping `base` points into, kept alive (and unmapped on drop).
     _region: Region,
     name: ShmName,
+    /// The name again, shared by the cheap errors of `try_recv`.
+    object: Arc<str>,
     layout: Layout,
     info: HeaderInfo,
     /// `region`'s first byte, writable (checked at open).
@@ -377,6 +379,7 @@ impl Broadcast {
         Ok(Broadcast {
             inner: Arc::new(Inner {
                 _region: region,
+                object: name.as_str().into(),
                 name,
                 layout,
                 info,
@@ -871,7 +874,12 @@ impl Subscriber {
                 Step::Empty => {}
             }
             if !block {
-                return Err(inner.err(ErrorKind::WouldBlock, "receive from", "no new message"));
+                return Err(Error::cheap(
+                    ErrorKind::WouldBlock,
+                    "receive from",
+                    &inner.object,
+                    "no new message",
+                ));
             }
             if writer_gone {
                 // Looked once more after seeing the writer gone: nothing.

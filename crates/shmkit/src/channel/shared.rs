@@ -226,6 +226,8 @@ const _: () = assert!(MAX_ENDPOINTS <= ring::MAX_OWNERS);
 struct Inner {
     region: Region,
     name: ShmName,
+    /// The name again, shared by the cheap errors of `try_` calls.
+    object: Arc<str>,
     layout: Layout,
     /// `region`'s first byte, writable (checked at open).
     base: *mut u8,
@@ -700,6 +702,7 @@ impl Channel {
             };
             let inner = Inner {
                 name: obj.name().clone(),
+                object: obj.name().as_str().into(),
                 layout,
                 base,
                 info,
@@ -785,6 +788,7 @@ impl Channel {
         Ok(Channel {
             inner: Arc::new(Inner {
                 name: obj.name().clone(),
+                object: obj.name().as_str().into(),
                 layout,
                 base,
                 info,
@@ -1283,7 +1287,12 @@ impl Sender {
             }
             let inner = &*self.inner;
             if !block {
-                return Err(inner.err(ErrorKind::WouldBlock, "send to", "the channel is full"));
+                return Err(Error::cheap(
+                    ErrorKind::WouldBlock,
+                    "send to",
+                    &inner.object,
+                    "the channel is full",
+                ));
             }
             if check_dead && inner.all_gone(ROLE_CONSUMER) {
                 return Err(inner.err(
@@ -1702,9 +1711,10 @@ impl Receiver {
             }
             let inner = &*self.inner;
             if !block {
-                return Err(inner.err(
+                return Err(Error::cheap(
                     ErrorKind::WouldBlock,
                     "receive from",
+                    &inner.object,
                     "the channel is empty",
                 ));
             }
