@@ -709,6 +709,47 @@ fn spsc_redelivery_counts_a_message_received_once() {
     assert_eq!((stats.sent, stats.received), (2, 2), "{stats:?}");
 }
 
+/// Issue 15, defect 10: a slot state word the protocol never writes
+/// costs at most that position: reported, skipped when found again, and
+/// every later message flows (it made every later receive fail for ever).
+#[test]
+fn a_damaged_slot_word_does_not_stop_the_channel() {
+    for spsc in [false, true] {
+        let name = Name::new();
+        let opts = if spsc {
+            spsc_options(4, 16)
+        } else {
+            options(4, 16)
+        };
+        let ch = Channel::create(&name.0, &opts).unwrap();
+        let mut tx = ch.sender().unwrap();
+        let mut rx = ch.receiver().unwrap();
+        tx.send(b"first").unwrap();
+        assert_eq!(rx.recv().unwrap(), b"first");
+        tx.send(b"damaged").unwrap();
+        tx.send(b"after").unwrap();
+        let raw = OpenOptions::new().open(&name.0).unwrap().map().unwrap();
+        // Slot 1's state word: SPSC slots are 32 bytes apart, shared-ring
+        // slots 64.
+        let slots = 768 + 64 * 64;
+        let slot1 = slots + if spsc { 32 } else { 64 };
+        raw.atomic_u64(slot1)
+            .unwrap()
+            .store(0x0bad_0bad_0bad_0bad, std::sync::atomic::Ordering::Relaxed);
+        for _ in 0..2 {
+            let e = rx.try_recv().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Corrupt, "spsc {spsc}: {e}");
+        }
+        assert_eq!(rx.try_recv().unwrap(), b"after", "spsc {spsc}");
+        for i in 0..10u8 {
+            tx.send_timeout(&[i], Duration::from_secs(10)).unwrap();
+            assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), [i]);
+        }
+        let stats = ch.stats();
+        assert!(stats.received <= stats.sent, "{stats:?}");
+    }
+}
+
 #[test]
 fn spsc_batches_free_their_slots_when_they_end() {
     let name = Name::new();

@@ -361,6 +361,33 @@ fn recover(slot: &AtomicU64, word: u64, next: u64) {
     );
 }
 
+/// A consumer's way past a slot whose state `word` (at `index`) the
+/// protocol never writes: if the slot still holds it and `dequeue` still
+/// names that slot, the position is resolved as abandoned (`(pos + cap,
+/// EMPTY)`, as for a dead writer) and `dequeue` moves on. Producers then
+/// see the position resolved and skip it too. True if it was done (by us).
+pub(crate) fn skip_corrupt(words: &impl RingWords, index: usize, word: u64) -> bool {
+    let cap = words.capacity();
+    // Acquire: as at the top of `claim_recv`.
+    let pos = words.dequeue_pos().load(Ordering::Acquire);
+    if (pos & (cap - 1)) as usize != index {
+        return false;
+    }
+    let slot = words.slot_state(index);
+    let skipped = slot
+        .compare_exchange(
+            word,
+            State::empty(pos.wrapping_add(cap)).encode(),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
+        .is_ok();
+    if skipped {
+        advance(words.dequeue_pos(), pos);
+    }
+    skipped
+}
+
 /// How many positions are claimed but not yet consumed (approximate while
 /// others run).
 pub(crate) fn depth(words: &impl RingWords) -> u64 {
@@ -582,6 +609,27 @@ mod tests {
         assert_eq!(recover_owner(&ring, 5), 1);
         let c = claim_recv(&ring, 2, false, &mut nobody_dead).unwrap();
         assert_eq!(c.pos, b.pos);
+    }
+
+    /// Issue 15, defect 10: a garbage slot word is skipped, so the ring
+    /// goes on for consumers and producers.
+    #[test]
+    fn a_garbage_slot_can_be_skipped() {
+        let ring = HeapRing::new(2);
+        ring.slots[0].store(u64::MAX, Ordering::Relaxed);
+        assert!(matches!(
+            claim_recv(&ring, 1, false, &mut nobody_dead),
+            Err(RingError::Corrupt { index: 0, word: u64::MAX })
+        ));
+        assert!(!skip_corrupt(&ring, 0, 5), "another word: not skipped");
+        assert!(skip_corrupt(&ring, 0, u64::MAX));
+        for _ in 0..4 {
+            let c = claim_send(&ring, 1, false, &mut nobody_dead).unwrap();
+            assert!(commit_send(&ring, c, 1));
+            let r = claim_recv(&ring, 2, false, &mut nobody_dead).unwrap();
+            assert_eq!(r.pos, c.pos);
+            assert!(release_recv(&ring, r, 2));
+        }
     }
 
     #[test]

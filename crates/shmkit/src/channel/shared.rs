@@ -861,6 +861,7 @@ impl Channel {
             count: 0,
             wait: WaitStrategy::default(),
             spsc,
+            last_corrupt: None,
         })
     }
 
@@ -1451,6 +1452,9 @@ pub struct Receiver {
     wait: WaitStrategy,
     /// The consumer's position in an SPSC channel; None in a shared one.
     spsc: Option<RecvCursor>,
+    /// The damaged slot (index, word) the last receive reported: found
+    /// again unchanged, it is skipped (`corrupt_slot`).
+    last_corrupt: Option<(usize, u64)>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -1561,7 +1565,7 @@ impl Receiver {
                 let claim = match self.claim_now(false) {
                     Ok(Some(claim)) => claim,
                     Ok(None) => break,
-                    Err(e) => return Err(self.inner.spsc_corrupt("receive from", e)),
+                    Err(e) => return Err(self.corrupt_slot(e)),
                 };
                 let len = self.checked_len(claim)?;
                 let slot = RecvSlot {
@@ -1638,6 +1642,34 @@ impl Receiver {
         }
     }
 
+    /// The error for a damaged slot where the next message should be. The
+    /// first time a slot is found so it is only reported (a writer of
+    /// garbage may be repairing it); found again with the same word, its
+    /// position is skipped, so one damaged word costs at most that message
+    /// and the channel goes on.
+    #[cold]
+    fn corrupt_slot(&mut self, e: SpscError) -> Error {
+        if let SpscError::CorruptSlot { index, word } = e {
+            if self.last_corrupt == Some((index, word)) {
+                self.last_corrupt = None;
+                let inner = &*self.inner;
+                match self.spsc.as_mut() {
+                    Some(cursor) => {
+                        spsc::skip_corrupt(inner, cursor, word);
+                        self.publish_count();
+                    }
+                    None => {
+                        ring::skip_corrupt(inner, index, word);
+                    }
+                }
+                inner.space_event().notify_all();
+            } else {
+                self.last_corrupt = Some((index, word));
+            }
+        }
+        self.inner.spsc_corrupt("receive from", e)
+    }
+
     /// Shows this receiver's count in its endpoint entry (SPSC: after the
     /// position is published, see `checked_len`).
     #[inline(always)]
@@ -1707,7 +1739,7 @@ impl Receiver {
             match self.claim_now(check_dead) {
                 Ok(Some(claim)) => return self.take(claim),
                 Ok(None) => {}
-                Err(e) => return Err(self.inner.spsc_corrupt("receive from", e)),
+                Err(e) => return Err(self.corrupt_slot(e)),
             }
             let inner = &*self.inner;
             if !block {
@@ -1733,7 +1765,7 @@ impl Receiver {
                         "receive from",
                         "the channel is empty and every sender is gone",
                     )),
-                    Err(e) => Err(self.inner.spsc_corrupt("receive from", e)),
+                    Err(e) => Err(self.corrupt_slot(e)),
                 };
             }
             let spin = self.wait == WaitStrategy::SpinThenSleep;

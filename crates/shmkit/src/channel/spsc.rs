@@ -210,6 +210,34 @@ pub(crate) fn claim_recv(words: &impl RingWords, cur: &RecvCursor) -> Result<usi
     }
 }
 
+/// The consumer's way past a slot sequence `word` (at its `head`) that the
+/// protocol never writes, if the slot still holds it. A position the
+/// producer has passed (`head < enqueue`) was published and then damaged:
+/// the consumer moves past it (the message is dropped). One it has not
+/// reached yet is reset to "unpublished" (by compare-and-swap: a producer's
+/// publish wins), and the producer writes it as usual.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn skip_corrupt(words: &impl RingWords, cur: &mut RecvCursor, word: u64) {
+    let cap = words.capacity();
+    let slot = words.slot_state((cur.head & (cap - 1)) as usize);
+    // Acquire: pairs with the producer's Release store of `enqueue`.
+    let enqueue = words.enqueue_pos().load(Ordering::Acquire);
+    if cur.head < enqueue {
+        // Relaxed: we only compare; the position is dropped either way
+        // unless the slot changed (then the next claim looks again).
+        if slot.load(Ordering::Relaxed) == word {
+            release_recv(words, cur);
+        }
+    } else {
+        let _ = slot.compare_exchange(
+            word,
+            unpublished(cur.head, cap),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+}
+
 /// Frees the slot `claim_recv` gave, after the message was copied out.
 #[inline]
 pub(crate) fn release_recv(words: &impl RingWords, cur: &mut RecvCursor) {
