@@ -60,7 +60,10 @@ impl ProcessId {
 /// does any other failure (nothing proves it gone).
 #[doc(alias = "kill")]
 fn pid_exists(pid: u32) -> bool {
-    let Some(p) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else {
+    let Some(p) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return false; // 0 or beyond any pid: nobody
     };
     !matches!(
@@ -166,11 +169,7 @@ impl Home {
 
 /// The error for a handle used in a child forked after it was made.
 #[cfg(not(loom))]
-pub(crate) fn forked_error(
-    op: &'static str,
-    object: &str,
-    what: &str,
-) -> crate::error::Error {
+pub(crate) fn forked_error(op: &'static str, object: &str, what: &str) -> crate::error::Error {
     crate::error::Error::new(
         crate::error::ErrorKind::InvalidArgument,
         op,

@@ -46,8 +46,21 @@ pub(crate) fn create(
 /// Opens `name` read-write, waits (bounded) for its creator to publish it,
 /// and checks the common header against `kind`. The caller checks its own
 /// parameters next.
-pub(crate) fn open(name: &str, kind: Kind) -> Result<(ShmName, Region, HeaderInfo)> {
-    let obj = PosixObject::open(name)?;
+///
+/// With `read_only_ok`, an object this process may only read (a 0644 board
+/// of another user) is opened and mapped read-only instead: the region
+/// then says so ([`Region::is_writable`]) and the caller must only load.
+pub(crate) fn open(
+    name: &str,
+    kind: Kind,
+    read_only_ok: bool,
+) -> Result<(ShmName, Region, HeaderInfo)> {
+    let obj = match PosixObject::open(name) {
+        Err(e) if read_only_ok && e.kind() == ErrorKind::PermissionDenied => {
+            PosixObject::open_read_only(name)?
+        }
+        other => other?,
+    };
     // A creator between shm_open and sizing leaves the object empty for a
     // moment: wait for the header to exist.
     let deadline = Instant::now() + OPEN_TIMEOUT;

@@ -22,7 +22,10 @@ struct Name(String);
 impl Name {
     fn new(tag: &str) -> Self {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        Name(format!("/shmkit-test-{}-{n}-fork-{tag}", std::process::id()))
+        Name(format!(
+            "/shmkit-test-{}-{n}-fork-{tag}",
+            std::process::id()
+        ))
     }
 }
 

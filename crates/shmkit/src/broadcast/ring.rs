@@ -320,12 +320,10 @@ pub(crate) fn store(words: &impl RingWords, pending: Pending, msg: &[u8]) {
 pub(crate) fn commit(words: &impl RingWords, pending: Pending) -> u64 {
     // Step 4. Release: pairs with the subscribers' Acquire load of the
     // slot's seq: the words stored above are visible to whoever sees it.
-    words
-        .slot_seq(pending.index)
-        .store(
-            pending.position.wrapping_mul(2).wrapping_add(2),
-            Ordering::Release,
-        );
+    words.slot_seq(pending.index).store(
+        pending.position.wrapping_mul(2).wrapping_add(2),
+        Ordering::Release,
+    );
     // Step 5. Release: pairs with the Acquire loads of `head` (lag
     // arithmetic, a writer taking over, statistics).
     words.head().store(pending.position + 1, Ordering::Release);

@@ -397,7 +397,7 @@ impl Broadcast {
     /// creator died half-way (a stale object); [`ErrorKind::TimedOut`] when
     /// a live creator is still initialising after two seconds.
     pub fn open(name: &str) -> Result<Broadcast> {
-        let (name, region, info) = shared_object::open(name, Kind::Broadcast)?;
+        let (name, region, info) = shared_object::open(name, Kind::Broadcast, false)?;
         let bad = |why: String| shared_object::corrupt(&name, "open", why);
         if region.len() < SLOTS_START {
             return Err(bad(format!(

@@ -347,7 +347,12 @@ pub(crate) fn release_recv(words: &impl RingWords, claim: Claim, me: u8) -> bool
 /// Moves a position counter from `pos` to `pos + 1` unless someone already did.
 /// Release pairs with the Acquire loads at the top of the claim loops.
 fn advance(counter: &AtomicU64, pos: u64) {
-    let _ = counter.compare_exchange(pos, pos.wrapping_add(1), Ordering::Release, Ordering::Relaxed);
+    let _ = counter.compare_exchange(
+        pos,
+        pos.wrapping_add(1),
+        Ordering::Release,
+        Ordering::Relaxed,
+    );
 }
 
 /// Replaces a dead claimer's state `word` with `(next, EMPTY)`; losing the
@@ -619,7 +624,10 @@ mod tests {
         ring.slots[0].store(u64::MAX, Ordering::Relaxed);
         assert!(matches!(
             claim_recv(&ring, 1, false, &mut nobody_dead),
-            Err(RingError::Corrupt { index: 0, word: u64::MAX })
+            Err(RingError::Corrupt {
+                index: 0,
+                word: u64::MAX
+            })
         ));
         assert!(!skip_corrupt(&ring, 0, 5), "another word: not skipped");
         assert!(skip_corrupt(&ring, 0, u64::MAX));

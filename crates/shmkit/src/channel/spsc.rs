@@ -405,10 +405,7 @@ mod tests {
             ));
             assert_eq!(
                 claim_recv(&r, &RecvCursor { head: u64::MAX }),
-                Err(SpscError::CorruptSlot {
-                    index: 3,
-                    word: 0
-                })
+                Err(SpscError::CorruptSlot { index: 3, word: 0 })
             );
         }
         let r = ring(4);

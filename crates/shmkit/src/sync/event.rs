@@ -331,14 +331,15 @@ impl Event {
             // below orders it. A full count (garbage) is not added to: the
             // next notify zeroes it, and the slice bounds the sleep anyway.
             // The sequence we registered in is the one the update saw.
-            let (registered, mine) = match self
-                .state
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
-                    (w & COUNT_MASK != COUNT_MASK).then(|| w + 1)
-                }) {
-                Ok(before) => (true, seq_of(before)),
-                Err(before) => (false, seq_of(before)),
-            };
+            let (registered, mine) =
+                match self
+                    .state
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                        (w & COUNT_MASK != COUNT_MASK).then(|| w + 1)
+                    }) {
+                    Ok(before) => (true, seq_of(before)),
+                    Err(before) => (false, seq_of(before)),
+                };
             // Step 4, SYNC POINT (Dekker): pairs with the SeqCst fence in
             // `notify`. Either that notify sees our registration and bumps
             // the sequence, or the checks below see its condition store.
