@@ -301,7 +301,9 @@ impl Region {
         self.check_writable("write")?;
         self.check_range("write", offset, data.len())?;
         self.with_words(offset, data.len(), |word, inside, from| {
-            store_bytes(word, inside, |bytes| bytes.copy_from_slice(&data[from.clone()]));
+            store_bytes(word, inside, |bytes| {
+                bytes.copy_from_slice(&data[from.clone()])
+            });
         });
         Ok(())
     }
