@@ -85,6 +85,10 @@ fn sliced(timeout: Option<std::time::Duration>) -> Option<std::time::Duration> {
     }
 }
 
+/// The longest sleep of a waiter that cannot register (read-only mapping).
+#[cfg(not(loom))]
+pub(crate) const UNREGISTERED_SLICE: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// A wake-up for many waiters in shared memory: 8 bytes, two atomics, all
 /// zero when idle. See the module documentation.
 #[repr(C)]
@@ -167,6 +171,35 @@ impl Bell {
             // changed, interrupted, timed out) loops: the deadline check
             // above decides.
             futex::wait(&self.word, w, sliced(timeout))?;
+        }
+    }
+
+    /// Like [`wait_until`](Bell::wait_until) for a waiter that may not
+    /// write the bell (it mapped the object read-only): it does not
+    /// register, so no ring wakes it on purpose; it sleeps on the word in
+    /// slices of at most [`UNREGISTERED_SLICE`] and looks again after each
+    /// (a ring that finds another waiter registered wakes it sooner).
+    #[cfg(not(loom))]
+    pub(crate) fn wait_until_unregistered(
+        &self,
+        mut cond: impl FnMut() -> bool,
+        deadline: Option<Instant>,
+    ) -> Result<bool> {
+        loop {
+            // Relaxed: the futex compare is all the word is used for here.
+            let w = self.word.load(Ordering::Relaxed);
+            if cond() {
+                return Ok(true);
+            }
+            let mut slice = UNREGISTERED_SLICE;
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(cond());
+                }
+                slice = slice.min(left);
+            }
+            futex::wait(&self.word, w, Some(slice))?;
         }
     }
 

@@ -5,8 +5,10 @@
 //! why: the OS errno where there is one, otherwise a sentence. The message
 //! reads like a shell tool's: `cannot open /jobs: No such file or directory`.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 
 /// What kind of failure an [`Error`] is, for callers that branch on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -51,9 +53,11 @@ pub enum ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     op: &'static str,
-    object: String,
+    /// Shared, so an object's handles can make errors on a hot path (a
+    /// `try_recv` that finds nothing) without allocating.
+    object: Arc<str>,
     errno: Option<i32>,
-    detail: Option<String>,
+    detail: Option<Cow<'static, str>>,
 }
 
 /// The library's result type.
@@ -65,7 +69,7 @@ impl Error {
         Self {
             kind: kind_of_errno(errno),
             op,
-            object: object.into(),
+            object: object.into().into(),
             errno: Some(errno),
             detail: None,
         }
@@ -81,15 +85,33 @@ impl Error {
         Self {
             kind,
             op,
-            object: object.into(),
+            object: object.into().into(),
             errno: None,
-            detail: Some(detail.into()),
+            detail: Some(Cow::Owned(detail.into())),
+        }
+    }
+
+    /// An error that allocates nothing: the object's name shared with its
+    /// handle, a fixed explanation. For errors a caller may meet in a loop,
+    /// such as [`ErrorKind::WouldBlock`] from a `try_` call.
+    pub(crate) fn cheap(
+        kind: ErrorKind,
+        op: &'static str,
+        object: &Arc<str>,
+        detail: &'static str,
+    ) -> Self {
+        Self {
+            kind,
+            op,
+            object: Arc::clone(object),
+            errno: None,
+            detail: Some(Cow::Borrowed(detail)),
         }
     }
 
     /// Adds a sentence after the OS reason (a hint such as which limit was hit).
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
+        self.detail = Some(Cow::Owned(detail.into()));
         self
     }
 

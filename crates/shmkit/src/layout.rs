@@ -154,10 +154,10 @@ pub fn wait_ready(region: &Region, kind: Kind, timeout: Duration) -> Result<Head
         ));
     }
     let deadline = Instant::now() + timeout;
-    let state = word32(region, OFF_STATE)?;
     loop {
-        // Acquire: pairs with the Release store in `publish_ready`.
-        let s = state.load(Ordering::Acquire);
+        // Acquire: pairs with the Release store in `publish_ready`. A load
+        // (not `atomic_u32`): readers may map the object read-only.
+        let s = region.load_u32(OFF_STATE, Ordering::Acquire)?;
         if s == STATE_READY {
             break;
         }
@@ -177,7 +177,7 @@ pub fn wait_ready(region: &Region, kind: Kind, timeout: Duration) -> Result<Head
             ));
         }
         if Instant::now() >= deadline {
-            if creator.pid == 0 && word64(region, OFF_MAGIC)?.load(Ordering::Relaxed) != MAGIC {
+            if creator.pid == 0 && region.load_u64(OFF_MAGIC, Ordering::Relaxed)? != MAGIC {
                 return Err(Error::new(
                     ErrorKind::InvalidArgument,
                     "open",
@@ -197,21 +197,21 @@ pub fn wait_ready(region: &Region, kind: Kind, timeout: Duration) -> Result<Head
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    let magic = word64(region, OFF_MAGIC)?.load(Ordering::Relaxed);
+    let magic = region.load_u64(OFF_MAGIC, Ordering::Relaxed)?;
     if magic != MAGIC {
         return Err(corrupt(
             region,
             format!("not a shmkit object (magic {magic:#018x})"),
         ));
     }
-    let version = word32(region, OFF_VERSION)?.load(Ordering::Relaxed);
+    let version = region.load_u32(OFF_VERSION, Ordering::Relaxed)?;
     if version != VERSION {
         return Err(corrupt(
             region,
             format!("format version {version}; this build reads version {VERSION}"),
         ));
     }
-    let found = word32(region, OFF_KIND)?.load(Ordering::Relaxed);
+    let found = region.load_u32(OFF_KIND, Ordering::Relaxed)?;
     match Kind::from_u32(found) {
         Some(k) if k == kind => {}
         Some(k) => {
@@ -224,14 +224,14 @@ pub fn wait_ready(region: &Region, kind: Kind, timeout: Duration) -> Result<Head
         }
         None => return Err(corrupt(region, format!("unknown object kind {found}"))),
     }
-    let header_size = word32(region, OFF_HEADER_SIZE)?.load(Ordering::Relaxed);
+    let header_size = region.load_u32(OFF_HEADER_SIZE, Ordering::Relaxed)?;
     if header_size as usize != HEADER_SIZE {
         return Err(corrupt(
             region,
             format!("header size {header_size}, expected {HEADER_SIZE}"),
         ));
     }
-    let total_size = word64(region, OFF_TOTAL_SIZE)?.load(Ordering::Relaxed);
+    let total_size = region.load_u64(OFF_TOTAL_SIZE, Ordering::Relaxed)?;
     if total_size > region.len() as u64 || total_size < HEADER_SIZE as u64 {
         return Err(corrupt(
             region,
@@ -243,8 +243,8 @@ pub fn wait_ready(region: &Region, kind: Kind, timeout: Duration) -> Result<Head
     }
     let created = UNIX_EPOCH
         + Duration::from_secs(
-            word64(region, OFF_CREATED)?
-                .load(Ordering::Relaxed)
+            region
+                .load_u64(OFF_CREATED, Ordering::Relaxed)?
                 .min(1 << 40),
         );
     Ok(HeaderInfo {
@@ -257,8 +257,8 @@ pub fn wait_ready(region: &Region, kind: Kind, timeout: Duration) -> Result<Head
 
 fn creator_of(region: &Region) -> Result<ProcessId> {
     Ok(ProcessId {
-        pid: word64(region, OFF_CREATOR_PID)?.load(Ordering::Relaxed) as u32,
-        start_time: word64(region, OFF_CREATOR_START)?.load(Ordering::Relaxed),
+        pid: region.load_u64(OFF_CREATOR_PID, Ordering::Relaxed)? as u32,
+        start_time: region.load_u64(OFF_CREATOR_START, Ordering::Relaxed)?,
     })
 }
 

@@ -578,16 +578,11 @@ impl PosixObject {
         let vfs = rustix::fs::fstatvfs(&self.fd).ok()?;
         let total = vfs.f_blocks.saturating_mul(vfs.f_frsize);
         (total > 0 && end > total).then(|| {
-            Error::new(
-                ErrorKind::NoSpace,
-                op,
-                self.name.as_str(),
-                format!(
+            Error::os(op, self.name.as_str(), libc::ENOSPC).with_detail(format!(
                     "{end} bytes ({}) is larger than the whole filesystem holding {SHM_DIR} ({} in all)",
                     crate::human_bytes(end),
                     crate::human_bytes(total)
-                ),
-            )
+            ))
         })
     }
 

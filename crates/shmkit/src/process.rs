@@ -4,6 +4,17 @@
 //! slot still alive?" asked with a bare pid can answer yes about a stranger.
 //! The start time (field 22 of `/proc/PID/stat`, in clock ticks since boot)
 //! tells two processes with the same pid apart, and needs no handle kept open.
+//!
+//! # When `/proc/PID` cannot be read
+//! A process of another user under `hidepid=1/2`, or one this process may
+//! not inspect, has a `/proc` entry that cannot be read (or that does not
+//! show at all) although it runs. Unreadable is therefore never taken for
+//! dead: the pid is then probed with `kill(pid, 0)` (`ESRCH`: no such
+//! process; success or `EPERM`: it exists), and an existing pid whose start
+//! time cannot be read counts as alive, since nothing proves it is another
+//! process. The cost is that such a peer, once dead, is recognised only
+//! when its pid is gone, not when the pid is reused. Peers in another pid
+//! namespace are not supported: their pids mean nothing here.
 
 use std::fs;
 
@@ -31,15 +42,34 @@ impl ProcessId {
     ///
     /// A zombie (exited, not yet reaped) counts as gone. A start time of 0
     /// means "unknown" and falls back to the pid alone.
+    /// A `/proc` entry that cannot be read counts as alive while the pid
+    /// exists (see the [module documentation](self)).
     pub fn is_alive(&self) -> bool {
         match read_stat(self.pid) {
             Some(stat) => {
                 let same = self.start_time == 0 || stat.start_time == self.start_time;
                 same && stat.state != 'Z' && stat.state != 'X'
             }
-            None => false,
+            None => pid_exists(self.pid),
         }
     }
+}
+
+/// Whether a process with this pid exists, by `kill(pid, 0)`: `ESRCH` says
+/// no; success and `EPERM` (it exists, we may not signal it) say yes, and so
+/// does any other failure (nothing proves it gone).
+#[doc(alias = "kill")]
+fn pid_exists(pid: u32) -> bool {
+    let Some(p) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false; // 0 or beyond any pid: nobody
+    };
+    !matches!(
+        rustix::process::test_kill_process(p),
+        Err(rustix::io::Errno::SRCH)
+    )
 }
 
 struct Stat {
@@ -48,8 +78,21 @@ struct Stat {
 }
 
 fn read_stat(pid: u32) -> Option<Stat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let text = fs::read_to_string(stat_path(pid)).ok()?;
     parse_stat(&text)
+}
+
+#[cfg(not(test))]
+fn stat_path(pid: u32) -> String {
+    format!("/proc/{pid}/stat")
+}
+
+/// Under test, a thread may point `/proc` elsewhere to play an unreadable
+/// entry (see `tests::with_proc_root`).
+#[cfg(test)]
+fn stat_path(pid: u32) -> String {
+    let root = tests::PROC_ROOT.with(|r| r.borrow().clone());
+    format!("{}/{pid}/stat", root.as_deref().unwrap_or("/proc"))
 }
 
 /// Parses `/proc/PID/stat`. The command name (field 2) is in parentheses and
@@ -68,6 +111,73 @@ fn parse_stat(text: &str) -> Option<Stat> {
 /// entry cannot be read).
 pub fn start_time(pid: u32) -> Option<u64> {
     read_stat(pid).map(|s| s.start_time)
+}
+
+/// Forks this process (and its ancestors, from the first [`Home::here`])
+/// has gone through: a `pthread_atfork` child handler adds one in every
+/// child, so a handle made before a fork sees another count in the child.
+#[cfg(not(loom))]
+static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Runs in the child of every `fork` (async-signal-safe: one atomic add).
+#[cfg(not(loom))]
+extern "C" fn count_fork() {
+    FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The process a handle was made in, told apart from a forked child that
+/// inherited the handle's memory: the child holds the parent's handles,
+/// whose identity words and claimed slots belong to the parent, and must
+/// neither use them nor give them back on drop.
+///
+/// Checking costs one relaxed load of a process-wide counter (no `getpid`
+/// syscall, which glibc no longer caches). Forks are seen through
+/// `pthread_atfork`, so a child made by a raw `clone`/`fork` system call
+/// that bypasses the C library is not detected.
+#[cfg(not(loom))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Home {
+    forks: u64,
+}
+
+#[cfg(not(loom))]
+impl Home {
+    /// This process, as it is now.
+    pub(crate) fn here() -> Home {
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            // SAFETY: registers a child handler that only does an atomic
+            // add on a static, which is async-signal-safe as a handler run
+            // after fork must be; no prepare or parent handlers. Failure
+            // (ENOMEM) leaves forks undetected, as before.
+            let _ = unsafe { libc::pthread_atfork(None, None, Some(count_fork)) };
+        });
+        Home {
+            forks: FORKS.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Whether this is still the process the handle was made in (not a
+    /// child forked since).
+    #[inline]
+    pub(crate) fn is_here(self) -> bool {
+        // Relaxed: only this thread's own process history matters, and a
+        // fork's child handler runs on the forking thread before fork returns.
+        FORKS.load(std::sync::atomic::Ordering::Relaxed) == self.forks
+    }
+}
+
+/// The error for a handle used in a child forked after it was made.
+#[cfg(not(loom))]
+pub(crate) fn forked_error(op: &'static str, object: &str, what: &str) -> crate::error::Error {
+    crate::error::Error::new(
+        crate::error::ErrorKind::InvalidArgument,
+        op,
+        object,
+        format!(
+            "this {what} was made in the parent of a fork and belongs to it; a forked child must open and connect its own"
+        ),
+    )
 }
 
 /// Bits of a pid in an [identity word](identity_word).
@@ -112,18 +222,67 @@ pub(crate) fn identity_alive(word: u64) -> bool {
     }
     let start = (word >> WORD_START_SHIFT) & WORD_START_MASK;
     match start_time(pid) {
-        Some(actual) if actual & WORD_START_MASK == start => ProcessId {
+        // A recorded start time of 0 is "unknown" (its process had no
+        // /proc): the pid is all there is to go by.
+        Some(actual) if start == 0 || actual & WORD_START_MASK == start => ProcessId {
             pid,
             start_time: actual,
         }
         .is_alive(),
-        _ => false,
+        // Readable, another start time: the pid was reused.
+        Some(_) => false,
+        // Unreadable (hidepid, another user): alive while the pid exists.
+        None => pid_exists(pid),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// Where this thread's `/proc` lookups go (None: `/proc`).
+        pub(super) static PROC_ROOT: RefCell<Option<String>> = const { RefCell::new(None) };
+    }
+
+    /// Runs `f` with this thread's `/proc` lookups sent to `root`.
+    fn with_proc_root<T>(root: &std::path::Path, f: impl FnOnce() -> T) -> T {
+        PROC_ROOT.with(|r| *r.borrow_mut() = Some(root.to_str().unwrap().to_owned()));
+        let out = f();
+        PROC_ROOT.with(|r| *r.borrow_mut() = None);
+        out
+    }
+
+    /// Issue 15, defect 3: a live process whose `/proc` entry cannot be
+    /// read (hidepid, another uid) is alive, not reaped as dead; a pid that
+    /// does not exist is still dead.
+    #[test]
+    fn an_unreadable_proc_entry_is_not_a_dead_process() {
+        let me = ProcessId::current();
+        let word = identity_word(me);
+        let hidden = tempfile::tempdir().unwrap();
+        // An entry that exists but cannot be read as a file (EISDIR), and
+        // no entry at all (ENOENT, as hidepid=2 shows it).
+        std::fs::create_dir_all(hidden.path().join(me.pid.to_string()).join("stat")).unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        for root in [hidden.path(), empty.path()] {
+            with_proc_root(root, || {
+                assert!(me.is_alive());
+                assert!(identity_alive(word));
+            });
+        }
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = ProcessId {
+            pid: child.id(),
+            start_time: start_time(child.id()).unwrap_or(0),
+        };
+        child.wait().unwrap();
+        with_proc_root(empty.path(), || {
+            assert!(!gone.is_alive());
+            assert!(!identity_alive(identity_word(gone)));
+        });
+    }
 
     #[test]
     fn parses_names_with_spaces_and_parentheses() {

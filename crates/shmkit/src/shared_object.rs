@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{self, HeaderInfo, Kind, HEADER_SIZE};
 use crate::posix::{OpenOptions, PosixObject, ShmName};
-use crate::process::{self, ProcessId};
+use crate::process::{self, Home, ProcessId};
 use crate::region::Region;
 
 /// How long `open` waits for a creator that is still initialising.
@@ -46,8 +46,21 @@ pub(crate) fn create(
 /// Opens `name` read-write, waits (bounded) for its creator to publish it,
 /// and checks the common header against `kind`. The caller checks its own
 /// parameters next.
-pub(crate) fn open(name: &str, kind: Kind) -> Result<(ShmName, Region, HeaderInfo)> {
-    let obj = PosixObject::open(name)?;
+///
+/// With `read_only_ok`, an object this process may only read (a 0644 board
+/// of another user) is opened and mapped read-only instead: the region
+/// then says so ([`Region::is_writable`]) and the caller must only load.
+pub(crate) fn open(
+    name: &str,
+    kind: Kind,
+    read_only_ok: bool,
+) -> Result<(ShmName, Region, HeaderInfo)> {
+    let obj = match PosixObject::open(name) {
+        Err(e) if read_only_ok && e.kind() == ErrorKind::PermissionDenied => {
+            PosixObject::open_read_only(name)?
+        }
+        other => other?,
+    };
     let (region, info) = map_ready(&obj, kind)?;
     Ok((obj.name().clone(), region, info))
 }
@@ -123,6 +136,21 @@ pub(crate) struct Claim {
     pub word: u64,
     /// The pid of the dead writer we took over from, if any.
     pub took_over_from: Option<u32>,
+    /// The process that claimed it: in a child forked since, the role is
+    /// the parent's, and the child's handle neither writes nor releases.
+    pub home: Home,
+}
+
+impl Claim {
+    /// Fails with a clear error in a child forked after the claim.
+    #[inline]
+    pub(crate) fn check_here(&self, op: &'static str, name: &ShmName, what: &str) -> Result<()> {
+        if self.home.is_here() {
+            Ok(())
+        } else {
+            Err(process::forked_error(op, name.as_str(), what))
+        }
+    }
 }
 
 /// Claims the one-writer identity word `writer` for this process: free (0)
@@ -166,14 +194,19 @@ pub(crate) fn claim_writer(
             return Ok(Claim {
                 word: mine,
                 took_over_from: (word != 0).then(|| process::identity_pid(word)),
+                home: Home::here(),
             });
         }
         // Someone else changed it first: look again.
     }
 }
 
-/// Gives the writer role back (a writer handle dropped).
+/// Gives the writer role back (a writer handle dropped); nothing in a child
+/// forked after the claim (the role is the parent's).
 pub(crate) fn release_writer(writer: &AtomicU64, claim: Claim) {
+    if !claim.home.is_here() {
+        return;
+    }
     // Release: pairs with the Acquire load in `claim_writer`, so the next
     // writer sees our last write complete. A CAS rather than a store: a
     // word someone else wrote (garbage) is not ours to clear.

@@ -306,6 +306,51 @@ fn a_slow_subscriber_learns_exactly_how_many_it_missed() {
     );
 }
 
+/// Issue 15, defect 8: a garbage head (header bytes 256..264) is reported
+/// as corruption, never turned into a `Lagged` of billions of messages by
+/// a late subscriber or a writer taking over.
+#[test]
+fn a_garbage_head_is_corruption_not_a_huge_lag() {
+    let name = Name::new("bcast-head");
+    let mut opts = BroadcastOptions::new();
+    opts.capacity(4).max_message(16);
+    let b = Broadcast::create(&name.0, &opts).unwrap();
+    let mut early = b.subscribe().unwrap();
+    {
+        let mut p = b.publisher().unwrap();
+        for i in 0..6u8 {
+            p.send(&[i]).unwrap();
+        }
+    }
+    let raw = OpenOptions::new().open(&name.0).unwrap().map().unwrap();
+    raw.atomic_u64(256)
+        .unwrap()
+        .store(0x43e6_0000_0000_1234, Ordering::Relaxed);
+    let e = b.publisher().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    for oldest in [false, true] {
+        let e = if oldest {
+            b.subscribe_from_oldest()
+        } else {
+            b.subscribe()
+        }
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    }
+    // The early subscriber fell behind (positions 0 and 1 are overwritten):
+    // the lag needs the head, which is garbage: an error, not a lag.
+    let got = early.try_recv();
+    match got {
+        Err(e) => assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}"),
+        Ok(Received::Lagged { missed }) => assert!(missed <= 6, "missed {missed}"),
+        Ok(other) => panic!("{other:?}"),
+    }
+    // Put the head back: everything works again.
+    raw.atomic_u64(256).unwrap().store(6, Ordering::Relaxed);
+    let mut p = b.publisher().unwrap();
+    assert_eq!(p.send(b"on").unwrap(), 6);
+}
+
 #[test]
 fn broadcast_subscriber_table_has_a_limit() {
     let name = Name::new("bcast-table");

@@ -648,6 +648,108 @@ fn spsc_garbage_in_shared_memory_is_an_error_not_a_crash() {
     assert_eq!(ch.stats().endpoints.len(), 1);
 }
 
+/// Issue 15, defect 8: a `dequeue` of u64::MAX made a new receiver get an
+/// empty message nobody sent (the slot it names looked published); hostile
+/// endpoint counts do not overflow the stats.
+#[test]
+fn spsc_garbage_positions_fabricate_no_message() {
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &spsc_options(4, 16)).unwrap();
+    let raw = OpenOptions::new().open(&name.0).unwrap().map().unwrap();
+    raw.atomic_u64(384)
+        .unwrap()
+        .store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
+    match ch.receiver() {
+        Err(e) => assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}"),
+        Ok(mut rx) => {
+            let got = rx.try_recv();
+            assert!(
+                got.as_ref().is_err_and(|e| e.kind() == ErrorKind::Corrupt),
+                "{got:?}"
+            );
+        }
+    }
+    assert_eq!(ch.stats().endpoints.len(), 0);
+    raw.atomic_u64(384)
+        .unwrap()
+        .store(0, std::sync::atomic::Ordering::Relaxed);
+    let mut rx = ch.receiver().unwrap();
+    let mut tx = ch.sender().unwrap();
+    assert_eq!(rx.try_recv().unwrap_err().kind(), ErrorKind::WouldBlock);
+    tx.send(b"real").unwrap();
+    assert_eq!(rx.recv().unwrap(), b"real");
+    // Every endpoint count at u64::MAX: the totals saturate, no panic.
+    for entry in 0..2 {
+        raw.atomic_u64(768 + 64 * entry + 8)
+            .unwrap()
+            .store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
+    }
+    raw.atomic_u64(120)
+        .unwrap()
+        .store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
+    let stats = ch.stats();
+    assert_eq!(stats.sent, u64::MAX);
+}
+
+/// Issue 15, defect 8: a message redelivered after a consumer was killed
+/// holding it is counted received once, so received never exceeds sent.
+#[test]
+fn spsc_redelivery_counts_a_message_received_once() {
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &spsc_options(4, 32)).unwrap();
+    let mut tx = ch.sender().unwrap();
+    tx.send(b"held").unwrap();
+    tx.send(b"next").unwrap();
+    let child = spawn_child("hang-mid-receive", &name.0);
+    kill(child);
+    let mut rx = ch.receiver().unwrap();
+    assert_eq!(rx.recv().unwrap(), b"held");
+    assert_eq!(rx.recv().unwrap(), b"next");
+    let stats = ch.stats();
+    assert_eq!((stats.sent, stats.received), (2, 2), "{stats:?}");
+}
+
+/// Issue 15, defect 10: a slot state word the protocol never writes
+/// costs at most that position: reported, skipped when found again, and
+/// every later message flows (it made every later receive fail for ever).
+#[test]
+fn a_damaged_slot_word_does_not_stop_the_channel() {
+    for spsc in [false, true] {
+        let name = Name::new();
+        let opts = if spsc {
+            spsc_options(4, 16)
+        } else {
+            options(4, 16)
+        };
+        let ch = Channel::create(&name.0, &opts).unwrap();
+        let mut tx = ch.sender().unwrap();
+        let mut rx = ch.receiver().unwrap();
+        tx.send(b"first").unwrap();
+        assert_eq!(rx.recv().unwrap(), b"first");
+        tx.send(b"damaged").unwrap();
+        tx.send(b"after").unwrap();
+        let raw = OpenOptions::new().open(&name.0).unwrap().map().unwrap();
+        // Slot 1's state word: SPSC slots are 32 bytes apart, shared-ring
+        // slots 64.
+        let slots = 768 + 64 * 64;
+        let slot1 = slots + if spsc { 32 } else { 64 };
+        raw.atomic_u64(slot1)
+            .unwrap()
+            .store(0x0bad_0bad_0bad_0bad, std::sync::atomic::Ordering::Relaxed);
+        for _ in 0..2 {
+            let e = rx.try_recv().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Corrupt, "spsc {spsc}: {e}");
+        }
+        assert_eq!(rx.try_recv().unwrap(), b"after", "spsc {spsc}");
+        for i in 0..10u8 {
+            tx.send_timeout(&[i], Duration::from_secs(10)).unwrap();
+            assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), [i]);
+        }
+        let stats = ch.stats();
+        assert!(stats.received <= stats.sent, "{stats:?}");
+    }
+}
+
 #[test]
 fn spsc_batches_free_their_slots_when_they_end() {
     let name = Name::new();

@@ -129,7 +129,9 @@ pub(crate) fn try_read(words: &impl SeqlockWords, out: &mut Vec<u8>) -> Result<u
     fence(Ordering::Acquire);
     // Step 4. Relaxed: ordered after the copy by the fence above.
     let s2 = words.seq().load(Ordering::Relaxed);
-    if s2 >= 2 * v + 3 {
+    // Saturating: `seq` is a word anyone can write; 2v cannot overflow
+    // (v = seq / 2).
+    if s2 >= (2 * v).saturating_add(3) {
         return Err(ReadError::Overwritten);
     }
     if len > words.max_len() {
@@ -243,7 +245,10 @@ pub(crate) fn store_len(words: &impl SeqlockWords, pending: PendingWrite, len: u
 pub(crate) fn commit_write(words: &impl SeqlockWords, pending: PendingWrite) -> u64 {
     // Release: pairs with the reader's step-1 Acquire load: a reader that
     // sees this value sees every word stored for it.
-    words.seq().store(2 * pending.version, Ordering::Release);
+    // Wrapping: only a garbage `seq` near u64::MAX gets here.
+    words
+        .seq()
+        .store(pending.version.wrapping_mul(2), Ordering::Release);
     pending.version
 }
 

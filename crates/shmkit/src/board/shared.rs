@@ -12,7 +12,7 @@ use crate::bell::Bell;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{HeaderInfo, Kind, HEADER_SIZE};
 use crate::posix::ShmName;
-use crate::process::ProcessId;
+use crate::process::{self, ProcessId};
 use crate::region::Region;
 use crate::shared_object::{self, Claim};
 
@@ -154,12 +154,17 @@ struct Inner {
     name: ShmName,
     layout: Layout,
     info: HeaderInfo,
-    /// `region`'s first byte, writable (checked at open).
+    /// `region`'s first byte; writable only if `writable`.
     base: *mut u8,
+    /// Whether the mapping is writable. A board opened read-only (no write
+    /// permission) is only ever loaded from: `writer` is refused and the
+    /// registering wait replaced (see `wait_for_change`).
+    writable: bool,
 }
 
 // SAFETY: `base` points into `region`, which Inner owns and which is Send +
-// Sync; every access through it is atomic.
+// Sync; every access through it is atomic, and only loads when the mapping
+// is read-only (`writable`).
 unsafe impl Send for Inner {}
 // SAFETY: as for Send.
 unsafe impl Sync for Inner {}
@@ -263,7 +268,15 @@ impl Inner {
         }
         // A timeout too large to add to now is, for all purposes, for ever.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        if self.control().bell.wait_until(changed, deadline)? {
+        // Waiting registers in the bell, a write: a read-only reader polls
+        // the bell's word instead, in short sleeps (no ringer knows of it).
+        let bell = &self.control().bell;
+        let woke = if self.writable {
+            bell.wait_until(changed, deadline)?
+        } else {
+            bell.wait_until_unregistered(changed, deadline)?
+        };
+        if woke {
             Ok(())
         } else {
             Err(self.err(
@@ -374,7 +387,15 @@ impl Board {
         info: HeaderInfo,
         layout: Layout,
     ) -> Result<Board> {
-        let base = region.as_mut_ptr()?;
+        let writable = region.is_writable();
+        // A read-only mapping's pointer is made `*mut` only to share the
+        // accessors: nothing stores through it (`writable` is checked
+        // before every path that writes).
+        let base = if writable {
+            region.as_mut_ptr()?
+        } else {
+            region.as_ptr().cast_mut()
+        };
         Ok(Board {
             inner: Arc::new(Inner {
                 _region: region,
@@ -382,6 +403,7 @@ impl Board {
                 layout,
                 info,
                 base,
+                writable,
             }),
         })
     }
@@ -400,7 +422,7 @@ impl Board {
     }
 
     fn open_with(name: &str, typed: Option<(u32, u32)>) -> Result<Board> {
-        let (name, region, info) = shared_object::open(name, Kind::Board)?;
+        let (name, region, info) = shared_object::open(name, Kind::Board, true)?;
         let bad = |why: String| shared_object::corrupt(&name, "open", why);
         if region.len() < SLOTS_START {
             return Err(bad(format!(
@@ -469,6 +491,13 @@ impl Board {
     /// A writer that died is taken over: see
     /// [`BoardWriter::took_over_from`].
     pub fn writer(&self) -> Result<BoardWriter> {
+        if !self.inner.writable {
+            return Err(self.inner.err(
+                ErrorKind::ReadOnly,
+                "write to",
+                "this process may only read the board (it was opened read-only)",
+            ));
+        }
         let c = self.inner.control();
         let claim = shared_object::claim_writer(&c.writer, &c.claims, "board", &self.inner.name)?;
         Ok(BoardWriter {
@@ -610,6 +639,8 @@ impl BoardWriter {
     /// [`ErrorKind::InvalidArgument`] for a value over the maximum size (or,
     /// on a typed board, of another size than the type's).
     pub fn write(&mut self, value: &[u8]) -> Result<u64> {
+        self.claim
+            .check_here("write to", &self.inner.name, "board writer")?;
         self.inner.type_check(value.len())?;
         let version = seqlock::write(&*self.inner, value);
         self.inner.control().bell.ring();
@@ -623,8 +654,15 @@ impl BoardWriter {
     /// a commit, the write stays unfinished, exactly as if this process had
     /// died mid-write: readers are unaffected, and the next write (by this
     /// or a new writer) replaces it.
+    ///
+    /// In a child forked after the writer was made, nothing is begun and
+    /// the write's `write_at` and `commit` fail (the role is the parent's).
     pub fn begin(&mut self) -> BoardWrite<'_> {
-        let pending = seqlock::begin_write(&*self.inner);
+        let pending = self
+            .claim
+            .home
+            .is_here()
+            .then(|| seqlock::begin_write(&*self.inner));
         BoardWrite {
             writer: self,
             pending,
@@ -656,10 +694,23 @@ impl Drop for BoardWriter {
 /// A version being written in place, from [`BoardWriter::begin`].
 pub struct BoardWrite<'a> {
     writer: &'a mut BoardWriter,
-    pending: PendingWrite,
+    /// None in a forked child (see [`BoardWriter::begin`]).
+    pending: Option<PendingWrite>,
 }
 
 impl BoardWrite<'_> {
+    fn pending(&self) -> Result<PendingWrite> {
+        let w = &*self.writer;
+        match self.pending {
+            Some(p) => Ok(p),
+            None => Err(process::forked_error(
+                "write to",
+                w.inner.name.as_str(),
+                "board writer",
+            )),
+        }
+    }
+
     /// Bytes the value can hold (the board's maximum size).
     pub fn capacity(&self) -> usize {
         self.writer.inner.layout.max_size as usize
@@ -686,7 +737,8 @@ impl BoardWrite<'_> {
                 ),
             ));
         }
-        seqlock::store_at(&*self.writer.inner, self.pending, offset, data);
+        let pending = self.pending()?;
+        seqlock::store_at(&*self.writer.inner, pending, offset, data);
         Ok(())
     }
 
@@ -696,10 +748,11 @@ impl BoardWrite<'_> {
     /// [`ErrorKind::InvalidArgument`] for a length over the capacity (or
     /// another than the type's, on a typed board); nothing is published.
     pub fn commit(self, len: usize) -> Result<u64> {
+        let pending = self.pending()?;
         let inner = &*self.writer.inner;
         inner.type_check(len)?;
-        seqlock::store_len(inner, self.pending, len as u64);
-        let version = seqlock::commit_write(inner, self.pending);
+        seqlock::store_len(inner, pending, len as u64);
+        let version = seqlock::commit_write(inner, pending);
         inner.control().bell.ring();
         Ok(version)
     }

@@ -162,6 +162,29 @@ pub(crate) fn head(words: &impl RingWords) -> u64 {
     words.head().load(Ordering::Acquire)
 }
 
+/// `head`, checked against the slot of the position before it: when the
+/// writer stored `head = h` (after completing `h - 1`), that slot held
+/// `h - 1` complete, and a slot only moves on to later positions, so any
+/// load after ours of `head` (Acquire) finds a position of at least `h - 1`
+/// there. `None` when it does not: `head` is garbage (a hostile or broken
+/// write), and lag arithmetic on it would report billions of messages
+/// missed.
+pub(crate) fn checked_head(words: &impl RingWords) -> Option<u64> {
+    let h = head(words);
+    if h == 0 {
+        return Some(0);
+    }
+    let before = h - 1;
+    // Acquire: as in `try_recv`, the slot's seq and what it names.
+    let seq = words
+        .slot_seq(index_of(words, before))
+        .load(Ordering::Acquire);
+    SlotState::decode(seq)
+        .position()
+        .is_some_and(|p| p >= before && index_of(words, p) == index_of(words, before))
+        .then_some(h)
+}
+
 /// Load-only peek for waiting: is there something at `cursor` (a message,
 /// or proof that it was lost)? Relaxed: a hint; `try_recv` decides.
 #[inline]
@@ -244,26 +267,36 @@ pub(crate) fn slack(capacity: u64) -> u64 {
 /// a ring behind the head, never at or before `cursor`.
 #[cold]
 fn lagged(words: &impl RingWords, cursor: u64) -> Step {
-    let resume = head(words).saturating_sub(slack(words.capacity()));
+    let Some(h) = checked_head(words) else {
+        let index = index_of(words, cursor);
+        return Step::Corrupt {
+            index,
+            // Relaxed: for the error message only.
+            seq: words.slot_seq(index).load(Ordering::Relaxed),
+            len: 0,
+        };
+    };
+    let resume = h.saturating_sub(slack(words.capacity()));
     Step::Lagged {
-        resume: resume.max(cursor + 1),
+        resume: resume.max(cursor.saturating_add(1)),
     }
 }
 
 /// For a writer taking over: counts a message a dead writer completed but
 /// did not add to `head` (died between steps 4 and 5), and returns the
 /// position to write next.
-pub(crate) fn recover(words: &impl RingWords) -> u64 {
-    let pos = head(words);
+/// `None` when `head` is garbage (see [`checked_head`]).
+pub(crate) fn recover(words: &impl RingWords) -> Option<u64> {
+    let pos = checked_head(words)?;
     // Acquire: pairs with the dead writer's Release store of the slot's
     // seq (its step 4): the message it completed is whole.
     let seq = words.slot_seq(index_of(words, pos)).load(Ordering::Acquire);
     if SlotState::decode(seq) == SlotState::Complete(pos) {
         // Release: pairs with the Acquire loads of `head`, as in `commit`.
         words.head().store(pos + 1, Ordering::Release);
-        pos + 1
+        Some(pos + 1)
     } else {
-        pos
+        Some(pos)
     }
 }
 
@@ -284,7 +317,7 @@ pub(crate) fn begin(words: &impl RingWords, position: u64) -> Pending {
     // arithmetic relies on.
     words
         .slot_seq(index)
-        .store(2 * position + 1, Ordering::Release);
+        .store(position.wrapping_mul(2).wrapping_add(1), Ordering::Release);
     // Step 2, SYNC POINT: pairs with the subscribers' Acquire fence between
     // copy and re-check: one that loads a word stored below sees the odd
     // seq above when it re-checks.
@@ -320,9 +353,10 @@ pub(crate) fn store(words: &impl RingWords, pending: Pending, msg: &[u8]) {
 pub(crate) fn commit(words: &impl RingWords, pending: Pending) -> u64 {
     // Step 4. Release: pairs with the subscribers' Acquire load of the
     // slot's seq: the words stored above are visible to whoever sees it.
-    words
-        .slot_seq(pending.index)
-        .store(2 * pending.position + 2, Ordering::Release);
+    words.slot_seq(pending.index).store(
+        pending.position.wrapping_mul(2).wrapping_add(2),
+        Ordering::Release,
+    );
     // Step 5. Release: pairs with the Acquire loads of `head` (lag
     // arithmetic, a writer taking over, statistics).
     words.head().store(pending.position + 1, Ordering::Release);
@@ -410,7 +444,7 @@ mod tests {
     #[test]
     fn every_subscriber_reads_every_message_in_order() {
         let ring = HeapRing::new(4, 16);
-        let mut pos = recover(&ring);
+        let mut pos = recover(&ring).unwrap();
         let (mut a, mut b) = (0, 0);
         let mut out = Vec::new();
         assert_eq!(try_recv(&ring, a, &mut out), Step::Empty);
@@ -581,7 +615,7 @@ mod tests {
         assert_eq!(try_recv(&ring, 2, &mut out), Step::Empty);
         assert!(!ready(&ring, 2));
         // A new writer rewrites the unfinished position.
-        assert_eq!(recover(&ring), 2);
+        assert_eq!(recover(&ring), Some(2));
         send(&ring, 2, b"two");
         assert_eq!(recv(&ring, &mut at_zero), Ok(b"two".to_vec()));
     }
@@ -594,7 +628,7 @@ mod tests {
         // Step 4 only: the slot is complete, head still 0.
         ring.seq[0].store(2, Ordering::Release);
         assert_eq!(head(&ring), 0);
-        assert_eq!(recover(&ring), 1);
+        assert_eq!(recover(&ring), Some(1));
         assert_eq!(head(&ring), 1);
         let mut c = 0;
         assert_eq!(recv(&ring, &mut c), Ok(b"done".to_vec()));
@@ -739,7 +773,7 @@ mod loom_models {
             let writer = {
                 let ring = ring.clone();
                 loom::thread::spawn(move || {
-                    let mut pos = recover(&*ring);
+                    let mut pos = recover(&*ring).unwrap();
                     for k in 0..3 {
                         pos = send(&*ring, pos, &message(k));
                     }
@@ -773,7 +807,7 @@ mod loom_models {
             let taker = {
                 let ring = ring.clone();
                 loom::thread::spawn(move || {
-                    let mut pos = recover(&*ring);
+                    let mut pos = recover(&*ring).unwrap();
                     assert_eq!(pos, 1);
                     for k in 1..3 {
                         pos = send(&*ring, pos, &message(k));

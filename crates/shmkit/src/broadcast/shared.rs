@@ -11,7 +11,7 @@ use crate::bell::Bell;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{HeaderInfo, Kind, HEADER_SIZE};
 use crate::posix::ShmName;
-use crate::process::{self, ProcessId};
+use crate::process::{self, Home, ProcessId};
 use crate::region::Region;
 use crate::shared_object::{self, Claim};
 
@@ -215,6 +215,8 @@ struct Inner {
     /// The mapping `base` points into, kept alive (and unmapped on drop).
     _region: Region,
     name: ShmName,
+    /// The name again, shared by the cheap errors of `try_recv`.
+    object: Arc<str>,
     layout: Layout,
     info: HeaderInfo,
     /// `region`'s first byte, writable (checked at open).
@@ -274,6 +276,19 @@ impl Inner {
 
     fn err(&self, kind: ErrorKind, op: &'static str, detail: impl Into<String>) -> Error {
         Error::new(kind, op, self.name.as_str(), detail)
+    }
+
+    /// The error for a `head` that the slots contradict (`ring::checked_head`).
+    #[cold]
+    fn head_corrupt(&self, op: &'static str) -> Error {
+        self.err(
+            ErrorKind::Corrupt,
+            op,
+            format!(
+                "its head position {} is not one the writer left (the slot before it says otherwise): the broadcast is corrupt",
+                ring::head(self)
+            ),
+        )
     }
 
     /// Clears the entries of dead subscribers; returns how many.
@@ -418,6 +433,7 @@ impl Broadcast {
         Ok(Broadcast {
             inner: Arc::new(Inner {
                 _region: region,
+                object: name.as_str().into(),
                 name,
                 layout,
                 info,
@@ -441,7 +457,7 @@ impl Broadcast {
     /// Opens `name`; with `typed` = `Some((size, align))`, fails unless it
     /// was created for messages of that type layout.
     pub(super) fn open_with(name: &str, typed: Option<(u32, u32)>) -> Result<Broadcast> {
-        let (name, region, info) = shared_object::open(name, Kind::Broadcast)?;
+        let (name, region, info) = shared_object::open(name, Kind::Broadcast, false)?;
         let bad = |why: String| shared_object::corrupt(&name, "open", why);
         if region.len() < SLOTS_START {
             return Err(bad(format!(
@@ -507,7 +523,10 @@ impl Broadcast {
         let inner = &*self.inner;
         let c = inner.control();
         let claim = shared_object::claim_writer(&c.writer, &c.claims, "broadcast", &inner.name)?;
-        let position = ring::recover(inner);
+        let Some(position) = ring::recover(inner) else {
+            shared_object::release_writer(&c.writer, claim);
+            return Err(inner.head_corrupt("write to"));
+        };
         // Subscribers waiting for a writer look again.
         c.bell.ring();
         Ok(Publisher {
@@ -549,7 +568,10 @@ impl Broadcast {
             {
                 continue;
             }
-            let head = ring::head(inner);
+            let Some(head) = ring::checked_head(inner) else {
+                clear(e);
+                return Err(inner.head_corrupt("subscribe to"));
+            };
             let cursor = if oldest {
                 head.saturating_sub(inner.layout.capacity)
             } else {
@@ -564,6 +586,7 @@ impl Broadcast {
                 inner: self.inner.clone(),
                 entry: i,
                 identity: me,
+                home: Home::here(),
                 cursor,
                 received: 0,
                 missed: 0,
@@ -731,6 +754,7 @@ impl Publisher {
     /// on a typed broadcast, of another length than its type.
     pub fn send(&mut self, msg: &[u8]) -> Result<u64> {
         let inner = &*self.inner;
+        self.claim.check_here("send to", &inner.name, "publisher")?;
         let len = msg.len() as u64;
         if len > inner.layout.max_msg
             || (inner.layout.type_size != 0 && len != inner.layout.max_msg)
@@ -768,6 +792,9 @@ impl Publisher {
     #[doc(hidden)]
     pub fn begin_and_abandon(&mut self, partial: &[u8]) {
         let inner = &*self.inner;
+        if !self.claim.home.is_here() {
+            return;
+        }
         let pending = ring::begin(inner, self.position);
         let n = partial.len().min(inner.layout.max_msg as usize);
         ring::store(inner, pending, &partial[..n]);
@@ -791,6 +818,9 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
+        if !self.claim.home.is_here() {
+            return; // a forked child: the role is the parent's
+        }
         let c = self.inner.control();
         shared_object::release_writer(&c.writer, self.claim);
         // Subscribers waiting for messages learn that the writer left.
@@ -825,6 +855,8 @@ pub struct Subscriber {
     inner: Arc<Inner>,
     entry: usize,
     identity: u64,
+    /// The process that joined (a forked child must not use the entry).
+    home: Home,
     cursor: u64,
     received: u64,
     missed: u64,
@@ -904,6 +936,13 @@ impl Subscriber {
         block: bool,
         deadline: Option<Instant>,
     ) -> Result<Received<usize>> {
+        if !self.home.is_here() {
+            return Err(process::forked_error(
+                "receive from",
+                self.inner.name.as_str(),
+                "subscriber",
+            ));
+        }
         let mut writer_gone = false;
         loop {
             let inner = &*self.inner;
@@ -936,13 +975,18 @@ impl Subscriber {
                             "slot {index} (position {position}) holds sequence {seq:#x} and length {len}, which the protocol never writes: skipped"
                         ),
                     );
-                    self.skip_to(position + 1);
+                    self.skip_to(position.saturating_add(1));
                     return Err(err);
                 }
                 Step::Empty => {}
             }
             if !block {
-                return Err(inner.err(ErrorKind::WouldBlock, "receive from", "no new message"));
+                return Err(Error::cheap(
+                    ErrorKind::WouldBlock,
+                    "receive from",
+                    &inner.object,
+                    "no new message",
+                ));
             }
             if writer_gone {
                 // Looked once more after seeing the writer gone: nothing.
@@ -1025,11 +1069,19 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        if !self.home.is_here() {
+            return; // a forked child: the entry is the parent's
+        }
         let e = self.inner.entry(self.entry);
         // Only if it is still ours (a reaper cannot have taken a live
-        // subscriber's entry, but never clear what is not ours). Relaxed:
-        // our own join's CAS wrote it; `clear` publishes with Release.
-        if e.identity.load(Ordering::Relaxed) == self.identity {
+        // subscriber's entry, but never clear what is not ours): a CAS
+        // from exactly our word to REAPING, as a reaper does, then `clear`.
+        // Acquire on success: what a racing reader of the entry stored is
+        // settled before we zero it; Relaxed on failure: not ours.
+        if e.identity
+            .compare_exchange(self.identity, REAPING, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
             clear(e);
         }
     }

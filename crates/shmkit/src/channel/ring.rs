@@ -177,11 +177,11 @@ pub(crate) fn claim_send(
                 advance(words.enqueue_pos(), pos);
                 return Ok(Claim { pos, index });
             }
-        } else if state.pos == pos || state.pos == pos + cap {
+        } else if state.pos == pos || state.pos == pos.wrapping_add(cap) {
             // Claimed at this lap by another producer, or already resolved:
             // `enqueue` lags; help it along and look again.
             advance(words.enqueue_pos(), pos);
-        } else if state.pos + cap == pos && state.phase != Phase::Empty {
+        } else if state.pos.wrapping_add(cap) == pos && state.phase != Phase::Empty {
             // The previous lap's message is still there: full, unless its
             // claimer died.
             if state.phase == Phase::Full || !(check_dead && is_dead(state.owner)) {
@@ -201,27 +201,56 @@ pub(crate) fn claim_send(
 /// The caller then notifies the consumers' event, whose SeqCst fence orders
 /// this store before its look at the sleeper count (the Dekker pair of the
 /// wait protocol, see `sync::Event`).
-pub(crate) fn commit_send(words: &impl RingWords, claim: Claim, me: u8) {
-    let full = State {
+///
+/// A compare-and-swap from exactly the state our claim wrote, not a store:
+/// if a peer took the slot back meanwhile (it judged us dead), the slot is
+/// no longer ours and is left alone. Returns whether the message was
+/// published.
+pub(crate) fn commit_send(words: &impl RingWords, claim: Claim, me: u8) -> bool {
+    let held = State {
         pos: claim.pos,
-        phase: Phase::Full,
+        phase: Phase::Writing,
         owner: me,
+    };
+    let full = State {
+        phase: Phase::Full,
+        ..held
     };
     // Release: pairs with the consumer's Acquire load of the slot state;
     // the payload and length written before are visible with FULL.
-    words
-        .slot_state(claim.index)
-        .store(full.encode(), Ordering::Release);
+    settle(words.slot_state(claim.index), held, full)
 }
 
 /// Gives a claimed slot back without a message (the position is skipped by
-/// consumers, exactly as if its writer had died).
-pub(crate) fn abandon_send(words: &impl RingWords, claim: Claim) {
+/// consumers, exactly as if its writer had died). A compare-and-swap, as in
+/// `commit_send`.
+pub(crate) fn abandon_send(words: &impl RingWords, claim: Claim, me: u8) -> bool {
     let cap = words.capacity();
+    let held = State {
+        pos: claim.pos,
+        phase: Phase::Writing,
+        owner: me,
+    };
     // Release: orders our (partial) writes before the slot is reused.
-    words
-        .slot_state(claim.index)
-        .store(State::empty(claim.pos + cap).encode(), Ordering::Release);
+    settle(
+        words.slot_state(claim.index),
+        held,
+        State::empty(claim.pos.wrapping_add(cap)),
+    )
+}
+
+/// Moves a slot we hold from `held` to `next` with a Release
+/// compare-and-swap; false if it is no longer in the state we left it in.
+#[inline]
+fn settle(slot: &AtomicU64, held: State, next: State) -> bool {
+    // Release: see the callers. Relaxed on failure: we then touch nothing.
+    slot.compare_exchange(
+        held.encode(),
+        next.encode(),
+        Ordering::Release,
+        Ordering::Relaxed,
+    )
+    .is_ok()
 }
 
 /// Tries to claim the next committed message for consumer `me`.
@@ -270,13 +299,13 @@ pub(crate) fn claim_recv(
                         return Err(RingError::WouldBlock);
                     }
                     // Its writer died before committing: drop the position.
-                    recover(slot, word, pos + cap);
+                    recover(slot, word, pos.wrapping_add(cap));
                 }
             }
-        } else if state.pos == pos + cap {
+        } else if state.pos == pos.wrapping_add(cap) {
             // Resolved already (consumed, or abandoned): `dequeue` lags.
             advance(words.dequeue_pos(), pos);
-        } else if state.pos + cap == pos && state.phase == Phase::Reading {
+        } else if state.pos.wrapping_add(cap) == pos && state.phase == Phase::Reading {
             // The slot still shows the previous lap: its reader has not
             // released it yet, so our producer has not written. Empty,
             // unless that reader died holding it.
@@ -298,17 +327,32 @@ pub(crate) fn claim_recv(
 /// our copy-out is finished before it overwrites. The caller notifies the
 /// producers' event (whose fence completes the Dekker pair, as for
 /// `commit_send`).
-pub(crate) fn release_recv(words: &impl RingWords, claim: Claim) {
+///
+/// A compare-and-swap from the state our claim wrote (as in `commit_send`):
+/// false if a peer took the slot back meanwhile.
+pub(crate) fn release_recv(words: &impl RingWords, claim: Claim, me: u8) -> bool {
     let cap = words.capacity();
-    words
-        .slot_state(claim.index)
-        .store(State::empty(claim.pos + cap).encode(), Ordering::Release);
+    let held = State {
+        pos: claim.pos,
+        phase: Phase::Reading,
+        owner: me,
+    };
+    settle(
+        words.slot_state(claim.index),
+        held,
+        State::empty(claim.pos.wrapping_add(cap)),
+    )
 }
 
 /// Moves a position counter from `pos` to `pos + 1` unless someone already did.
 /// Release pairs with the Acquire loads at the top of the claim loops.
 fn advance(counter: &AtomicU64, pos: u64) {
-    let _ = counter.compare_exchange(pos, pos + 1, Ordering::Release, Ordering::Relaxed);
+    let _ = counter.compare_exchange(
+        pos,
+        pos.wrapping_add(1),
+        Ordering::Release,
+        Ordering::Relaxed,
+    );
 }
 
 /// Replaces a dead claimer's state `word` with `(next, EMPTY)`; losing the
@@ -320,6 +364,33 @@ fn recover(slot: &AtomicU64, word: u64, next: u64) {
         Ordering::AcqRel,
         Ordering::Relaxed,
     );
+}
+
+/// A consumer's way past a slot whose state `word` (at `index`) the
+/// protocol never writes: if the slot still holds it and `dequeue` still
+/// names that slot, the position is resolved as abandoned (`(pos + cap,
+/// EMPTY)`, as for a dead writer) and `dequeue` moves on. Producers then
+/// see the position resolved and skip it too. True if it was done (by us).
+pub(crate) fn skip_corrupt(words: &impl RingWords, index: usize, word: u64) -> bool {
+    let cap = words.capacity();
+    // Acquire: as at the top of `claim_recv`.
+    let pos = words.dequeue_pos().load(Ordering::Acquire);
+    if (pos & (cap - 1)) as usize != index {
+        return false;
+    }
+    let slot = words.slot_state(index);
+    let skipped = slot
+        .compare_exchange(
+            word,
+            State::empty(pos.wrapping_add(cap)).encode(),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
+        .is_ok();
+    if skipped {
+        advance(words.dequeue_pos(), pos);
+    }
+    skipped
 }
 
 /// How many positions are claimed but not yet consumed (approximate while
@@ -343,7 +414,7 @@ pub(crate) fn recover_owner(words: &impl RingWords, owner: u8) -> usize {
             continue;
         }
         let next = match state.phase {
-            Phase::Writing | Phase::Reading => state.pos + cap,
+            Phase::Writing | Phase::Reading => state.pos.wrapping_add(cap),
             _ => continue,
         };
         if slot
@@ -432,18 +503,18 @@ mod tests {
                 let c = claim_send(&ring, 1, false, &mut nobody_dead).unwrap();
                 assert_eq!(c.pos, next_in);
                 next_in += 1;
-                commit_send(&ring, c, 1);
+                assert!(commit_send(&ring, c, 1));
             }
             while let Ok(c) = claim_recv(&ring, 2, false, &mut nobody_dead) {
                 assert_eq!(c.pos, next_out);
                 next_out += 1;
-                release_recv(&ring, c);
+                assert!(release_recv(&ring, c, 2));
             }
             assert_eq!(next_in, next_out);
         }
         for _ in 0..4 {
             let c = claim_send(&ring, 1, false, &mut nobody_dead).unwrap();
-            commit_send(&ring, c, 1);
+            assert!(commit_send(&ring, c, 1));
         }
         assert_eq!(
             claim_send(&ring, 1, false, &mut nobody_dead),
@@ -457,7 +528,7 @@ mod tests {
         let ring = HeapRing::new(4);
         let stuck = claim_send(&ring, 7, false, &mut nobody_dead).unwrap();
         let ok = claim_send(&ring, 1, false, &mut nobody_dead).unwrap();
-        commit_send(&ring, ok, 1);
+        assert!(commit_send(&ring, ok, 1));
         // Writer 7 is alive: the consumer waits for it, in order.
         let mut seven_alive = |o: u8| o != 7;
         assert_eq!(
@@ -468,7 +539,7 @@ mod tests {
         let mut seven_dead = |o: u8| o == 7;
         let c = claim_recv(&ring, 2, true, &mut seven_dead).unwrap();
         assert_eq!(c.pos, ok.pos);
-        release_recv(&ring, c);
+        assert!(release_recv(&ring, c, 2));
         let _ = stuck;
         assert_eq!(
             claim_recv(&ring, 2, true, &mut seven_dead),
@@ -481,11 +552,11 @@ mod tests {
         let ring = HeapRing::new(2);
         for _ in 0..2 {
             let c = claim_send(&ring, 1, false, &mut nobody_dead).unwrap();
-            commit_send(&ring, c, 1);
+            assert!(commit_send(&ring, c, 1));
         }
         let _held = claim_recv(&ring, 9, false, &mut nobody_dead).unwrap();
         let c = claim_recv(&ring, 2, false, &mut nobody_dead).unwrap();
-        release_recv(&ring, c);
+        assert!(release_recv(&ring, c, 2));
         // Position 2 needs slot 0, still held by reader 9: full until 9 is
         // found dead, and a consumer sees it as empty meanwhile.
         let mut nine_alive = |o: u8| o != 9;
@@ -500,11 +571,38 @@ mod tests {
         let mut nine_dead = |o: u8| o == 9;
         let c = claim_send(&ring, 1, true, &mut nine_dead).unwrap();
         assert_eq!(c.pos, 2);
-        commit_send(&ring, c, 1);
+        assert!(commit_send(&ring, c, 1));
         assert_eq!(
             claim_recv(&ring, 2, false, &mut nobody_dead).unwrap().pos,
             2
         );
+    }
+
+    /// Issue 15, defect 2: commit and release are compare-and-swaps on the
+    /// state the claim wrote, so a claimer whose slot was taken back (it
+    /// was judged dead) cannot publish into, or free, a slot re-claimed
+    /// since.
+    #[test]
+    fn a_slot_taken_back_is_not_committed_or_released_by_its_old_owner() {
+        let ring = HeapRing::new(2);
+        let stale = claim_send(&ring, 5, false, &mut nobody_dead).unwrap();
+        assert_eq!(recover_owner(&ring, 5), 1);
+        let fresh = claim_send(&ring, 1, false, &mut nobody_dead).unwrap();
+        assert!(!commit_send(&ring, stale, 5));
+        assert!(!abandon_send(&ring, stale, 5));
+        assert!(commit_send(&ring, fresh, 1));
+        let held = claim_recv(&ring, 7, false, &mut nobody_dead).unwrap();
+        assert_eq!(held.pos, fresh.pos);
+        assert_eq!(recover_owner(&ring, 7), 1);
+        assert!(!release_recv(&ring, held, 7));
+        // The ring goes on: the next lap is writable and readable.
+        for _ in 0..3 {
+            let c = claim_send(&ring, 1, false, &mut nobody_dead).unwrap();
+            assert!(commit_send(&ring, c, 1));
+            let r = claim_recv(&ring, 2, false, &mut nobody_dead).unwrap();
+            assert_eq!(r.pos, c.pos);
+            assert!(release_recv(&ring, r, 2));
+        }
     }
 
     #[test]
@@ -512,10 +610,34 @@ mod tests {
         let ring = HeapRing::new(4);
         let _a = claim_send(&ring, 5, false, &mut nobody_dead).unwrap();
         let b = claim_send(&ring, 1, false, &mut nobody_dead).unwrap();
-        commit_send(&ring, b, 1);
+        assert!(commit_send(&ring, b, 1));
         assert_eq!(recover_owner(&ring, 5), 1);
         let c = claim_recv(&ring, 2, false, &mut nobody_dead).unwrap();
         assert_eq!(c.pos, b.pos);
+    }
+
+    /// Issue 15, defect 10: a garbage slot word is skipped, so the ring
+    /// goes on for consumers and producers.
+    #[test]
+    fn a_garbage_slot_can_be_skipped() {
+        let ring = HeapRing::new(2);
+        ring.slots[0].store(u64::MAX, Ordering::Relaxed);
+        assert!(matches!(
+            claim_recv(&ring, 1, false, &mut nobody_dead),
+            Err(RingError::Corrupt {
+                index: 0,
+                word: u64::MAX
+            })
+        ));
+        assert!(!skip_corrupt(&ring, 0, 5), "another word: not skipped");
+        assert!(skip_corrupt(&ring, 0, u64::MAX));
+        for _ in 0..4 {
+            let c = claim_send(&ring, 1, false, &mut nobody_dead).unwrap();
+            assert!(commit_send(&ring, c, 1));
+            let r = claim_recv(&ring, 2, false, &mut nobody_dead).unwrap();
+            assert_eq!(r.pos, c.pos);
+            assert!(release_recv(&ring, r, 2));
+        }
     }
 
     #[test]
@@ -573,7 +695,7 @@ mod loom_models {
             Ok(c) => {
                 // SAFETY (model): the claim gives this thread the slot.
                 s.payload[c.index].with_mut(|p| unsafe { *p = value });
-                commit_send(&s.ring, c, me);
+                assert!(commit_send(&s.ring, c, me));
                 true
             }
             Err(RingError::WouldBlock) => false,
@@ -586,7 +708,7 @@ mod loom_models {
             Ok(c) => {
                 // SAFETY (model): the claim gives this thread the slot.
                 let v = s.payload[c.index].with(|p| unsafe { *p });
-                release_recv(&s.ring, c);
+                assert!(release_recv(&s.ring, c, me));
                 Some(v)
             }
             Err(RingError::WouldBlock) => None,
@@ -703,7 +825,7 @@ mod loom_models {
                         if let Ok(c) = claim_recv(&s.ring, 2, true, &mut nine_dead) {
                             // SAFETY (model): the claim gives this thread the slot.
                             let got = s.payload[c.index].with(|p| unsafe { *p });
-                            release_recv(&s.ring, c);
+                            assert!(release_recv(&s.ring, c, 2));
                             return Some(got);
                         }
                     }

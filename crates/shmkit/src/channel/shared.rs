@@ -12,7 +12,7 @@ use super::spsc::{self, RecvCursor, SendCursor, SpscError};
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{self, Kind};
 use crate::posix::{OpenOptions, PosixObject, ShmName};
-use crate::process::{self, ProcessId};
+use crate::process::{self, Home, ProcessId};
 use crate::region::Region;
 use crate::sync::Event;
 
@@ -224,6 +224,8 @@ const _: () = assert!(MAX_ENDPOINTS <= ring::MAX_OWNERS);
 struct Inner {
     region: Region,
     name: ShmName,
+    /// The name again, shared by the cheap errors of `try_` calls.
+    object: Arc<str>,
     layout: Layout,
     /// `region`'s first byte, writable (checked at open).
     base: *mut u8,
@@ -415,8 +417,9 @@ impl Inner {
     }
 
     /// Joins the endpoint table with `role`, taking over a dead endpoint's
-    /// entry (and recovering its slots) if no entry is free.
-    fn join(&self, role: u64) -> Result<usize> {
+    /// entry (and recovering its slots) if no entry is free. Returns the
+    /// entry and the identity word stored there.
+    fn join(&self, role: u64) -> Result<(usize, u64)> {
         let mine = identity_word(ProcessId::current(), role);
         for pass in 0..2 {
             for i in 0..MAX_ENDPOINTS {
@@ -445,7 +448,7 @@ impl Inner {
                 };
                 if self.layout.spsc() {
                     if let Some(other) = self.other_live(i, role) {
-                        self.leave(i, role);
+                        self.leave(i, mine, role);
                         let side = if role == ROLE_PRODUCER {
                             "sender"
                         } else {
@@ -463,7 +466,7 @@ impl Inner {
                 }
                 self.word32(ever).fetch_add(1, Ordering::Relaxed);
                 self.announce();
-                return Ok(i);
+                return Ok((i, mine));
             }
         }
         Err(self.err(
@@ -477,12 +480,18 @@ impl Inner {
 
     /// A live endpoint of `role` other than entry `mine`, reaping dead
     /// ones of that role on the way (their entries are then free).
+    ///
+    /// The caller claimed entry `mine` before: `spsc::rival`'s fence makes
+    /// two concurrent joiners see each other's claims (Dekker).
     fn other_live(&self, mine: usize, role: u64) -> Option<u64> {
         self.reap();
-        (0..MAX_ENDPOINTS).filter(|&j| j != mine).find_map(|j| {
-            let word = self.endpoint_identity(j).load(Ordering::Acquire);
-            (word != 0 && role_of(word) == role && identity_alive(word)).then_some(word)
-        })
+        spsc::rival(
+            MAX_ENDPOINTS,
+            mine,
+            // Acquire: pairs with the Release (AcqRel) claim in `join`.
+            |j| self.endpoint_identity(j).load(Ordering::Acquire),
+            |word| role_of(word) == role && identity_alive(word),
+        )
     }
 
     /// Settles what the dead occupant `old` of entry `i` left: slots it was
@@ -505,8 +514,16 @@ impl Inner {
         };
     }
 
-    /// Leaves the table (a handle dropped).
-    fn leave(&self, i: usize, role: u64) {
+    /// Leaves the table (a handle dropped): entry `i`, where the handle
+    /// stored `word`. Only an entry that still holds `word` is cleared, by
+    /// compare-and-swap: one a reaper took (judging us dead) is its own.
+    fn leave(&self, i: usize, word: u64, role: u64) {
+        let id = self.endpoint_identity(i);
+        // Relaxed: our own join wrote it; the CAS below decides.
+        if id.load(Ordering::Relaxed) != word {
+            return;
+        }
+        // A reaper racing with us swaps the count too: it is added once.
         let count = self.endpoint_count(i).swap(0, Ordering::Relaxed);
         let departed = if role == ROLE_PRODUCER {
             OFF_DEPARTED_SENT
@@ -516,8 +533,12 @@ impl Inner {
         self.word64(departed).fetch_add(count, Ordering::Relaxed);
         // Release: pairs with the Acquire in `join`, so the next occupant
         // sees the count settled.
-        self.endpoint_identity(i).store(0, Ordering::Release);
-        self.announce();
+        if id
+            .compare_exchange(word, 0, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.announce();
+        }
     }
 
     /// Tells every sleeper that the set of endpoints changed.
@@ -692,6 +713,7 @@ impl Channel {
             };
             let inner = Inner {
                 name: obj.name().clone(),
+                object: obj.name().as_str().into(),
                 layout,
                 base,
                 info,
@@ -771,6 +793,7 @@ impl Channel {
         Ok(Channel {
             inner: Arc::new(Inner {
                 name: obj.name().clone(),
+                object: obj.name().as_str().into(),
                 layout,
                 base,
                 info,
@@ -795,13 +818,13 @@ impl Channel {
     /// are connected already.
     pub fn sender(&self) -> Result<Sender> {
         let inner = &*self.inner;
-        let entry = inner.join(ROLE_PRODUCER)?;
+        let (entry, identity) = inner.join(ROLE_PRODUCER)?;
         let spsc = if inner.layout.spsc() {
             // Joined as the only live sender: nobody else moves the tail.
             match spsc::resume_send(inner) {
                 Ok(cursor) => Some(cursor),
                 Err(e) => {
-                    inner.leave(entry, ROLE_PRODUCER);
+                    inner.leave(entry, identity, ROLE_PRODUCER);
                     return Err(inner.spsc_corrupt("connect to", e));
                 }
             }
@@ -811,6 +834,8 @@ impl Channel {
         Ok(Sender {
             inner: self.inner.clone(),
             entry,
+            identity,
+            home: Home::here(),
             owner: (entry + 1) as u8,
             count: 0,
             wait: WaitStrategy::default(),
@@ -821,15 +846,28 @@ impl Channel {
     /// Connects a receiver (a consumer endpoint).
     pub fn receiver(&self) -> Result<Receiver> {
         let inner = &*self.inner;
-        let entry = inner.join(ROLE_CONSUMER)?;
-        let spsc = inner.layout.spsc().then(|| spsc::resume_recv(inner));
+        let (entry, identity) = inner.join(ROLE_CONSUMER)?;
+        let spsc = if inner.layout.spsc() {
+            match spsc::resume_recv(inner) {
+                Ok(cursor) => Some(cursor),
+                Err(e) => {
+                    inner.leave(entry, identity, ROLE_CONSUMER);
+                    return Err(inner.spsc_corrupt("connect to", e));
+                }
+            }
+        } else {
+            None
+        };
         Ok(Receiver {
             inner: self.inner.clone(),
             entry,
+            identity,
+            home: Home::here(),
             owner: (entry + 1) as u8,
             count: 0,
             wait: WaitStrategy::default(),
             spsc,
+            last_corrupt: None,
         })
     }
 
@@ -869,9 +907,10 @@ impl Channel {
                 _ => continue,
             };
             let messages = inner.endpoint_count(i).load(Ordering::Relaxed);
+            // Saturating: the counts are words anyone can write.
             match role {
-                Role::Sender => sent += messages,
-                Role::Receiver => received += messages,
+                Role::Sender => sent = sent.saturating_add(messages),
+                Role::Receiver => received = received.saturating_add(messages),
             }
             endpoints.push(EndpointInfo {
                 pid: process::identity_pid(word),
@@ -1013,6 +1052,10 @@ pub enum WaitStrategy {
 pub struct Sender {
     inner: Arc<Inner>,
     entry: usize,
+    /// The identity word this sender stored in its entry.
+    identity: u64,
+    /// The process that made it (a forked child must not use it).
+    home: Home,
     owner: u8,
     count: u64,
     wait: WaitStrategy,
@@ -1068,8 +1111,7 @@ impl Sender {
         unsafe {
             ptr::copy_nonoverlapping(msg.as_ptr(), self.inner.payload(claim.index), msg.len())
         };
-        self.commit(claim, msg.len());
-        Ok(())
+        self.commit(claim, msg.len())
     }
 
     /// Claims a slot to write in place: fill it through [`SendSlot`], then
@@ -1101,29 +1143,54 @@ impl Sender {
     }
 
     #[inline]
-    fn commit(&mut self, claim: Claim, len: usize) {
-        self.commit_quiet(claim, len);
+    fn commit(&mut self, claim: Claim, len: usize) -> Result<()> {
+        let published = self.commit_quiet(claim, len);
         self.inner.data_event().notify_one();
+        if published {
+            Ok(())
+        } else {
+            Err(self.taken_back())
+        }
     }
 
     /// Publishes a claimed slot without waking anyone: the caller notifies
-    /// once for a whole batch.
+    /// once for a whole batch. False if the slot was taken back before (a
+    /// peer judged this endpoint dead): nothing was sent.
     #[inline(always)]
-    fn commit_quiet(&mut self, claim: Claim, len: usize) {
+    fn commit_quiet(&mut self, claim: Claim, len: usize) -> bool {
         let inner = &*self.inner;
-        // Relaxed: ordered before the reader by commit_send's store.
+        // Relaxed: ordered before the reader by commit_send's Release.
         inner
             .slot_len(claim.index)
             .store(len as u64, Ordering::Relaxed);
         match self.spsc.as_mut() {
             Some(cursor) => spsc::commit_send(inner, cursor),
-            None => ring::commit_send(inner, claim, self.owner),
+            None => {
+                if !ring::commit_send(inner, claim, self.owner) {
+                    return false;
+                }
+            }
         }
         self.count += 1;
         // Relaxed: a statistic; only this endpoint writes it.
         inner
             .endpoint_count(self.entry)
             .store(self.count, Ordering::Relaxed);
+        true
+    }
+
+    #[cold]
+    fn taken_back(&self) -> Error {
+        self.inner.err(
+            ErrorKind::Disconnected,
+            "send to",
+            "the slot was taken back before the message was published (a peer took this sender for dead): not sent",
+        )
+    }
+
+    #[cold]
+    fn forked(&self) -> Error {
+        process::forked_error("send to", self.inner.name.as_str(), "sender")
     }
 
     /// Sends every message of `msgs` in order, waiting while the channel is
@@ -1133,6 +1200,9 @@ impl Sender {
     /// # Errors
     /// As [`send`](Sender::send); messages before the failing one were sent.
     pub fn send_batch<'m>(&mut self, msgs: impl IntoIterator<Item = &'m [u8]>) -> Result<()> {
+        if !self.home.is_here() {
+            return Err(self.forked());
+        }
         let max = self.inner.layout.max_msg;
         let mut unannounced = false;
         let result = (|| {
@@ -1160,8 +1230,11 @@ impl Sender {
                         msg.len(),
                     )
                 };
-                self.commit_quiet(claim, msg.len());
+                let published = self.commit_quiet(claim, msg.len());
                 unannounced = true;
+                if !published {
+                    return Err(self.taken_back());
+                }
             }
             Ok(())
         })();
@@ -1209,6 +1282,9 @@ impl Sender {
 
     #[inline]
     fn claim(&mut self, block: bool, deadline: Option<Instant>) -> Result<Claim> {
+        if !self.home.is_here() {
+            return Err(self.forked());
+        }
         let mut check_dead = false;
         loop {
             match self.claim_now(check_dead) {
@@ -1218,7 +1294,12 @@ impl Sender {
             }
             let inner = &*self.inner;
             if !block {
-                return Err(inner.err(ErrorKind::WouldBlock, "send to", "the channel is full"));
+                return Err(Error::cheap(
+                    ErrorKind::WouldBlock,
+                    "send to",
+                    &inner.object,
+                    "the channel is full",
+                ));
             }
             if check_dead && inner.all_gone(ROLE_CONSUMER) {
                 return Err(inner.err(
@@ -1264,7 +1345,10 @@ impl Sender {
 
 impl Drop for Sender {
     fn drop(&mut self) {
-        self.inner.leave(self.entry, ROLE_PRODUCER);
+        // In a forked child the entry is the parent's: leave it alone.
+        if self.home.is_here() {
+            self.inner.leave(self.entry, self.identity, ROLE_PRODUCER);
+        }
     }
 }
 
@@ -1339,9 +1423,11 @@ impl SendSlot<'_> {
                 ),
             ));
         }
+        if !self.sender.home.is_here() {
+            return Err(self.sender.forked());
+        }
         let claim = self.claim.take().expect("a live slot has its claim");
-        self.sender.commit(claim, len);
-        Ok(())
+        self.sender.commit(claim, len)
     }
 }
 
@@ -1349,9 +1435,10 @@ impl Drop for SendSlot<'_> {
     fn drop(&mut self) {
         if let Some(claim) = self.claim.take() {
             // An SPSC slot is simply not published; a shared ring's slot is
-            // handed back so consumers skip its position.
-            if self.sender.spsc.is_none() {
-                ring::abandon_send(&*self.sender.inner, claim);
+            // handed back so consumers skip its position (by its owner
+            // only: in a forked child the claim is the parent's).
+            if self.sender.spsc.is_none() && self.sender.home.is_here() {
+                ring::abandon_send(&*self.sender.inner, claim, self.sender.owner);
                 self.sender.inner.data_event().notify_all();
             }
         }
@@ -1362,11 +1449,18 @@ impl Drop for SendSlot<'_> {
 pub struct Receiver {
     inner: Arc<Inner>,
     entry: usize,
+    /// The identity word this receiver stored in its entry.
+    identity: u64,
+    /// The process that made it (a forked child must not use it).
+    home: Home,
     owner: u8,
     count: u64,
     wait: WaitStrategy,
     /// The consumer's position in an SPSC channel; None in a shared one.
     spsc: Option<RecvCursor>,
+    /// The damaged slot (index, word) the last receive reported: found
+    /// again unchanged, it is skipped (`corrupt_slot`).
+    last_corrupt: Option<(usize, u64)>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -1477,7 +1571,7 @@ impl Receiver {
                 let claim = match self.claim_now(false) {
                     Ok(Some(claim)) => claim,
                     Ok(None) => break,
-                    Err(e) => return Err(self.inner.spsc_corrupt("receive from", e)),
+                    Err(e) => return Err(self.corrupt_slot(e)),
                 };
                 let len = self.checked_len(claim)?;
                 let slot = RecvSlot {
@@ -1493,6 +1587,7 @@ impl Receiver {
         })();
         if let Some(cursor) = &self.spsc {
             spsc::publish_recv(&*self.inner, cursor);
+            self.publish_count();
         }
         if taken > 0 {
             self.inner.space_event().notify_all();
@@ -1531,14 +1626,64 @@ impl Receiver {
     /// Frees a claimed slot once its message is copied out. With `publish`
     /// off (inside a batch) an SPSC consumer only moves its own cursor; the
     /// batch, or any later release, tells the producer.
+    ///
+    /// Does nothing in a forked child: the claim is the parent's. On the
+    /// shared ring the release is a compare-and-swap from our claim's
+    /// state, so a slot a peer took back meanwhile is left alone.
     #[inline(always)]
     fn release(&mut self, claim: Claim, publish: bool) {
+        if !self.home.is_here() {
+            return;
+        }
         let inner = &*self.inner;
         match self.spsc.as_mut() {
             Some(cursor) if !publish => spsc::step_recv(cursor),
-            Some(cursor) => spsc::release_recv(inner, cursor),
-            None => ring::release_recv(inner, claim),
+            Some(cursor) => {
+                spsc::release_recv(inner, cursor);
+                self.publish_count();
+            }
+            None => {
+                let _ = ring::release_recv(inner, claim, self.owner);
+            }
         }
+    }
+
+    /// The error for a damaged slot where the next message should be. The
+    /// first time a slot is found so it is only reported (a writer of
+    /// garbage may be repairing it); found again with the same word, its
+    /// position is skipped, so one damaged word costs at most that message
+    /// and the channel goes on.
+    #[cold]
+    fn corrupt_slot(&mut self, e: SpscError) -> Error {
+        if let SpscError::CorruptSlot { index, word } = e {
+            if self.last_corrupt == Some((index, word)) {
+                self.last_corrupt = None;
+                let inner = &*self.inner;
+                match self.spsc.as_mut() {
+                    Some(cursor) => {
+                        spsc::skip_corrupt(inner, cursor, word);
+                        self.publish_count();
+                    }
+                    None => {
+                        ring::skip_corrupt(inner, index, word);
+                    }
+                }
+                inner.space_event().notify_all();
+            } else {
+                self.last_corrupt = Some((index, word));
+            }
+        }
+        self.inner.spsc_corrupt("receive from", e)
+    }
+
+    /// Shows this receiver's count in its endpoint entry (SPSC: after the
+    /// position is published, see `checked_len`).
+    #[inline(always)]
+    fn publish_count(&self) {
+        // Relaxed: a statistic; only this endpoint writes it.
+        self.inner
+            .endpoint_count(self.entry)
+            .store(self.count, Ordering::Relaxed);
     }
 
     /// Turns a claimed slot into a [`RecvSlot`], checking the length the
@@ -1565,9 +1710,14 @@ impl Receiver {
         // Untrusted: checked before use.
         let len = inner.slot_len(claim.index).load(Ordering::Relaxed);
         self.count += 1;
-        inner
-            .endpoint_count(self.entry)
-            .store(self.count, Ordering::Relaxed);
+        // An SPSC message counts as received once the consumer's position
+        // is published past it (`publish_count`): one redelivered after a
+        // crash is not counted twice, so received never exceeds sent.
+        if self.spsc.is_none() {
+            inner
+                .endpoint_count(self.entry)
+                .store(self.count, Ordering::Relaxed);
+        }
         if len > inner.layout.max_msg {
             let max = inner.layout.max_msg;
             self.release(claim, true);
@@ -1583,38 +1733,46 @@ impl Receiver {
 
     #[inline]
     fn claim_slot(&mut self, block: bool, deadline: Option<Instant>) -> Result<RecvSlot<'_>> {
+        if !self.home.is_here() {
+            return Err(process::forked_error(
+                "receive from",
+                self.inner.name.as_str(),
+                "receiver",
+            ));
+        }
         let mut check_dead = false;
         loop {
             match self.claim_now(check_dead) {
                 Ok(Some(claim)) => return self.take(claim),
                 Ok(None) => {}
-                Err(e) => return Err(self.inner.spsc_corrupt("receive from", e)),
+                Err(e) => return Err(self.corrupt_slot(e)),
             }
             let inner = &*self.inner;
             if !block {
-                return Err(inner.err(
+                return Err(Error::cheap(
                     ErrorKind::WouldBlock,
                     "receive from",
+                    &inner.object,
                     "the channel is empty",
                 ));
             }
             if check_dead && inner.all_gone(ROLE_PRODUCER) {
                 // Everyone who could send is gone; one last look, since a
                 // sender may have committed just before it left.
-                let inner = self.inner.clone();
-                match self.claim_now(true) {
-                    Ok(None) => {
-                        return Err(inner.err(
-                            ErrorKind::Disconnected,
-                            "receive from",
-                            "the channel is empty and every sender is gone",
-                        ))
-                    }
-                    _ => {
-                        check_dead = false;
-                        continue;
-                    }
-                }
+                #[cfg(test)]
+                tests::before_last_look();
+                // What it claims is delivered: dropping the claim would lose
+                // the message and, on the shared ring, leave its slot
+                // READING under a live owner, wedging every sender a lap on.
+                return match self.claim_now(true) {
+                    Ok(Some(claim)) => self.take(claim),
+                    Ok(None) => Err(self.inner.err(
+                        ErrorKind::Disconnected,
+                        "receive from",
+                        "the channel is empty and every sender is gone",
+                    )),
+                    Err(e) => Err(self.corrupt_slot(e)),
+                };
             }
             let spin = self.wait == WaitStrategy::SpinThenSleep;
             let head = self.spsc.map(|c| c.head);
@@ -1646,7 +1804,10 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        self.inner.leave(self.entry, ROLE_CONSUMER);
+        // In a forked child the entry is the parent's: leave it alone.
+        if self.home.is_here() {
+            self.inner.leave(self.entry, self.identity, ROLE_CONSUMER);
+        }
     }
 }
 
@@ -1880,5 +2041,79 @@ impl<T: bytemuck::Pod> TypedReceiver<T> {
     /// Receives, waiting at most `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T> {
         Self::take(self.receiver.recv_slot_timeout(timeout)?)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// Run once between `all_gone` and the receiver's last look: widens
+        /// that window so a test can put a message there.
+        static LAST_LOOK_HOOK: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
+    }
+
+    pub(super) fn before_last_look() {
+        if let Some(hook) = LAST_LOOK_HOOK.with(|h| h.borrow_mut().take()) {
+            hook();
+        }
+    }
+
+    /// A unique name, unlinked on drop.
+    struct Name(String);
+
+    impl Name {
+        fn new(tag: &str) -> Self {
+            use std::sync::atomic::AtomicUsize;
+            static COUNTER: AtomicUsize = AtomicUsize::new(0);
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            Name(format!(
+                "/shmkit-test-{}-{n}-unit-chan-{tag}",
+                std::process::id()
+            ))
+        }
+    }
+
+    impl Drop for Name {
+        fn drop(&mut self) {
+            let _ = crate::posix::unlink(&self.0);
+        }
+    }
+
+    fn options(capacity: usize, spsc: bool) -> ChannelOptions {
+        let mut o = ChannelOptions::new();
+        o.capacity(capacity).max_message(16).spsc(spsc);
+        o
+    }
+
+    /// Issue 15, defect 1: a message claimed by the last look after every
+    /// sender left is delivered, not dropped with its slot left claimed.
+    #[test]
+    fn the_last_look_delivers_what_it_claims() {
+        for spsc in [false, true] {
+            let name = Name::new("last-look");
+            let ch = Channel::create(&name.0, &options(1, spsc)).unwrap();
+            let mut rx = ch.receiver().unwrap();
+            // A sender came and went: the receiver may report disconnection.
+            drop(ch.sender().unwrap());
+            let late = ch.clone();
+            LAST_LOOK_HOOK.with(|h| {
+                *h.borrow_mut() = Some(Box::new(move || {
+                    let mut tx = late.sender().unwrap();
+                    tx.send(b"late").unwrap();
+                }))
+            });
+            let got = rx.recv_timeout(Duration::from_secs(10));
+            LAST_LOOK_HOOK.with(|h| h.borrow_mut().take());
+            assert_eq!(got.unwrap(), b"late", "spsc {spsc}");
+            let stats = ch.stats();
+            assert_eq!((stats.sent, stats.received), (1, 1), "spsc {spsc}");
+            // The ring is not wedged: the one slot is free again.
+            let mut tx = ch.sender().unwrap();
+            tx.try_send(b"again").unwrap();
+            assert_eq!(rx.try_recv().unwrap(), b"again", "spsc {spsc}");
+        }
     }
 }

@@ -37,7 +37,7 @@
 //! value, or positions more than a ring apart, is reported as corrupt.
 
 use crate::channel::ring::RingWords;
-use crate::primitive::Ordering;
+use crate::primitive::{fence, Ordering};
 
 /// Why a step did not succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,9 +76,25 @@ pub(crate) fn init(words: &impl RingWords) {
     words.dequeue_pos().store(0, Ordering::Relaxed);
 }
 
+/// Positions from here on are garbage: at 10⁹ messages a second a channel
+/// takes 146 years to get there, and below it `pos + 1` and `pos + cap`
+/// cannot overflow.
+const MAX_POSITION: u64 = 1 << 62;
+
 /// The sequence slot `pos % cap` holds while `pos` is not yet published.
 fn unpublished(pos: u64, cap: u64) -> u64 {
-    (pos + 1).saturating_sub(cap)
+    pos.saturating_add(1).saturating_sub(cap)
+}
+
+/// Whether `enqueue` and `dequeue` are positions a run of the protocol can
+/// leave: below [`MAX_POSITION`], at most a ring apart, and the consumer at
+/// most one past the stored `enqueue` (a producer killed between
+/// publishing and storing `enqueue` leaves it one behind).
+fn positions_ok(enqueue: u64, dequeue: u64, cap: u64) -> bool {
+    enqueue < MAX_POSITION
+        && dequeue < MAX_POSITION
+        && dequeue <= enqueue + 1
+        && enqueue.saturating_sub(dequeue) <= cap
 }
 
 /// Where a producer starts: the stored `enqueue`, moved past positions
@@ -89,6 +105,12 @@ pub(crate) fn resume_send(words: &impl RingWords) -> Result<SendCursor, SpscErro
     // Acquire: pairs with the predecessor's Release stores.
     let mut tail = words.enqueue_pos().load(Ordering::Acquire);
     let head = words.dequeue_pos().load(Ordering::Acquire);
+    if !positions_ok(tail, head, cap) {
+        return Err(SpscError::CorruptPositions {
+            enqueue: tail,
+            dequeue: head,
+        });
+    }
     for _ in 0..cap {
         let word = words
             .slot_state((tail & (cap - 1)) as usize)
@@ -111,12 +133,21 @@ pub(crate) fn resume_send(words: &impl RingWords) -> Result<SendCursor, SpscErro
     })
 }
 
-/// Where a consumer starts: the stored `dequeue`.
-pub(crate) fn resume_recv(words: &impl RingWords) -> RecvCursor {
+/// Where a consumer starts: the stored `dequeue`, checked against
+/// `enqueue` (a garbage `dequeue` such as `u64::MAX` would otherwise make a
+/// never-written slot look published).
+pub(crate) fn resume_recv(words: &impl RingWords) -> Result<RecvCursor, SpscError> {
     // Acquire: pairs with the predecessor's Release store after its copy-out.
-    RecvCursor {
-        head: words.dequeue_pos().load(Ordering::Acquire),
+    let head = words.dequeue_pos().load(Ordering::Acquire);
+    // Acquire: pairs with the producer's Release store of `enqueue`.
+    let enqueue = words.enqueue_pos().load(Ordering::Acquire);
+    if !positions_ok(enqueue, head, words.capacity()) {
+        return Err(SpscError::CorruptPositions {
+            enqueue,
+            dequeue: head,
+        });
     }
+    Ok(RecvCursor { head })
 }
 
 /// The slot index the producer may write next, if there is room.
@@ -128,7 +159,7 @@ pub(crate) fn claim_send(words: &impl RingWords, cur: &mut SendCursor) -> Result
         // made after it copied the message out: it is done with the slot
         // we are about to overwrite.
         let head = words.dequeue_pos().load(Ordering::Acquire);
-        if head > cur.tail || cur.tail - head > cap {
+        if head > cur.tail || cur.tail - head > cap || cur.tail >= MAX_POSITION {
             return Err(SpscError::CorruptPositions {
                 enqueue: cur.tail,
                 dequeue: head,
@@ -151,10 +182,11 @@ pub(crate) fn commit_send(words: &impl RingWords, cur: &mut SendCursor) {
     let index = (cur.tail & (cap - 1)) as usize;
     // Release: pairs with the consumer's Acquire load of the sequence; the
     // length and payload written before are visible with it.
+    // Wrapping: `tail` < MAX_POSITION while `claim_send` admits it.
     words
         .slot_state(index)
-        .store(cur.tail + 1, Ordering::Release);
-    cur.tail += 1;
+        .store(cur.tail.wrapping_add(1), Ordering::Release);
+    cur.tail = cur.tail.wrapping_add(1);
     // Release: a producer that takes over reads it with Acquire; the
     // consumer never waits on it.
     words.enqueue_pos().store(cur.tail, Ordering::Release);
@@ -167,12 +199,42 @@ pub(crate) fn claim_recv(words: &impl RingWords, cur: &RecvCursor) -> Result<usi
     let index = (cur.head & (cap - 1)) as usize;
     // Acquire: pairs with the producer's Release store of the sequence.
     let word = words.slot_state(index).load(Ordering::Acquire);
-    if word == cur.head.wrapping_add(1) {
+    // `head < MAX_POSITION` (checked at resume, one step per message), so
+    // `head + 1` never wraps to a never-written slot's 0.
+    if word == cur.head.wrapping_add(1) && word != 0 {
         Ok(index)
     } else if word == unpublished(cur.head, cap) {
         Err(SpscError::WouldBlock)
     } else {
         Err(SpscError::CorruptSlot { index, word })
+    }
+}
+
+/// The consumer's way past a slot sequence `word` (at its `head`) that the
+/// protocol never writes, if the slot still holds it. A position the
+/// producer has passed (`head < enqueue`) was published and then damaged:
+/// the consumer moves past it (the message is dropped). One it has not
+/// reached yet is reset to "unpublished" (by compare-and-swap: a producer's
+/// publish wins), and the producer writes it as usual.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn skip_corrupt(words: &impl RingWords, cur: &mut RecvCursor, word: u64) {
+    let cap = words.capacity();
+    let slot = words.slot_state((cur.head & (cap - 1)) as usize);
+    // Acquire: pairs with the producer's Release store of `enqueue`.
+    let enqueue = words.enqueue_pos().load(Ordering::Acquire);
+    if cur.head < enqueue {
+        // Relaxed: we only compare; the position is dropped either way
+        // unless the slot changed (then the next claim looks again).
+        if slot.load(Ordering::Relaxed) == word {
+            release_recv(words, cur);
+        }
+    } else {
+        let _ = slot.compare_exchange(
+            word,
+            unpublished(cur.head, cap),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -188,7 +250,9 @@ pub(crate) fn release_recv(words: &impl RingWords, cur: &mut RecvCursor) {
 /// consumer's position line crosses once per batch, not once per message.
 #[inline]
 pub(crate) fn step_recv(cur: &mut RecvCursor) {
-    cur.head += 1;
+    // Wrapping: a message at `head` was published as `head + 1`, so it did
+    // not overflow.
+    cur.head = cur.head.wrapping_add(1);
 }
 
 /// Tells the producer every slot up to the cursor is free.
@@ -197,6 +261,35 @@ pub(crate) fn publish_recv(words: &impl RingWords, cur: &RecvCursor) {
     // Release: pairs with the producer's Acquire load in `claim_send`: our
     // reads of the slots are finished before it overwrites them.
     words.dequeue_pos().store(cur.head, Ordering::Release);
+}
+
+/// Admission of a new endpoint, after it claimed entry `mine` of the
+/// endpoint table with a compare-and-swap: the first other entry `load(j)`
+/// shows whose word `is_rival` accepts (a live endpoint of the same role),
+/// if any. The joiner is admitted only when there is none; otherwise it
+/// leaves its entry again.
+///
+/// Two endpoints joining at once each write their own entry and then read
+/// the other's: Dekker's pattern. Without a fence both reads may miss the
+/// other's write (store buffering) and both be admitted.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn rival(
+    entries: usize,
+    mine: usize,
+    load: impl Fn(usize) -> u64,
+    mut is_rival: impl FnMut(u64) -> bool,
+) -> Option<u64> {
+    // SYNC POINT (Dekker): pairs with the same fence in a concurrent
+    // joiner, between its claim of its own entry and its reads here. The
+    // fences are ordered one way or the other, and the later one's reads
+    // see the earlier joiner's claim: at most one of two is admitted.
+    fence(Ordering::SeqCst);
+    (0..entries).filter(|&j| j != mine).find_map(|j| {
+        // Relaxed would do (ordered by the fence); Acquire also orders what
+        // the caller reads about that endpoint after it.
+        let word = load(j);
+        (word != 0 && is_rival(word)).then_some(word)
+    })
 }
 
 /// Load-only: could the producer at `tail` write now?
@@ -230,7 +323,7 @@ mod tests {
     fn fills_drains_and_wraps_in_order() {
         let r = ring(4);
         let mut tx = resume_send(&r).unwrap();
-        let mut rx = resume_recv(&r);
+        let mut rx = resume_recv(&r).unwrap();
         for round in 0..10u64 {
             for _ in 0..(round % 4) + 1 {
                 let i = claim_send(&r, &mut tx).unwrap();
@@ -282,9 +375,9 @@ mod tests {
         let mut tx = resume_send(&r).unwrap();
         claim_send(&r, &mut tx).unwrap();
         commit_send(&r, &mut tx);
-        let rx = resume_recv(&r);
+        let rx = resume_recv(&r).unwrap();
         assert_eq!(claim_recv(&r, &rx), Ok(0)); // then killed: no release
-        let rx2 = resume_recv(&r);
+        let rx2 = resume_recv(&r).unwrap();
         assert_eq!(claim_recv(&r, &rx2), Ok(0));
     }
 
@@ -293,7 +386,7 @@ mod tests {
         let r = ring(4);
         r.slots[0].store(77, Ordering::Relaxed);
         assert_eq!(
-            claim_recv(&r, &resume_recv(&r)),
+            claim_recv(&r, &resume_recv(&r).unwrap()),
             Err(SpscError::CorruptSlot { index: 0, word: 77 })
         );
         let r = ring(4);
@@ -302,6 +395,19 @@ mod tests {
             resume_send(&r),
             Err(SpscError::CorruptPositions { .. })
         ));
+        // Issue 15, defect 8: a dequeue of u64::MAX made the slot it names
+        // (never written: sequence 0 = MAX + 1) look published.
+        for garbage in [u64::MAX, 1 << 62, 9] {
+            r.dequeue.store(garbage, Ordering::Relaxed);
+            assert!(matches!(
+                resume_recv(&r),
+                Err(SpscError::CorruptPositions { .. })
+            ));
+            assert_eq!(
+                claim_recv(&r, &RecvCursor { head: u64::MAX }),
+                Err(SpscError::CorruptSlot { index: 3, word: 0 })
+            );
+        }
         let r = ring(4);
         let mut tx = resume_send(&r).unwrap();
         for _ in 0..4 {
@@ -401,7 +507,7 @@ mod loom_models {
             let c = {
                 let s = s.clone();
                 loom::thread::spawn(move || {
-                    let mut rx = resume_recv(&s.ring);
+                    let mut rx = resume_recv(&s.ring).unwrap();
                     let mut got = Vec::new();
                     for _ in 0..3 {
                         if let Some(v) = recv(&s, &mut rx) {
@@ -419,6 +525,40 @@ mod loom_models {
             // Everything sent arrives, in order; what arrived was sent.
             assert_eq!(got, (1..=sent).collect::<Vec<u64>>());
         });
+    }
+
+    /// Two producers join an SPSC channel at once (issue 15, defect 4):
+    /// each claims its own endpoint entry and looks for a rival through
+    /// `rival`. At most one is admitted; whoever is refused leaves. Fails
+    /// with the fence in `rival` removed (both admitted).
+    #[test]
+    fn two_joiners_are_never_both_admitted() {
+        use crate::primitive::AtomicU64;
+        let outcomes = crate::loom_check::check(None, || {
+            let table = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+            let join = |me: usize| {
+                let table = table.clone();
+                loom::thread::spawn(move || {
+                    let word = me as u64 + 1;
+                    table[me]
+                        .compare_exchange(0, word, Ordering::AcqRel, Ordering::Relaxed)
+                        .unwrap();
+                    let admitted =
+                        rival(2, me, |j| table[j].load(Ordering::Acquire), |_| true).is_none();
+                    if !admitted {
+                        table[me].store(0, Ordering::Release);
+                    }
+                    admitted
+                })
+            };
+            let a = join(0);
+            let b = join(1);
+            let got = (a.join().unwrap(), b.join().unwrap());
+            assert!(!(got.0 && got.1), "two producers admitted");
+            got
+        });
+        assert!(outcomes.contains(&(true, false)));
+        assert!(outcomes.contains(&(false, true)));
     }
 
     /// A consumer taking over while the producer runs starts where its
@@ -444,9 +584,9 @@ mod loom_models {
             let c = {
                 let s = s.clone();
                 loom::thread::spawn(move || {
-                    let mut first = resume_recv(&s.ring);
+                    let mut first = resume_recv(&s.ring).unwrap();
                     assert_eq!(recv(&s, &mut first), Some(1));
-                    let mut second = resume_recv(&s.ring);
+                    let mut second = resume_recv(&s.ring).unwrap();
                     let got = recv(&s, &mut second);
                     (got, second)
                 })

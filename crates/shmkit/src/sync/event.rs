@@ -6,57 +6,77 @@
 //! An event is three 32-bit words in shared memory and no pointers:
 //!
 //! ```text
-//! word      written by                 meaning
-//! seq       notifiers (+1 per notify)  futex word: the change counter sleepers sleep on
-//! sleepers  waiters (+1 / -1)          how many waiters are registered to sleep
-//! spin_us   waiters (hint, Relaxed)    learnt spin budget in µs; 0 = not learnt yet
+//! word      written by                          meaning
+//! state     waiters (+1 / -1), notifiers (bump)  the futex word: seq << 16 | sleepers
+//! reserved  nobody                               0 (was a separate sleeper count)
+//! spin_us   waiters (hint, Relaxed)              learnt spin budget in µs; 0 = not learnt yet
 //! ```
+//!
+//! The state word is the futex word itself (as in [`Bell`](crate::bell)):
+//! its high 16 bits are a sequence, bumped by a notify that finds sleepers,
+//! and its low 16 bits count the waiters registered *in that sequence*. A
+//! notify that bumps the sequence also zeroes the count: every waiter
+//! registered before is woken and forgotten. So a waiter killed while
+//! registered (in `FUTEX_WAIT`) is forgotten at the next notify, instead of
+//! keeping the count one high for ever (every later notify a syscall).
 //!
 //! A waiter, in [`Event::wait_until`]:
 //! 1. checks its condition; if it holds, returns (no write to shared memory);
 //! 2. spins for a bounded, adaptive time (below), only loading;
-//! 3. reads `seq` (Acquire), checks the condition again;
-//! 4. increments `sleepers`, then a `SeqCst` fence;
-//! 5. checks the condition and `seq` once more: if the condition holds it
-//!    unregisters and returns; if `seq` moved it unregisters and goes back to
-//!    3 without sleeping;
-//! 6. `FUTEX_WAIT`s on `seq` with the value read in 3, unregisters, goes to 3.
+//! 3. registers: `fetch_add(1)` on the state, which gives its sequence `s`;
+//! 4. a `SeqCst` fence;
+//! 5. checks the condition: if it holds, unregisters and returns;
+//! 6. loads the state: if its sequence is no longer `s`, a notify came (and
+//!    forgot the registration): back to 3;
+//! 7. `FUTEX_WAIT`s while the state equals what 6 loaded, for at most
+//!    [`SLEEP_SLICE`] (or until the deadline), then goes back to 5.
+//!
+//! Unregistering takes one off the count only while the sequence is still
+//! `s` (compare-and-swap): after a bump the registration is gone already.
 //!
 //! A notifier, in [`Event::notify_one`] / [`Event::notify_all`], after storing
 //! whatever makes the condition true:
 //! 1. a `SeqCst` fence;
-//! 2. reads `sleepers`: if it is zero, that is all (no write, no syscall);
-//! 3. otherwise increments `seq` (Release) and `FUTEX_WAKE`s on it.
+//! 2. loads the state: if the count is zero, that is all (no write, no syscall);
+//! 3. otherwise replaces it (compare-and-swap) with the next sequence and a
+//!    count of zero, and `FUTEX_WAKE`s every sleeper. Since the count is
+//!    gone, `notify_one` wakes them all too: the ones whose condition does
+//!    not hold register and sleep again.
 //!
 //! # Why no wake-up is lost
 //!
-//! Steps 4–5 of the waiter and 1–3 of the notifier are Dekker's pattern: each
-//! side writes one word, then reads the other's. Without the fences both
-//! could read the old value (store buffering: the waiter misses the change
-//! and sleeps, the notifier misses the sleeper and skips the syscall). With a
-//! `SeqCst` fence between the write and the read on both sides, the two fences
-//! are ordered one way or the other, and C++20's fence rule gives either
-//! - the waiter's fence first: the notifier's read of `sleepers` sees the
-//!   registration, so it calls `FUTEX_WAKE`, which either finds the waiter
-//!   queued or comes before the kernel's own comparison of `seq`, which then
-//!   sees the bump and refuses to sleep; or
+//! Steps 3–5 of the waiter and 1–2 of the notifier are Dekker's pattern: each
+//! side writes, then reads what the other wrote. With a `SeqCst` fence
+//! between the write and the read on both sides, the two fences are ordered
+//! one way or the other, and C++20's fence rule gives either
+//! - the waiter's fence first: the notifier's load sees the registration
+//!   (or a later state), so it bumps the sequence and wakes; the waiter's
+//!   step 6 then sees the bump, or its `FUTEX_WAIT` finds the state changed
+//!   (the kernel compares it), or it is already queued and is woken; or
 //! - the notifier's fence first: the waiter's step-5 check of the condition
 //!   sees the condition store made before that fence, so it does not sleep.
 //!
-//! `seq` is bumped only when someone sleeps, so a busy event (its waiters
-//! all spinning or running) costs a notifier one fence and one load of a
-//! line it does not write.
+//! The sequence is bumped only when someone sleeps, so a busy event (its
+//! waiters all spinning or running) costs a notifier one fence and one load
+//! of a line it does not write.
+//!
+//! # Untrusted words
+//! The state lives in memory any process with the object open can write. A
+//! garbage count only costs a useless `FUTEX_WAKE` (and is then zeroed); a
+//! count zeroed under a sleeper would make the notifier skip the wake-up,
+//! so no sleep lasts longer than [`SLEEP_SLICE`] before the waiter looks at
+//! its condition again: a hostile write delays a waiter, it cannot strand it.
+//! The same bound covers the sequence wrapping (2¹⁶ bumps between a
+//! waiter's steps 6 and 7).
 //!
 //! Loom checks this (`tests/loom_sync.rs`); loom models `SeqCst` *accesses*
 //! only as AcqRel but models `SeqCst` *fences* fully, one more reason the
-//! protocol uses fences rather than SeqCst loads and stores.
+//! protocol uses fences rather than SeqCst loads and stores. (Under loom
+//! sleeps are not sliced: the futex model's timed wait returns at once.)
 //!
 //! The condition's own stores must come before the notify call. Any memory a
 //! condition reads must be read atomically (or under a lock), as always
 //! across processes.
-//!
-//! `seq` wraps after 2³² bumps; a waiter would sleep through a change only
-//! if exactly a multiple of 2³² bumps happened between its steps 3 and 6.
 //!
 //! # Spinning
 //!
@@ -123,12 +143,29 @@ use super::spin::{SPIN_MAX_US, SPIN_MIN_US};
 #[repr(C)]
 #[derive(Debug)]
 pub struct Event {
-    /// The futex word: bumped by every notify.
-    seq: AtomicU32,
-    /// Waiters between registering (step 4) and unregistering.
-    sleepers: AtomicU32,
+    /// The futex word: `seq << 16 | sleepers` (see the module doc).
+    state: AtomicU32,
+    /// Unused, zero: keeps the layout of 12 bytes.
+    reserved: AtomicU32,
     /// The learnt spin budget in µs; 0 means "not learnt" (use the maximum).
     spin_us: AtomicU32,
+}
+
+/// The longest a waiter sleeps before it looks at its condition again,
+/// whatever the deadline: bounds what a hostile write to the state (a
+/// zeroed count) can cost a waiter. Not on the fast path: a notify that
+/// finds sleepers wakes them at once.
+pub const SLEEP_SLICE: Duration = Duration::from_millis(250);
+
+/// The low half of the state: registered sleepers.
+const COUNT_MASK: u32 = 0xffff;
+/// One step of the sequence, in the high half of the state.
+const SEQ_ONE: u32 = 1 << 16;
+
+/// The sequence part of a state word.
+#[inline]
+fn seq_of(state: u32) -> u32 {
+    state >> 16
 }
 
 #[cfg(not(loom))]
@@ -147,8 +184,8 @@ impl Event {
     /// A new, idle event in ordinary memory (threads of one process, tests).
     pub fn new() -> Self {
         Event {
-            seq: AtomicU32::new(0),
-            sleepers: AtomicU32::new(0),
+            state: AtomicU32::new(0),
+            reserved: AtomicU32::new(0),
             spin_us: AtomicU32::new(0),
         }
     }
@@ -157,8 +194,8 @@ impl Event {
     /// aligned, and writable.
     ///
     /// No initialisation is needed: every bit pattern is an event (zero is an
-    /// idle one, and a garbage sleeper count costs at most useless
-    /// `FUTEX_WAKE` calls). Call [`Event::init`] to reset one that held
+    /// idle one, and a garbage sleeper count costs at most one useless
+    /// `FUTEX_WAKE`, see the module doc). Call [`Event::init`] to reset one that held
     /// something else.
     ///
     /// # Errors
@@ -196,16 +233,17 @@ impl Event {
     pub fn init(&self) {
         // Relaxed: the region's creator publishes the whole layout later
         // (typically with a Release store of a "ready" word).
-        self.seq.store(0, Ordering::Relaxed);
-        self.sleepers.store(0, Ordering::Relaxed);
+        self.state.store(0, Ordering::Relaxed);
+        self.reserved.store(0, Ordering::Relaxed);
         self.spin_us.store(0, Ordering::Relaxed);
     }
 
     /// How many waiters are registered to sleep right now: a diagnostic (it
-    /// may be stale at once), useful in tests and for observability.
+    /// may be stale at once), useful in tests and for observability. A
+    /// waiter that died registered counts until the next notify.
     pub fn sleepers(&self) -> u32 {
         // Relaxed: a snapshot for people, no decision depends on it.
-        self.sleepers.load(Ordering::Relaxed)
+        self.state.load(Ordering::Relaxed) & COUNT_MASK
     }
 
     /// Waits until `cond` returns true or `deadline` passes; `None` waits
@@ -282,97 +320,132 @@ impl Event {
         cond: &mut impl FnMut() -> bool,
         deadline: Option<Instant>,
     ) -> Result<bool> {
-        loop {
-            // Step 3. Acquire: pairs with the Release `seq` bump in `notify`;
-            // having seen a bump, `cond` sees what was stored before it.
-            let seen = self.seq.load(Ordering::Acquire);
+        'register: loop {
             if cond() {
                 return Ok(true);
             }
-            let timeout = match deadline {
-                None => None,
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Ok(false);
-                    }
-                    Some(deadline - now)
-                }
-            };
-            // Step 4: register. Relaxed: the fence below orders it.
-            self.sleepers.fetch_add(1, Ordering::Relaxed);
-            // SYNC POINT (Dekker): pairs with the SeqCst fence in `notify`.
-            // Either that notify reads our registration and wakes us, or the
-            // loads below see its `seq` bump and its condition store.
-            fence(Ordering::SeqCst);
-            // Step 5. Relaxed: ordered by the fence above; `cond` does its own.
-            let ready = cond();
-            let wake = if ready || self.seq.load(Ordering::Relaxed) != seen {
-                None
-            } else {
-                // Step 6: sleeps only if `seq` still equals `seen`.
-                Some(futex::wait(&self.seq, seen, timeout))
-            };
-            // Relaxed: a count; nothing is published by leaving. A notifier
-            // that reads the old value makes one needless FUTEX_WAKE.
-            self.sleepers.fetch_sub(1, Ordering::Relaxed);
-            if ready {
-                return Ok(true);
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
             }
-            match wake {
-                None | Some(Ok(Wake::Woken | Wake::Changed | Wake::Interrupted)) => {}
-                // Loop: the deadline check above decides, after one more
-                // look at the condition.
-                Some(Ok(Wake::TimedOut)) => {}
-                Some(Err(e)) => return Err(e),
+            // Step 3: register in the current sequence. Relaxed: the fence
+            // below orders it. A full count (garbage) is not added to: the
+            // next notify zeroes it, and the slice bounds the sleep anyway.
+            // The sequence we registered in is the one the update saw.
+            let (registered, mine) =
+                match self
+                    .state
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                        (w & COUNT_MASK != COUNT_MASK).then(|| w + 1)
+                    }) {
+                    Ok(before) => (true, seq_of(before)),
+                    Err(before) => (false, seq_of(before)),
+                };
+            // Step 4, SYNC POINT (Dekker): pairs with the SeqCst fence in
+            // `notify`. Either that notify sees our registration and bumps
+            // the sequence, or the checks below see its condition store.
+            fence(Ordering::SeqCst);
+            loop {
+                // Step 5. `cond` does its own loads, ordered by the fence.
+                if cond() {
+                    self.unregister(registered, mine);
+                    return Ok(true);
+                }
+                // Step 6. Acquire: pairs with the Release bump in `notify`.
+                let now = self.state.load(Ordering::Acquire);
+                if seq_of(now) != mine {
+                    continue 'register; // notified: our registration is gone
+                }
+                let timeout = match deadline {
+                    None => None,
+                    Some(deadline) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            self.unregister(registered, mine);
+                            return Ok(cond());
+                        }
+                        Some(left)
+                    }
+                };
+                // Step 7: sleeps only while the state is still `now`, and at
+                // most one slice (not under loom: see the module doc).
+                #[cfg(not(loom))]
+                let timeout = Some(timeout.map_or(SLEEP_SLICE, |t| t.min(SLEEP_SLICE)));
+                match futex::wait(&self.state, now, timeout)? {
+                    Wake::Woken | Wake::Changed | Wake::Interrupted | Wake::TimedOut => {}
+                }
             }
         }
     }
 
-    /// Wakes one sleeping waiter, if any (and every spinning one notices).
+    /// Takes our registration back, if a notify has not already (the
+    /// sequence is still `mine`).
+    fn unregister(&self, registered: bool, mine: u32) {
+        if !registered {
+            return;
+        }
+        // Relaxed: a count; leaving publishes nothing. A notifier that reads
+        // the old value makes one needless FUTEX_WAKE.
+        let _ = self
+            .state
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                (seq_of(w) == mine && w & COUNT_MASK != 0).then(|| w - 1)
+            });
+    }
+
+    /// Wakes the sleeping waiters, if any (and every spinning one notices).
     ///
     /// For conditions any one waiter can consume, like a semaphore's count.
-    /// Makes no syscall when nobody sleeps.
+    /// Makes no syscall when nobody sleeps. When some sleep it wakes them
+    /// all, as [`notify_all`](Event::notify_all): the event forgets its
+    /// sleepers at each wake-up (module doc), so one left asleep would not
+    /// be woken by the next notify.
     #[inline]
     #[doc(alias = "FUTEX_WAKE")]
     pub fn notify_one(&self) {
-        self.notify(1);
+        self.notify();
     }
 
     /// Wakes every sleeping waiter. Makes no syscall when nobody sleeps.
     #[inline]
     #[doc(alias = "FUTEX_WAKE")]
     pub fn notify_all(&self) {
-        self.notify(u32::MAX);
+        self.notify();
     }
 
     #[inline]
-    fn notify(&self, count: u32) {
+    fn notify(&self) {
         // Step 1, SYNC POINT (Dekker): pairs with the SeqCst fence in
         // `sleep_until` between registering and re-checking. The caller's
         // condition store comes before this fence.
         fence(Ordering::SeqCst);
         // Step 2. Relaxed: ordered by the fence above.
-        if self.sleepers.load(Ordering::Relaxed) != 0 {
-            self.bump_and_wake(count);
+        let w = self.state.load(Ordering::Relaxed);
+        if w & COUNT_MASK != 0 {
+            self.bump_and_wake(w);
         }
     }
 
     /// Step 3, only when someone sleeps (so a busy event writes nothing).
     #[cold]
-    fn bump_and_wake(&self, count: u32) {
-        // Release: pairs with the Acquire `seq` load in `sleep_until`. A
-        // waiter between reading `seq` and FUTEX_WAIT sees the bump in the
-        // kernel's comparison and does not sleep; one already asleep is woken.
-        self.seq.fetch_add(1, Ordering::Release);
-        self.wake(count);
-    }
-
-    #[cold]
-    fn wake(&self, count: u32) {
-        // FUTEX_WAKE fails only for a bad address, which `&self.seq` is not;
-        // there is nothing a notifier could do about it anyway.
-        let woken = futex::wake(&self.seq, count);
+    fn bump_and_wake(&self, mut w: u32) {
+        loop {
+            // Next sequence, count zero: every registration is woken and
+            // forgotten. Release: pairs with the Acquire load in step 6 of
+            // `sleep_until`. A waiter between its load and FUTEX_WAIT sees
+            // the change in the kernel's comparison and does not sleep.
+            let next = (w & !COUNT_MASK).wrapping_add(SEQ_ONE);
+            match self
+                .state
+                .compare_exchange_weak(w, next, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) if now & COUNT_MASK == 0 => return, // someone else did
+                Err(now) => w = now,
+            }
+        }
+        // FUTEX_WAKE fails only for a bad address, which `&self.state` is
+        // not; there is nothing a notifier could do about it anyway.
+        let woken = futex::wake(&self.state, u32::MAX);
         debug_assert!(woken.is_ok(), "FUTEX_WAKE failed: {woken:?}");
     }
 }
@@ -445,6 +518,73 @@ mod tests {
                 .unwrap());
         }
         assert_eq!(event.spin_us.load(StdOrdering::Relaxed), SPIN_MAX_US);
+    }
+
+    /// Issue 15, defect 6: a waiter killed while asleep does not keep the
+    /// event "occupied" for ever: the next notify forgets it, and the one
+    /// after that makes no syscall.
+    #[test]
+    fn a_sleeper_killed_in_its_sleep_is_forgotten_at_the_next_notify() {
+        let region = crate::Region::anonymous(4096).unwrap();
+        let event = Event::from_region(&region, 0).unwrap();
+        // SAFETY: the child only waits on the event (atomics and futex
+        // calls, nothing that takes a lock another thread could hold) and
+        // is killed by us; it never returns into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let _ = event.wait_until(|| false, None);
+            // SAFETY: ends the child without running the parent's handlers.
+            unsafe { libc::_exit(0) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while event.sleepers() == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(event.sleepers(), 1);
+        // SAFETY: our own child; kill and reap it.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        assert_eq!(event.sleepers(), 1, "killed while registered");
+        event.notify_all();
+        assert_eq!(event.sleepers(), 0, "the dead sleeper is forgotten");
+        let state = event.state.load(StdOrdering::Relaxed);
+        event.notify_one();
+        assert_eq!(event.state.load(StdOrdering::Relaxed), state, "no bump");
+    }
+
+    /// Issue 15, defect 6: a hostile write that zeroes the sleeper count
+    /// under a sleeper (the notifier then skips the wake-up) delays a
+    /// waiter without a deadline by a sleep slice at most; it does not
+    /// strand it.
+    #[test]
+    fn a_zeroed_count_delays_a_sleeper_but_does_not_strand_it() {
+        let event = Event::new();
+        let flag = StdAtomicU32::new(0);
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let ok = event.wait_until(|| flag.load(StdOrdering::Acquire) == 1, None);
+                let _ = done_tx.send(ok.unwrap());
+            });
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while event.sleepers() == 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert_eq!(event.sleepers(), 1);
+            // The hostile write: the count (and all) zeroed.
+            event.state.store(0, StdOrdering::Relaxed);
+            flag.store(1, StdOrdering::Release);
+            event.notify_one();
+            let woke = done_rx.recv_timeout(Duration::from_secs(10));
+            if woke.is_err() {
+                // Unstick the waiter so the scope can end, then fail.
+                let _ = futex::wake(&event.state, u32::MAX);
+            }
+            assert_eq!(woke, Ok(true), "the waiter was stranded");
+        });
     }
 
     #[test]
