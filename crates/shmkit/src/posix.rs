@@ -579,9 +579,9 @@ impl PosixObject {
         let total = vfs.f_blocks.saturating_mul(vfs.f_frsize);
         (total > 0 && end > total).then(|| {
             Error::os(op, self.name.as_str(), libc::ENOSPC).with_detail(format!(
-                    "{end} bytes ({}) is larger than the whole filesystem holding {SHM_DIR} ({} in all)",
-                    crate::human_bytes(end),
-                    crate::human_bytes(total)
+                "{}; {end} bytes ({}) is larger than the whole filesystem",
+                space_hint(),
+                crate::human_bytes(end)
             ))
         })
     }
