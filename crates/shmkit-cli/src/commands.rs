@@ -119,8 +119,12 @@ fn users(scan: &ProcessScan, entry: &PosixEntry) -> (Vec<i32>, Vec<i32>) {
 
 /// NATTCH and MAPPED-BY for a listing: `?` appended when some processes
 /// could not be inspected (their mappers may be missing).
+///
+/// Only for a caller who is not root: what root cannot inspect (a sandbox
+/// may close pid 1's entries even to root) is said once, in the footnote and
+/// in JSON's `mapped_by_complete`, not in every row.
 pub fn mapper_cells(scan: &ProcessScan, pids: &[i32]) -> (String, String) {
-    if scan.denied() == 0 {
+    if scan.denied() == 0 || rustix::process::geteuid().is_root() {
         (pids.len().to_string(), show::pid_list(pids))
     } else if pids.is_empty() {
         ("?".to_string(), "?".to_string())
