@@ -12,7 +12,7 @@
 //! spin_us   waiters (hint, Relaxed)              learnt spin budget in µs; 0 = not learnt yet
 //! ```
 //!
-//! The state word is the futex word itself (as in [`Bell`](crate::bell)):
+//! The state word is the futex word itself (as in the crate-private `Bell`):
 //! its high 16 bits are a sequence, bumped by a notify that finds sleepers,
 //! and its low 16 bits count the waiters registered *in that sequence*. A
 //! notify that bumps the sequence also zeroes the count: every waiter
