@@ -106,14 +106,7 @@ pub fn stat(out: &mut dyn Write, name: &str, as_json: bool) -> Result<u8> {
             format!("{} ({})", s.size, shmkit::human_bytes(s.size)),
         ),
     ];
-    for (key, value) in lines {
-        writeln!(
-            out,
-            "{:<10} {}",
-            format!("{key}:"),
-            show::escape_name(&value)
-        )?;
-    }
+    show::key_values(out, &lines)?;
     Ok(0)
 }
 

@@ -233,14 +233,7 @@ pub fn stat(out: &mut dyn Write, name: &str, json: bool) -> Result<u8> {
             "not a regular file: not a shared memory object".into(),
         ));
     }
-    for (key, value) in lines {
-        writeln!(
-            out,
-            "{:<10} {}",
-            format!("{key}:"),
-            show::escape_name(&value)
-        )?;
-    }
+    show::key_values(out, &lines)?;
     if let Some(note) = denied_note(&scan) {
         writeln!(out, "{note}")?;
     }

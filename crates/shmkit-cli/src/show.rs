@@ -58,6 +58,15 @@ fn escape(text: &str, backslash: bool) -> String {
     out
 }
 
+/// `key: value` lines as `stat` prints them, values escaped as names are
+/// (a value may quote a name anyone chose).
+pub fn key_values(out: &mut dyn Write, lines: &[(&str, String)]) -> io::Result<()> {
+    for (key, value) in lines {
+        writeln!(out, "{:<10} {}", format!("{key}:"), escape_name(value))?;
+    }
+    Ok(())
+}
+
 /// The columns of `shmkit ls`, for POSIX objects and System V segments
 /// alike. The first ones are `ipcs -m`'s (key, shmid, owner, perms, bytes,
 /// nattch, status); a POSIX object shows its name for the key, `-` for the
