@@ -59,6 +59,7 @@
 
 pub(crate) mod ring;
 pub(crate) mod spsc;
+pub(crate) mod stream;
 
 #[cfg(not(loom))]
 mod shared;
