@@ -56,6 +56,11 @@
 
 use crate::primitive::{AtomicU64, Ordering};
 
+#[cfg(not(loom))]
+pub use endpoints::SendBatch;
+
+#[cfg(not(loom))]
+mod endpoints;
 #[cfg(test)]
 pub(crate) mod heap;
 #[cfg(all(test, loom))]
@@ -143,6 +148,7 @@ pub(crate) struct RecvCursor {
 
 impl SendCursor {
     /// Whether records are written that `tail` does not publish yet.
+    #[cfg_attr(loom, allow(dead_code))]
     #[inline]
     pub(crate) fn unpublished(&self) -> bool {
         self.tail != self.published
@@ -151,6 +157,7 @@ impl SendCursor {
 
 impl RecvCursor {
     /// Whether records were consumed that `head` does not say yet.
+    #[cfg_attr(loom, allow(dead_code))]
     #[inline]
     pub(crate) fn unpublished(&self) -> bool {
         self.head != self.published
@@ -420,10 +427,20 @@ pub(crate) fn may_recv(words: &impl StreamWords, head: u64) -> bool {
     words.tail().load(Ordering::Relaxed) != head
 }
 
+#[cfg(test)]
 /// Bytes published and not yet read (approximate while both sides run).
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn depth_bytes(words: &impl StreamWords) -> u64 {
     let tail = words.tail().load(Ordering::Relaxed);
     let head = words.head().load(Ordering::Relaxed);
     tail.saturating_sub(head).min(words.size())
+}
+
+/// Whether records are known published past the consumer's `head`
+/// without loading `tail`: a batch ends where this says no, so it never
+/// chases a producer that keeps up.
+#[cfg_attr(loom, allow(dead_code))]
+#[inline]
+pub(crate) fn cached(cur: &RecvCursor) -> bool {
+    cur.tail_seen != cur.head
 }
