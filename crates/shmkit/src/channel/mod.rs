@@ -46,7 +46,8 @@
 //!   stalls the channel: its half-written slot is skipped once a blocked
 //!   peer sees it is dead.
 //! - A consumer killed mid-receive loses at most the message it held (SPSC:
-//!   loses nothing; the next receiver gets that message again).
+//!   loses nothing; the next receiver gets that message again), inside a
+//!   `recv_batch` too: a batch frees each slot as it is read.
 //! - A new process may take over any role at any time.
 //! - Committed messages are otherwise delivered exactly once, and each
 //!   producer's messages are received in the order it sent them.

@@ -114,6 +114,11 @@ impl Receiver {
     /// calling `read` on each while it is still in its slot. Wakes senders
     /// once for the batch. Returns how many were received.
     ///
+    /// Each slot is freed as soon as `read` returns for it, as a single
+    /// receive frees it: a receiver killed inside a batch leaves only the
+    /// message `read` was working on (SPSC: to the next receiver, which
+    /// gets it again; the shared ring: lost), never the ones before it.
+    ///
     /// # Errors
     /// As [`recv`](Receiver::recv) for the first message; an error from
     /// `read` stops the batch (that message counts as received).
@@ -133,6 +138,7 @@ impl Receiver {
             taken = 1;
             read(&slot)?;
             drop(slot);
+            self.publish_consumed();
             while taken < max {
                 // claim_now, not claim_slot: an empty ring ends the batch
                 // without building a WouldBlock error.
@@ -150,13 +156,13 @@ impl Receiver {
                 };
                 taken += 1;
                 read(&slot)?;
+                drop(slot);
+                self.publish_consumed();
             }
             Ok(())
         })();
-        if let Some(cursor) = &self.spsc {
-            spsc::publish_recv(&*self.inner, cursor);
-            self.publish_count();
-        }
+        // A batch that stopped on an error frees the slot it stopped at.
+        self.publish_consumed();
         if taken > 0 {
             self.inner.space_event().notify_all();
         }
@@ -245,6 +251,20 @@ impl Receiver {
             }
         }
         self.inner.spsc_corrupt("receive from", e)
+    }
+
+    /// Inside a batch: tells an SPSC producer that every slot up to the
+    /// cursor is free (the shared ring's slots are freed one by one
+    /// already). A plain store to the consumer's own position line, which
+    /// the producer reads only when it thinks the ring is full: a consumer
+    /// killed mid-batch then leaves only the message it was reading to be
+    /// delivered again (issue 15, defect 5).
+    #[inline(always)]
+    fn publish_consumed(&self) {
+        if let Some(cursor) = &self.spsc {
+            spsc::publish_recv(&*self.inner, cursor);
+            self.publish_count();
+        }
     }
 
     /// Shows this receiver's count in its endpoint entry (SPSC: after the
