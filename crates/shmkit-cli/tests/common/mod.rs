@@ -166,11 +166,13 @@ impl Drop for Running {
     }
 }
 
+/// Reads a pipe to its end; bytes that are not UTF-8 (a corrupted value
+/// printed raw) become U+FFFD rather than failing the read.
 pub fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
-        let mut s = String::new();
-        pipe.read_to_string(&mut s).unwrap();
-        s
+        let mut bytes = Vec::new();
+        pipe.read_to_end(&mut bytes).unwrap();
+        String::from_utf8_lossy(&bytes).into_owned()
     })
 }
 

@@ -60,8 +60,44 @@
 pub(crate) mod ring;
 pub(crate) mod spsc;
 
+// The channel itself, file by file (none is built under loom: the models
+// exercise `ring` and `spsc` directly):
+// - `layout`: offsets after the common header, `Layout`, and `Inner`, the
+//   mapped channel with its word, slot and event accessors;
+// - `endpoints`: the endpoint table (join, leave, reap) and liveness;
+// - `object`: `ChannelOptions`, `Channel` create/open/connect;
+// - `wait`: the bounded-spin-then-futex wait in liveness slices;
+// - `sender`, `receiver`: the two ends and their in-place slots;
+// - `typed`: channels of `bytemuck::Pod` values;
+// - `stats`: `Channel::stats` and what it reports.
 #[cfg(not(loom))]
-mod shared;
+mod endpoints;
+#[cfg(not(loom))]
+mod layout;
+#[cfg(not(loom))]
+mod object;
+#[cfg(not(loom))]
+mod receiver;
+#[cfg(not(loom))]
+mod sender;
+#[cfg(not(loom))]
+mod stats;
+#[cfg(not(loom))]
+mod typed;
+#[cfg(not(loom))]
+mod wait;
 
 #[cfg(not(loom))]
-pub use shared::*;
+pub use layout::{LIVENESS_SLICE, MAX_CAPACITY, MAX_ENDPOINTS, MAX_MESSAGE};
+#[cfg(not(loom))]
+pub use object::{Channel, ChannelOptions};
+#[cfg(not(loom))]
+pub use receiver::{Receiver, RecvSlot};
+#[cfg(not(loom))]
+pub use sender::{SendSlot, Sender};
+#[cfg(not(loom))]
+pub use stats::{ChannelStats, EndpointInfo, Role};
+#[cfg(not(loom))]
+pub use typed::{TypedChannel, TypedReceiver, TypedSender};
+#[cfg(not(loom))]
+pub use wait::WaitStrategy;
