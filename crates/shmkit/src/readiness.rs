@@ -160,12 +160,9 @@ impl FdWaiters {
 
     /// The table at `ptr`.
     ///
-    /// (Used by the channel hook, which lands after the channel split.)
-    ///
     /// # Safety
     /// `ptr` must be 4-byte aligned and valid for reads and writes of 64
     /// bytes for all of `'a`. Every bit pattern is a table.
-    #[allow(dead_code)]
     pub(crate) unsafe fn from_ptr<'a>(ptr: *mut u8) -> &'a FdWaiters {
         debug_assert!(ptr as usize % 4 == 0);
         // SAFETY: the caller guarantees alignment and validity; FdWaiters is

@@ -431,7 +431,6 @@ impl Event {
     /// nobody sleeps, one more load of a line only arming writes.
     #[cfg(not(loom))]
     #[inline]
-    #[allow(dead_code)] // the channel hook lands after the channel split
     pub(crate) fn notify_all_and(&self, fds: &crate::readiness::FdWaiters) {
         // SYNC POINT (Dekker): as in `notify`, and with the fence in
         // `Readiness::arm` for the table.
