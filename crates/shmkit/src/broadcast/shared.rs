@@ -12,6 +12,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{HeaderInfo, Kind, HEADER_SIZE};
 use crate::posix::ShmName;
 use crate::process::{self, Home, ProcessId};
+use crate::readiness::{Arm, FdWaiters, Readiness};
 use crate::region::Region;
 use crate::shared_object::{self, Claim};
 
@@ -59,7 +60,10 @@ struct Control {
     _pad2: [AtomicU64; 15],
     /// Bumped after every message (and when the writer leaves).
     bell: Bell,
-    _pad3: [AtomicU32; 30],
+    _pad3: [AtomicU32; 14],
+    /// Readiness descriptors of subscribers (`crate::readiness`), at 448:
+    /// the bell block's second line, padding (zero) in broadcasts made before.
+    fd_waiters: FdWaiters,
 }
 
 /// One subscriber's entry in the table: written by that subscriber only
@@ -94,6 +98,7 @@ const _: () = {
     // adjacent-line prefetcher pulls 64-byte lines in pairs).
     assert!(CONTROL_OFFSET + offset_of!(Control, head) == 256);
     assert!(CONTROL_OFFSET + offset_of!(Control, bell) == 384);
+    assert!(CONTROL_OFFSET + offset_of!(Control, fd_waiters) == 448);
     assert!(ENTRIES_OFFSET == 512);
     // One entry per cache line: subscribers never share a line.
     assert!(size_of::<Entry>() == 64);
@@ -528,7 +533,7 @@ impl Broadcast {
             return Err(inner.head_corrupt("write to"));
         };
         // Subscribers waiting for a writer look again.
-        c.bell.ring();
+        c.bell.ring_and(&c.fd_waiters);
         Ok(Publisher {
             inner: self.inner.clone(),
             claim,
@@ -781,7 +786,8 @@ impl Publisher {
         }
         let position = self.position;
         self.position = ring::send(inner, position, msg);
-        inner.control().bell.ring();
+        let c = inner.control();
+        c.bell.ring_and(&c.fd_waiters);
         Ok(position)
     }
 
@@ -824,7 +830,7 @@ impl Drop for Publisher {
         let c = self.inner.control();
         shared_object::release_writer(&c.writer, self.claim);
         // Subscribers waiting for messages learn that the writer left.
-        c.bell.ring();
+        c.bell.ring_and(&c.fd_waiters);
     }
 }
 
@@ -873,6 +879,44 @@ impl std::fmt::Debug for Subscriber {
             .field("entry", &self.entry)
             .field("cursor", &self.cursor)
             .finish()
+    }
+}
+
+/// Readiness descriptors (see [`crate::readiness`]).
+impl Subscriber {
+    /// A descriptor that becomes readable when a message may be there (or
+    /// the writer left), once armed with
+    /// [`arm_readiness`](Subscriber::arm_readiness); for event loops
+    /// (`poll`, `epoll`, tokio, asyncio). It keeps the broadcast mapped.
+    ///
+    /// # Errors
+    /// [`ErrorKind::LimitExceeded`] when all
+    /// [`MAX_FD_WAITERS`](crate::readiness::MAX_FD_WAITERS) slots are held
+    /// by live waiters; the OS reason if no socket can be made.
+    pub fn readiness(&self) -> Result<Readiness> {
+        let table: *const FdWaiters = &self.inner.control().fd_waiters;
+        let keep: Arc<dyn Send + Sync> = self.inner.clone();
+        // SAFETY: the table lies in the mapping Inner owns; `keep` holds it.
+        unsafe { Readiness::register(table, keep, &self.inner.object) }
+    }
+
+    /// Declares that the caller is about to sleep on `readiness`:
+    /// [`Arm::Ready`] if a message is there already (call
+    /// [`try_recv`](Subscriber::try_recv), do not sleep), else
+    /// [`Arm::Sleep`]. Poll with a timeout of at most
+    /// [`readiness::SLICE`](crate::readiness::SLICE), then `try_recv`
+    /// again, which also tells a gone writer.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] for a descriptor made for another
+    /// object.
+    pub fn arm_readiness(&self, readiness: &Readiness) -> Result<Arm> {
+        let inner = &*self.inner;
+        if !readiness.belongs_to(&inner.control().fd_waiters) {
+            return Err(readiness.foreign(inner.name.as_str()));
+        }
+        let cursor = self.cursor;
+        Ok(readiness.arm(|| ring::ready(inner, cursor)))
     }
 }
 

@@ -25,6 +25,7 @@
 //! 256                    enqueue position        (own 128-byte block: no false sharing)
 //! 384                    dequeue position
 //! 512                    "data available" event  (consumers sleep here)
+//! 576                    readiness waiter table  (`crate::readiness`)
 //! 640                    "space available" event (producers sleep here)
 //! 768                    endpoint table: 64 × 64 bytes (identity word, message count)
 //! 768 + 4096             slots: capacity × slot size; a slot is its state word

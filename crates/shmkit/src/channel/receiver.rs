@@ -397,6 +397,49 @@ impl Receiver {
     }
 }
 
+/// Readiness descriptors (see [`crate::readiness`]).
+impl Receiver {
+    /// A descriptor that becomes readable when a message may be there, once
+    /// armed with [`arm_readiness`](Receiver::arm_readiness); for event
+    /// loops (`poll`, `epoll`, tokio, asyncio). It keeps the channel mapped.
+    ///
+    /// # Errors
+    /// [`ErrorKind::LimitExceeded`] when all
+    /// [`MAX_FD_WAITERS`](crate::readiness::MAX_FD_WAITERS) slots are held
+    /// by live waiters; the OS reason if no socket can be made.
+    pub fn readiness(&self) -> Result<crate::readiness::Readiness> {
+        let table: *const crate::readiness::FdWaiters = self.inner.fd_waiters();
+        let keep: Arc<dyn Send + Sync> = self.inner.clone();
+        // SAFETY: the table lies in the mapping Inner owns; `keep` holds it.
+        unsafe { crate::readiness::Readiness::register(table, keep, &self.inner.object) }
+    }
+
+    /// Declares that the caller is about to sleep on `readiness`:
+    /// [`Arm::Ready`](crate::readiness::Arm::Ready) if a message is there
+    /// already (call [`try_recv`](Receiver::try_recv), do not sleep), else
+    /// [`Arm::Sleep`](crate::readiness::Arm::Sleep). Poll with a timeout of
+    /// at most [`readiness::SLICE`](crate::readiness::SLICE), then
+    /// `try_recv` again, which also tells when every sender is gone.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] for a descriptor made for another
+    /// object.
+    pub fn arm_readiness(
+        &self,
+        readiness: &crate::readiness::Readiness,
+    ) -> Result<crate::readiness::Arm> {
+        let inner = &*self.inner;
+        if !readiness.belongs_to(inner.fd_waiters()) {
+            return Err(readiness.foreign(inner.name.as_str()));
+        }
+        let head = self.spsc.map(|c| c.head);
+        Ok(readiness.arm(|| match head {
+            Some(head) => spsc::may_recv(inner, head),
+            None => inner.may_recv(),
+        }))
+    }
+}
+
 impl Drop for Receiver {
     fn drop(&mut self) {
         // In a forked child the entry is the parent's: leave it alone.

@@ -118,7 +118,7 @@ impl Sender {
     #[inline]
     pub(super) fn commit(&mut self, claim: Claim, len: usize) -> Result<()> {
         let published = self.commit_quiet(claim, len);
-        self.inner.data_event().notify_one();
+        self.inner.notify_data();
         if published {
             Ok(())
         } else {
@@ -188,7 +188,7 @@ impl Sender {
                     Err(e) => return Err(self.inner.spsc_corrupt("send to", e)),
                     Ok(None) => {
                         if unannounced {
-                            self.inner.data_event().notify_one();
+                            self.inner.notify_data();
                             unannounced = false;
                         }
                         self.claim(true, None)?
@@ -212,7 +212,7 @@ impl Sender {
             Ok(())
         })();
         if unannounced {
-            self.inner.data_event().notify_all();
+            self.inner.notify_data();
         }
         result
     }
@@ -415,7 +415,7 @@ impl Drop for SendSlot<'_> {
             // only: in a forked child the claim is the parent's).
             if self.sender.spsc.is_none() && self.sender.home.is_here() {
                 ring::abandon_send(&*self.sender.inner, claim, self.sender.owner);
-                self.sender.inner.data_event().notify_all();
+                self.sender.inner.notify_data();
             }
         }
     }
