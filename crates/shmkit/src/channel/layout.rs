@@ -62,8 +62,11 @@ pub(super) const SLOTS_START: usize = OFF_ENDPOINTS + MAX_ENDPOINTS * ENDPOINT_S
 
 /// The channel runs the single-producer / single-consumer ring (`spsc`).
 pub(super) const FLAG_SPSC: u32 = 1;
+/// The channel runs the framed byte ring (`stream`); always with
+/// [`FLAG_SPSC`] (one sender, one receiver: the same admission).
+pub(super) const FLAG_STREAM: u32 = 2;
 /// Every flag this build knows; others make `open` refuse the channel.
-pub(super) const KNOWN_FLAGS: u32 = FLAG_SPSC;
+pub(super) const KNOWN_FLAGS: u32 = FLAG_SPSC | FLAG_STREAM;
 
 // Roles in an endpoint's identity word (bits 22-23, see `identity_word`).
 pub(super) const ROLE_PRODUCER: u64 = 1;
@@ -97,6 +100,12 @@ impl Layout {
                 "flags {flags:#x} include ones this build does not know (a newer format?)"
             ));
         }
+        let stream = flags & FLAG_STREAM != 0;
+        if stream && flags & FLAG_SPSC == 0 {
+            return Err(format!(
+                "flags {flags:#x} ask for a byte stream without one sender and one receiver"
+            ));
+        }
         if capacity == 0 || capacity > MAX_CAPACITY as u64 || !capacity.is_power_of_two() {
             return Err(format!(
                 "capacity {capacity} is not a power of two from 1 to {MAX_CAPACITY}"
@@ -111,7 +120,8 @@ impl Layout {
             && (u64::from(type_size) != max_msg
                 || type_align == 0
                 || !type_align.is_power_of_two()
-                || type_align as usize > MAX_TYPE_ALIGN)
+                || type_align as usize > MAX_TYPE_ALIGN
+                || (stream && u64::from(type_align) > super::stream::HEADER))
         {
             return Err(format!(
                 "message type of {type_size} bytes aligned to {type_align} does not fit (alignment up to {MAX_TYPE_ALIGN})"
@@ -122,8 +132,13 @@ impl Layout {
         // apart (the payload's alignment): producer and consumer are far
         // apart but when the ring is nearly empty, and a 64-byte message
         // then costs 80 bytes of cache traffic, not 128.
-        let large = max_msg >= LARGE_MESSAGE;
-        let payload_offset = if large {
+        // The byte ring: `capacity` records of the largest message end to
+        // end (smaller ones take less room); each record's payload follows
+        // its 8-byte header.
+        let large = max_msg >= LARGE_MESSAGE && !stream;
+        let payload_offset = if stream {
+            super::stream::HEADER as usize
+        } else if large {
             LARGE_SLOT_HEADER
         } else {
             SLOT_HEADER
@@ -133,7 +148,11 @@ impl Layout {
         } else {
             64
         };
-        let slot_size = (payload_offset + max_msg).next_multiple_of(stride);
+        let slot_size = if stream {
+            super::stream::record_bytes(max_msg)
+        } else {
+            (payload_offset + max_msg).next_multiple_of(stride)
+        };
         let total = capacity
             .checked_mul(slot_size)
             .and_then(|s| s.checked_add(SLOTS_START as u64))
@@ -151,8 +170,14 @@ impl Layout {
         })
     }
 
+    /// One sender and one receiver at a time (the slot or the byte ring).
     pub(super) fn spsc(&self) -> bool {
         self.flags & FLAG_SPSC != 0
+    }
+
+    /// The framed byte ring ([`FLAG_STREAM`]).
+    pub(super) fn stream(&self) -> bool {
+        self.flags & FLAG_STREAM != 0
     }
 }
 

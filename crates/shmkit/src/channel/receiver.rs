@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::layout::*;
 use super::ring::{self, Claim, RingError};
 use super::spsc::{self, RecvCursor, SpscError};
+use super::stream;
 use super::wait::{wait_slice, WaitStrategy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::posix::ShmName;
@@ -26,6 +27,8 @@ pub struct Receiver {
     pub(super) wait: WaitStrategy,
     /// The consumer's position in an SPSC channel; None in a shared one.
     pub(super) spsc: Option<RecvCursor>,
+    /// The consumer's position in a stream channel (then `spsc` is None).
+    pub(super) stream: Option<stream::RecvCursor>,
     /// The damaged slot (index, word) the last receive reported: found
     /// again unchanged, it is skipped (`corrupt_slot`).
     pub(super) last_corrupt: Option<(usize, u64)>,
@@ -131,6 +134,9 @@ impl Receiver {
         if max == 0 {
             return Ok(0);
         }
+        if self.stream.is_some() {
+            return self.stream_recv_batch(max, deadline, read);
+        }
         let mut taken = 0;
         let result = (|| {
             let mut slot = self.claim_slot(true, deadline)?;
@@ -167,6 +173,27 @@ impl Receiver {
             self.inner.space_event().notify_all();
         }
         result.map(|()| taken)
+    }
+
+    /// Receives up to `max` messages as [`recv_batch`](Receiver::recv_batch)
+    /// does, copying each out into `out` (appended: clear it to reuse its
+    /// buffers). Returns how many were received.
+    ///
+    /// # Errors
+    /// As [`recv_batch`](Receiver::recv_batch).
+    pub fn recv_batch_into(
+        &mut self,
+        out: &mut Messages,
+        max: usize,
+        deadline: Option<Instant>,
+    ) -> Result<usize> {
+        self.recv_batch(max, deadline, |slot| {
+            let start = out.bytes.len();
+            out.bytes.resize(start + slot.len(), 0);
+            slot.read_at(0, &mut out.bytes[start..])?;
+            out.ends.push(out.bytes.len());
+            Ok(())
+        })
     }
 
     /// Like [`recv_slot`](Receiver::recv_slot), waiting until `deadline` at
@@ -213,6 +240,14 @@ impl Receiver {
             return;
         }
         let inner = &*self.inner;
+        if let Some(cursor) = self.stream.as_mut() {
+            // The cursor stepped past the record when it was claimed.
+            if publish && cursor.unpublished() {
+                stream::publish_recv(inner, cursor);
+                self.publish_count();
+            }
+            return;
+        }
         match self.spsc.as_mut() {
             Some(cursor) if !publish => spsc::step_recv(cursor),
             Some(cursor) => {
@@ -335,6 +370,18 @@ impl Receiver {
                 "receiver",
             ));
         }
+        if self.stream.is_some() {
+            let rec = self.stream_claim(block, deadline)?;
+            return Ok(RecvSlot {
+                receiver: self,
+                claim: Claim {
+                    pos: 0,
+                    index: rec.offset as usize,
+                },
+                len: rec.len as usize,
+                notify: true,
+            });
+        }
         let mut check_dead = false;
         loop {
             match self.claim_now(check_dead) {
@@ -449,6 +496,51 @@ impl Drop for Receiver {
     }
 }
 
+/// Messages copied out by [`Receiver::recv_batch_into`]: their bytes end to
+/// end in one buffer, so a batch costs no allocation once the buffers have
+/// grown.
+#[derive(Debug, Clone, Default)]
+pub struct Messages {
+    bytes: Vec<u8>,
+    /// Where each message ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl Messages {
+    /// No messages.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many messages it holds.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Forgets the messages, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    /// Message `i`, if there is one.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        Some(&self.bytes[start..end])
+    }
+
+    /// The messages in the order received.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+}
+
 /// A received message still in its slot; the slot is freed on drop.
 pub struct RecvSlot<'a> {
     pub(super) receiver: &'a mut Receiver,
@@ -483,11 +575,16 @@ impl RecvSlot<'_> {
 
     #[inline]
     pub(super) fn payload(&self) -> *const u8 {
-        self.receiver.inner.payload(self.claim.index)
+        if self.receiver.stream.is_some() {
+            // A stream's claim holds the record's data offset.
+            self.receiver.inner.stream_data(self.claim.index as u64)
+        } else {
+            self.receiver.inner.payload(self.claim.index)
+        }
     }
 
     /// The message's first byte, [`len`](RecvSlot::len) bytes long, 16-byte
-    /// aligned. Only a misbehaving process writes it while the slot is held;
+    /// aligned (8 in a stream channel). Only a misbehaving process writes it while the slot is held;
     /// copy out or read with care rather than forming a reference.
     pub fn as_ptr(&self) -> *const u8 {
         self.payload()
