@@ -75,6 +75,9 @@
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) mod ring;
 
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) mod gate;
+
 #[cfg(not(loom))]
 mod shared;
 
