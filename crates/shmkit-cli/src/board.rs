@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use clap::Subcommand;
 use serde_json::{json, Map, Value};
 use shmkit::board::{Board, BoardOptions};
-use shmkit::broadcast::{Broadcast, BroadcastOptions, Received, Subscriber};
+use shmkit::broadcast::{Broadcast, BroadcastOptions, Received, SlowSubscriber, Subscriber};
 use shmkit::layout::{self, Kind};
 use shmkit::posix::PosixObject;
 use shmkit::{Error, ErrorKind};
@@ -65,15 +65,64 @@ pub struct BcastArgs {
     /// Permission bits in octal.
     #[arg(long, default_value = "0600", value_parser = units::parse_mode)]
     mode: u32,
+    /// Lossless: the writer never overwrites a message a live subscriber
+    /// has not read; it waits for the slowest (a dead one is dropped at
+    /// once). Chosen when the broadcast is created; an existing lossy one
+    /// is refused.
+    #[arg(long)]
+    lossless: bool,
+    /// With --lossless: cut off a live subscriber that holds the writer
+    /// back (a whole ring behind) for longer than DURATION (`500ms`, `2s`),
+    /// instead of waiting for it as long as it lives.
+    #[arg(long, requires = "lossless", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    evict_after: Option<std::time::Duration>,
 }
 
 impl BcastArgs {
+    fn policy(&self) -> Option<SlowSubscriber> {
+        self.lossless.then(|| {
+            self.evict_after
+                .map_or(SlowSubscriber::Block, SlowSubscriber::EvictAfter)
+        })
+    }
+
     fn options(&self) -> BroadcastOptions {
         let mut o = BroadcastOptions::new();
         o.capacity(self.capacity)
             .max_message(self.max_msg.min(usize::MAX as u64) as usize)
             .mode(self.mode);
+        if let Some(policy) = self.policy() {
+            o.lossless(policy);
+        }
         o
+    }
+
+    /// Opens `name`, creating it with these parameters if absent; refuses
+    /// an existing one whose mode is not the one asked for.
+    fn open(&self, name: &str) -> Result<Broadcast> {
+        let bcast = Broadcast::open_or_create(name, &self.options())?;
+        let asked = self.policy();
+        if asked.is_some() && bcast.lossless() != asked {
+            bail!(
+                "cannot use {} as a {} broadcast: it was created {}",
+                bcast.name(),
+                mode_text(asked),
+                mode_text(bcast.lossless())
+            );
+        }
+        Ok(bcast)
+    }
+}
+
+/// A broadcast's mode in words.
+fn mode_text(policy: Option<SlowSubscriber>) -> String {
+    match policy {
+        None => "lossy".into(),
+        Some(SlowSubscriber::Block) => "lossless (waiting for slow subscribers)".into(),
+        Some(SlowSubscriber::EvictAfter(d)) => format!(
+            "lossless (evicting slow subscribers after {})",
+            humantime::format_duration(d)
+        ),
     }
 }
 
@@ -142,7 +191,7 @@ pub fn publish(
     tag: Option<String>,
     args: &BcastArgs,
 ) -> Result<u8> {
-    let bcast = Broadcast::open_or_create(name, &args.options())?;
+    let bcast = args.open(name)?;
     let mut publisher = bcast.publisher()?;
     match count {
         Some(n) => {
@@ -184,7 +233,7 @@ pub fn subscribe(
     unbuffered: bool,
     args: &BcastArgs,
 ) -> Result<u8> {
-    let bcast = Broadcast::open_or_create(name, &args.options())?;
+    let bcast = args.open(name)?;
     let mut sub = if from_oldest {
         bcast.subscribe_from_oldest()?
     } else {
@@ -220,7 +269,7 @@ pub fn subscribe(
                 out.flush()?;
                 eprintln!("lagged: missed {missed} messages");
             }
-            Err(e) if e.kind() == ErrorKind::Disconnected => {
+            Err(e) if e.kind() == ErrorKind::Disconnected && !sub.evicted() => {
                 if let Some(n) = count {
                     bail!(
                         "cannot receive from {}: the writer left after {} of {n} messages",
@@ -293,6 +342,9 @@ pub fn stat_extra(name: &str) -> Option<Extra> {
                         "lag": e.lag,
                         "missed": e.missed,
                         "received": e.received,
+                        "gating": e.gating,
+                        "holds_writer": e.holds_writer,
+                        "evicted": e.evicted,
                     })
                 })
                 .collect();
@@ -305,21 +357,59 @@ pub fn stat_extra(name: &str) -> Option<Extra> {
             json.insert("capacity".into(), s.capacity.into());
             json.insert("max_msg".into(), s.max_message.into());
             json.insert("subscribers".into(), subs.into());
+            json.insert("lossless".into(), s.lossless.is_some().into());
+            json.insert(
+                "slow_subscriber".into(),
+                match s.lossless {
+                    None => Value::Null,
+                    Some(SlowSubscriber::Block) => "block".into(),
+                    Some(SlowSubscriber::EvictAfter(_)) => "evict".into(),
+                },
+            );
+            json.insert(
+                "evict_after_ms".into(),
+                match s.lossless {
+                    Some(SlowSubscriber::EvictAfter(d)) => json!(d.as_secs_f64() * 1e3),
+                    _ => Value::Null,
+                },
+            );
+            json.insert("writer_waits".into(), s.writer_waits.into());
+            json.insert("evictions".into(), s.evictions.into());
+            json.insert("dropped_dead".into(), s.dropped_dead.into());
             lines.push(("published", format!("{} messages", s.published)));
             lines.push(("capacity", format!("{} messages", s.capacity)));
             lines.push(("max msg", format!("{} bytes", s.max_message)));
+            lines.push(("mode", mode_text(s.lossless)));
+            if s.lossless.is_some() {
+                lines.push((
+                    "gate",
+                    format!(
+                        "writer waited {} times; {} evicted, {} dead dropped",
+                        s.writer_waits, s.evictions, s.dropped_dead
+                    ),
+                ));
+            }
             lines.push(("writer", who(s.writer)));
             lines.push(("subscribers", s.subscribers.len().to_string()));
             for e in &s.subscribers {
                 lines.push((
                     "subscriber",
                     format!(
-                        "{} ({}, cursor {}, lag {}, missed {})",
+                        "{} ({}, cursor {}, lag {}, missed {}{})",
                         e.pid,
                         if e.alive { "alive" } else { "dead" },
                         e.cursor,
                         e.lag,
-                        e.missed
+                        e.missed,
+                        if e.holds_writer {
+                            ", holds the writer back"
+                        } else if e.gating {
+                            ", gates the writer"
+                        } else if e.evicted {
+                            ", evicted"
+                        } else {
+                            ""
+                        }
                     ),
                 ));
             }

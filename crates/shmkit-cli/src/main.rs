@@ -180,7 +180,8 @@ enum Command {
     Board(board::BoardCommand),
     /// Publish each line of standard input as one broadcast message (or N
     /// numbered messages `TAG I`), creating the broadcast if absent. Never
-    /// waits for subscribers: the oldest messages are overwritten.
+    /// waits for subscribers: the oldest messages are overwritten; with
+    /// --lossless, waits for the slowest live subscriber instead.
     Pub {
         /// Broadcast name.
         name: String,

@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -21,50 +21,6 @@ impl Drop for Guard {
             let _ = self.0.wait();
         }
     }
-}
-
-/// Polls `stat --json` until `ready` holds (at most 30 s); returns it. The
-/// object may not exist yet, or not be initialised yet: those are retried.
-fn stat_until(
-    name: &str,
-    what: &str,
-    ready: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = shmkit(&["stat", name, "--json"]);
-        let st: serde_json::Value = if out.status.success() {
-            serde_json::from_slice(&out.stdout).expect("valid JSON")
-        } else {
-            serde_json::Value::Null
-        };
-        if ready(&st) {
-            return st;
-        }
-        assert!(Instant::now() < deadline, "waiting for {what}: {st}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// The number of subscribers `stat` shows, 0 if it shows none (yet).
-fn subscriber_count(st: &serde_json::Value) -> usize {
-    st.get("subscribers")
-        .and_then(|s| s.as_array())
-        .map_or(0, |s| s.len())
-}
-
-fn subscribers(st: &serde_json::Value) -> &[serde_json::Value] {
-    st.get("subscribers")
-        .and_then(|s| s.as_array())
-        .map_or(&[], |s| s.as_slice())
-}
-
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(ok.success(), "kill {sig} {pid}");
 }
 
 #[test]
@@ -206,32 +162,6 @@ fn one_board_writer_at_a_time_and_a_killed_one_is_taken_over() {
         json(&["stat", &b.name, "--json"])["writer_pid"],
         serde_json::Value::Null
     );
-}
-
-/// Parses `sub` output lines `TAG I` into indices, checking the tag.
-fn indices(out: &str, tag: &str) -> Vec<u64> {
-    out.lines()
-        .map(|l| {
-            let (t, i) = l
-                .rsplit_once(' ')
-                .unwrap_or_else(|| panic!("bad line {l:?}"));
-            assert_eq!(t, tag, "bad line {l:?}");
-            i.parse().unwrap_or_else(|_| panic!("bad line {l:?}"))
-        })
-        .collect()
-}
-
-/// Sums the `lagged: missed N messages` reports on standard error.
-fn reported_lag(err: &str) -> u64 {
-    err.lines()
-        .map(|l| {
-            let n = l
-                .strip_prefix("lagged: missed ")
-                .and_then(|r| r.strip_suffix(" messages"))
-                .unwrap_or_else(|| panic!("unexpected stderr line {l:?}"));
-            n.parse::<u64>().unwrap()
-        })
-        .sum()
 }
 
 #[test]

@@ -10,6 +10,7 @@ use super::ring::{self, Phase, RingWords, State};
 use super::spsc::SpscError;
 use crate::error::{Error, ErrorKind};
 use crate::posix::ShmName;
+use crate::readiness::FdWaiters;
 use crate::region::Region;
 use crate::sync::Event;
 
@@ -53,6 +54,9 @@ pub(super) const OFF_ENQUEUE: usize = 256;
 pub(super) const OFF_DEQUEUE: usize = 384;
 pub(super) const OFF_DATA_EVENT: usize = 512;
 pub(super) const OFF_SPACE_EVENT: usize = 640;
+/// The data event's readiness waiter table (`crate::readiness`).
+pub(super) const OFF_FD_WAITERS: usize = OFF_DATA_EVENT + 64;
+const _: () = assert!(OFF_FD_WAITERS + std::mem::size_of::<FdWaiters>() <= OFF_SPACE_EVENT);
 pub(super) const OFF_ENDPOINTS: usize = 768;
 pub(super) const SLOTS_START: usize = OFF_ENDPOINTS + MAX_ENDPOINTS * ENDPOINT_SIZE;
 
@@ -235,6 +239,24 @@ impl Inner {
     #[inline]
     pub(super) fn data_event(&self) -> &Event {
         self.event(OFF_DATA_EVENT)
+    }
+
+    /// The readiness descriptors waiting for data (`crate::readiness`): a
+    /// waiter table in the second cache line of the data event's block,
+    /// padding (zero) in channels made before.
+    #[inline]
+    pub(super) fn fd_waiters(&self) -> &FdWaiters {
+        // SAFETY: OFF_FD_WAITERS is 4-aligned, and its 64 bytes lie inside
+        // the header area (below OFF_SPACE_EVENT) that open checked the
+        // mapping holds; the table is atomics only.
+        unsafe { FdWaiters::from_ptr(self.base.add(OFF_FD_WAITERS)) }
+    }
+
+    /// Wakes receivers: the futex sleepers on the data event and the armed
+    /// readiness descriptors. No syscall while nobody sleeps.
+    #[inline]
+    pub(super) fn notify_data(&self) {
+        self.data_event().notify_all_and(self.fd_waiters());
     }
 
     #[inline]

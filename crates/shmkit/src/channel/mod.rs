@@ -25,6 +25,7 @@
 //! 256                    enqueue position        (own 128-byte block: no false sharing)
 //! 384                    dequeue position
 //! 512                    "data available" event  (consumers sleep here)
+//! 576                    readiness waiter table  (`crate::readiness`)
 //! 640                    "space available" event (producers sleep here)
 //! 768                    endpoint table: 64 × 64 bytes (identity word, message count)
 //! 768 + 4096             slots: capacity × slot size; a slot is its state word
@@ -46,7 +47,8 @@
 //!   stalls the channel: its half-written slot is skipped once a blocked
 //!   peer sees it is dead.
 //! - A consumer killed mid-receive loses at most the message it held (SPSC:
-//!   loses nothing; the next receiver gets that message again).
+//!   loses nothing; the next receiver gets that message again), inside a
+//!   `recv_batch` too: a batch frees each slot as it is read.
 //! - A new process may take over any role at any time.
 //! - Committed messages are otherwise delivered exactly once, and each
 //!   producer's messages are received in the order it sent them.

@@ -117,6 +117,11 @@ impl Receiver {
     /// calling `read` on each while it is still in its slot. Wakes senders
     /// once for the batch. Returns how many were received.
     ///
+    /// Each slot is freed as soon as `read` returns for it, as a single
+    /// receive frees it: a receiver killed inside a batch leaves only the
+    /// message `read` was working on (SPSC: to the next receiver, which
+    /// gets it again; the shared ring: lost), never the ones before it.
+    ///
     /// # Errors
     /// As [`recv`](Receiver::recv) for the first message; an error from
     /// `read` stops the batch (that message counts as received).
@@ -139,6 +144,7 @@ impl Receiver {
             taken = 1;
             read(&slot)?;
             drop(slot);
+            self.publish_consumed();
             while taken < max {
                 // claim_now, not claim_slot: an empty ring ends the batch
                 // without building a WouldBlock error.
@@ -156,13 +162,13 @@ impl Receiver {
                 };
                 taken += 1;
                 read(&slot)?;
+                drop(slot);
+                self.publish_consumed();
             }
             Ok(())
         })();
-        if let Some(cursor) = &self.spsc {
-            spsc::publish_recv(&*self.inner, cursor);
-            self.publish_count();
-        }
+        // A batch that stopped on an error frees the slot it stopped at.
+        self.publish_consumed();
         if taken > 0 {
             self.inner.space_event().notify_all();
         }
@@ -280,6 +286,20 @@ impl Receiver {
             }
         }
         self.inner.spsc_corrupt("receive from", e)
+    }
+
+    /// Inside a batch: tells an SPSC producer that every slot up to the
+    /// cursor is free (the shared ring's slots are freed one by one
+    /// already). A plain store to the consumer's own position line, which
+    /// the producer reads only when it thinks the ring is full: a consumer
+    /// killed mid-batch then leaves only the message it was reading to be
+    /// delivered again (issue 15, defect 5).
+    #[inline(always)]
+    fn publish_consumed(&self) {
+        if let Some(cursor) = &self.spsc {
+            spsc::publish_recv(&*self.inner, cursor);
+            self.publish_count();
+        }
     }
 
     /// Shows this receiver's count in its endpoint entry (SPSC: after the
@@ -421,6 +441,49 @@ impl Receiver {
     /// The channel this receiver belongs to.
     pub fn name(&self) -> &ShmName {
         &self.inner.name
+    }
+}
+
+/// Readiness descriptors (see [`crate::readiness`]).
+impl Receiver {
+    /// A descriptor that becomes readable when a message may be there, once
+    /// armed with [`arm_readiness`](Receiver::arm_readiness); for event
+    /// loops (`poll`, `epoll`, tokio, asyncio). It keeps the channel mapped.
+    ///
+    /// # Errors
+    /// [`ErrorKind::LimitExceeded`] when all
+    /// [`MAX_FD_WAITERS`](crate::readiness::MAX_FD_WAITERS) slots are held
+    /// by live waiters; the OS reason if no socket can be made.
+    pub fn readiness(&self) -> Result<crate::readiness::Readiness> {
+        let table: *const crate::readiness::FdWaiters = self.inner.fd_waiters();
+        let keep: Arc<dyn Send + Sync> = self.inner.clone();
+        // SAFETY: the table lies in the mapping Inner owns; `keep` holds it.
+        unsafe { crate::readiness::Readiness::register(table, keep, &self.inner.object) }
+    }
+
+    /// Declares that the caller is about to sleep on `readiness`:
+    /// [`Arm::Ready`](crate::readiness::Arm::Ready) if a message is there
+    /// already (call [`try_recv`](Receiver::try_recv), do not sleep), else
+    /// [`Arm::Sleep`](crate::readiness::Arm::Sleep). Poll with a timeout of
+    /// at most [`readiness::SLICE`](crate::readiness::SLICE), then
+    /// `try_recv` again, which also tells when every sender is gone.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] for a descriptor made for another
+    /// object.
+    pub fn arm_readiness(
+        &self,
+        readiness: &crate::readiness::Readiness,
+    ) -> Result<crate::readiness::Arm> {
+        let inner = &*self.inner;
+        if !readiness.belongs_to(inner.fd_waiters()) {
+            return Err(readiness.foreign(inner.name.as_str()));
+        }
+        let head = self.spsc.map(|c| c.head);
+        Ok(readiness.arm(|| match head {
+            Some(head) => spsc::may_recv(inner, head),
+            None => inner.may_recv(),
+        }))
     }
 }
 

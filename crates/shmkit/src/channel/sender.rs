@@ -128,7 +128,7 @@ impl Sender {
             return Ok(());
         }
         let published = self.commit_quiet(claim, len);
-        self.inner.data_event().notify_one();
+        self.inner.notify_data();
         if published {
             Ok(())
         } else {
@@ -201,7 +201,7 @@ impl Sender {
                     Err(e) => return Err(self.inner.spsc_corrupt("send to", e)),
                     Ok(None) => {
                         if unannounced {
-                            self.inner.data_event().notify_one();
+                            self.inner.notify_data();
                             unannounced = false;
                         }
                         self.claim(true, None)?
@@ -225,7 +225,7 @@ impl Sender {
             Ok(())
         })();
         if unannounced {
-            self.inner.data_event().notify_all();
+            self.inner.notify_data();
         }
         result
     }
@@ -450,7 +450,7 @@ impl Drop for SendSlot<'_> {
                 && self.sender.home.is_here()
             {
                 ring::abandon_send(&*self.sender.inner, claim, self.sender.owner);
-                self.sender.inner.data_event().notify_all();
+                self.sender.inner.notify_data();
             }
         }
     }
