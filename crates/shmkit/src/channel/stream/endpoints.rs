@@ -517,6 +517,34 @@ impl Receiver {
         inner.stream_error("receive from", e)
     }
 
+    /// Asks the CPU to fetch the ring a few lines past `offset`: where the
+    /// next headers are. Each header's place depends on the length in the
+    /// one before, so without this the consumer waits for one cache line
+    /// at a time from the producer's core; a hint only, it never faults.
+    #[inline(always)]
+    fn prefetch_ahead(&self, offset: u64) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            /// Lines ahead of the record being read.
+            const AHEAD: u64 = 4 * 64;
+            let size = self.inner.size();
+            let mut at = offset + AHEAD;
+            if at >= size {
+                at -= size;
+            }
+            if at < size {
+                let p = self.inner.stream_data(at);
+                // SAFETY: a prefetch reads nothing architecturally and
+                // cannot fault; `p` lies inside the mapping anyway.
+                unsafe {
+                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                        p.cast::<i8>(),
+                    )
+                };
+            }
+        }
+    }
+
     /// Publishes the position (the records below it are read) and wakes
     /// the sender if it sleeps.
     #[inline]
@@ -568,6 +596,7 @@ impl Receiver {
                     Some(rec) => rec,
                     None => return Ok(()),
                 };
+                self.prefetch_ahead(rec.offset);
             }
         })();
         if self.home.is_here() {
