@@ -62,6 +62,9 @@ pub(in crate::channel) unsafe fn copy_message(src: *const u8, dst: *mut u8, len:
     }
 }
 
+/// How far ahead of the record it reads a consumer asks for lines.
+const PREFETCH_BYTES: u64 = 2048;
+
 impl StreamWords for Inner {
     #[inline]
     fn size(&self) -> u64 {
@@ -523,12 +526,21 @@ impl Receiver {
     /// at a time from the producer's core; a hint only, it never faults.
     #[inline(always)]
     fn prefetch_ahead(&self, offset: u64) {
+        let cur = self.stream.as_ref().expect("a stream receiver");
+        if super::published_ahead(cur) > PREFETCH_BYTES {
+            self.prefetch_ahead_by(offset, PREFETCH_BYTES);
+        }
+    }
+
+    /// Prefetches the line `ahead` bytes past data offset `offset`.
+    #[inline(always)]
+    fn prefetch_ahead_by(&self, offset: u64, ahead: u64) {
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (offset, ahead);
         #[cfg(target_arch = "x86_64")]
         {
-            /// Lines ahead of the record being read.
-            const AHEAD: u64 = 4 * 64;
             let size = self.inner.size();
-            let mut at = offset + AHEAD;
+            let mut at = offset + ahead;
             if at >= size {
                 at -= size;
             }
@@ -542,6 +554,21 @@ impl Receiver {
                     )
                 };
             }
+        }
+    }
+
+    /// Asks the CPU for the first lines of the published records from
+    /// `offset` on, all at once: they come from the producer's core, and
+    /// fetched one after the other (each header's place depends on the one
+    /// before) each costs a full transfer.
+    #[inline(always)]
+    fn prefetch_batch(&self, offset: u64) {
+        let cur = self.stream.as_ref().expect("a stream receiver");
+        let published = super::published_ahead(cur).min(PREFETCH_BYTES);
+        let mut at = 0;
+        while at < published {
+            self.prefetch_ahead_by(offset, at);
+            at += 64;
         }
     }
 
@@ -573,6 +600,7 @@ impl Receiver {
         let mut taken = 0;
         let result = (|| {
             let mut rec = self.stream_claim(true, deadline)?;
+            self.prefetch_batch(rec.offset);
             loop {
                 let slot = RecvSlot {
                     receiver: &mut *self,
