@@ -93,7 +93,7 @@ fn cases() -> u64 {
     std::env::var("SHMKIT_FUZZ_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100)
+        .unwrap_or(60)
 }
 
 fn check(outcome: &Outcome, what: &str) {

@@ -176,6 +176,26 @@ impl Image {
     }
 }
 
+/// Where the header and tables of a kind end (the first slot), as the
+/// seeds in `make_seed` are built: capacity 4 (channels, broadcasts) or a
+/// 32-byte board.
+pub fn header_end(kind: Kind) -> usize {
+    match kind {
+        Kind::Channel | Kind::SpscChannel => 4864,
+        Kind::Board => 512,
+        Kind::Broadcast => 8704,
+    }
+}
+
+/// The channels the harness makes: 4 messages of up to 16 bytes.
+pub fn channel_options(kind: Kind) -> ChannelOptions {
+    let mut o = ChannelOptions::new();
+    o.capacity(4)
+        .max_message(16)
+        .spsc(kind == Kind::SpscChannel);
+    o
+}
+
 /// Makes a real object of `kind` with traffic that wrote every slot at
 /// least once, and returns its bytes. Its endpoints have left.
 pub fn seed(kind: Kind) -> Image {
@@ -216,11 +236,7 @@ fn make_seed(kind: Kind, fresh: bool) -> Image {
     let name = p.name.as_str();
     let (header_end, slots) = match kind {
         Kind::Channel | Kind::SpscChannel => {
-            let mut o = ChannelOptions::new();
-            o.capacity(4)
-                .max_message(16)
-                .spsc(kind == Kind::SpscChannel);
-            let ch = Channel::create(name, &o).unwrap();
+            let ch = Channel::create(name, &channel_options(kind)).unwrap();
             let mut tx = ch.sender().unwrap();
             let mut rx = ch.receiver().unwrap();
             for i in 0..sends.min(4) {
@@ -234,7 +250,7 @@ fn make_seed(kind: Kind, fresh: bool) -> Image {
                     tx.send(&known_message("fz", i)).unwrap();
                 }
             }
-            (4864, Some(4))
+            (header_end(kind), Some(4))
         }
         Kind::Board => {
             let b = Board::create(name, BoardOptions::new().max_size(32)).unwrap();
@@ -242,7 +258,7 @@ fn make_seed(kind: Kind, fresh: bool) -> Image {
             for i in 0..3 {
                 w.write(&known_message("fz", i)).unwrap();
             }
-            (512, None)
+            (header_end(kind), None)
         }
         Kind::Broadcast => {
             let b = Broadcast::create(name, BroadcastOptions::new().capacity(4).max_message(16))
@@ -253,7 +269,7 @@ fn make_seed(kind: Kind, fresh: bool) -> Image {
                 publisher.send(&known_message("fz", i)).unwrap();
             }
             let _ = sub.try_recv();
-            (8704, Some(4))
+            (header_end(kind), Some(4))
         }
     };
     let bytes = std::fs::read(p.path()).unwrap();
