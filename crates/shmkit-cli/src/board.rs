@@ -136,6 +136,7 @@ pub fn board(out: &mut dyn Write, cmd: BoardCommand) -> Result<u8> {
         }
         BoardCommand::Set { name, text } => {
             let board = Board::open(&name)?;
+            crate::foreign::check(&name);
             // The writer role first: while standard input is read, this
             // process is the board's writer, and a second `set` is refused.
             let mut writer = board.writer()?;
@@ -161,6 +162,7 @@ pub fn board(out: &mut dyn Write, cmd: BoardCommand) -> Result<u8> {
             with_version,
         } => {
             let board = Board::open(&name)?;
+            crate::foreign::check(&name);
             let (mut value, mut version) = board.read()?;
             let mut printed = 0u64;
             loop {
@@ -192,6 +194,7 @@ pub fn publish(
     args: &BcastArgs,
 ) -> Result<u8> {
     let bcast = args.open(name)?;
+    crate::foreign::check(name);
     let mut publisher = bcast.publisher()?;
     match count {
         Some(n) => {
@@ -234,6 +237,7 @@ pub fn subscribe(
     args: &BcastArgs,
 ) -> Result<u8> {
     let bcast = args.open(name)?;
+    crate::foreign::check(name);
     let mut sub = if from_oldest {
         bcast.subscribe_from_oldest()?
     } else {

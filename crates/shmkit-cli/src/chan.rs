@@ -119,6 +119,7 @@ pub fn produce(
     opts: &ChannelOptions,
 ) -> Result<u8> {
     let ch = Channel::open_or_create(name, opts)?;
+    crate::foreign::check(name);
     let mut tx = ch.sender()?;
     match count {
         Some(n) => {
@@ -167,6 +168,7 @@ pub fn consume(
     opts: &ChannelOptions,
 ) -> Result<u8> {
     let ch = Channel::open_or_create(name, opts)?;
+    crate::foreign::check(name);
     let mut rx = ch.receiver()?;
     let mut line = Vec::new();
     let mut received = 0u64;
