@@ -275,6 +275,12 @@ struct ChanArgs {
     /// single-consumer ring (a second one is refused while the first lives).
     #[arg(long)]
     spsc: bool,
+    /// One producer and one consumer at a time over the framed byte ring:
+    /// messages end to end (a short one takes its own size, not a slot),
+    /// batches published with one store; the fastest for streams. Implies
+    /// --spsc.
+    #[arg(long)]
+    stream: bool,
 }
 
 impl ChanArgs {
@@ -284,7 +290,7 @@ impl ChanArgs {
             self.max_msg.min(usize::MAX as u64) as usize,
             self.mode,
         );
-        o.spsc(self.spsc);
+        o.spsc(self.spsc).stream(self.stream);
         o
     }
 }

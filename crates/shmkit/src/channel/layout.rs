@@ -85,6 +85,8 @@ pub(super) struct Layout {
     pub(super) type_align: u32,
     pub(super) flags: u32,
     pub(super) total: u64,
+    /// Bytes of slots (`capacity × slot_size`): a stream's data area.
+    pub(super) ring_bytes: u64,
 }
 
 impl Layout {
@@ -167,6 +169,7 @@ impl Layout {
             type_align,
             flags,
             total,
+            ring_bytes: capacity * slot_size,
         })
     }
 

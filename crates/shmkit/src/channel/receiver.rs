@@ -609,7 +609,7 @@ impl RecvSlot<'_> {
         }
         // SAFETY: the range is inside the held slot's message (checked).
         unsafe {
-            ptr::copy_nonoverlapping(self.payload().add(offset), buf.as_mut_ptr(), buf.len())
+            super::stream::copy_message(self.payload().add(offset), buf.as_mut_ptr(), buf.len())
         };
         Ok(())
     }
@@ -624,7 +624,7 @@ impl RecvSlot<'_> {
 }
 
 impl Drop for RecvSlot<'_> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         // A batch (notify off) frees its slots at once at its end.
         self.receiver.release(self.claim, self.notify);

@@ -22,11 +22,51 @@ use crate::channel::sender::Sender;
 use crate::channel::wait::{wait_slice, WaitStrategy};
 use crate::error::{Error, ErrorKind, Result};
 
+/// Copies `len` bytes from `src` to `dst`, inline for messages of up to
+/// 64 bytes (two overlapping fixed-size moves, as memcpy does inside): for
+/// a stream of small records a call to memcpy costs as much as the copy.
+///
+/// # Safety
+/// As [`ptr::copy_nonoverlapping`]: both ranges valid for `len` bytes and
+/// not overlapping.
+#[inline(always)]
+pub(in crate::channel) unsafe fn copy_message(src: *const u8, dst: *mut u8, len: usize) {
+    /// Copies N bytes at the start and N at the end (they may overlap).
+    #[inline(always)]
+    unsafe fn ends<const N: usize>(src: *const u8, dst: *mut u8, len: usize) {
+        // SAFETY: the caller's ranges hold `len >= N` bytes, so both
+        // N-byte pieces lie inside them; unaligned moves of plain bytes.
+        unsafe {
+            let head = ptr::read_unaligned(src.cast::<[u8; N]>());
+            let tail = ptr::read_unaligned(src.add(len - N).cast::<[u8; N]>());
+            ptr::write_unaligned(dst.cast::<[u8; N]>(), head);
+            ptr::write_unaligned(dst.add(len - N).cast::<[u8; N]>(), tail);
+        }
+    }
+    // SAFETY: each branch copies within the first `len` bytes (the
+    // caller's contract).
+    unsafe {
+        match len {
+            0 => {}
+            1..=3 => {
+                for i in 0..len {
+                    *dst.add(i) = *src.add(i);
+                }
+            }
+            4..=7 => ends::<4>(src, dst, len),
+            8..=16 => ends::<8>(src, dst, len),
+            17..=32 => ends::<16>(src, dst, len),
+            33..=64 => ends::<32>(src, dst, len),
+            _ => ptr::copy_nonoverlapping(src, dst, len),
+        }
+    }
+}
+
 impl StreamWords for Inner {
     #[inline]
     fn size(&self) -> u64 {
         // Checked at create and open: capacity × slot size fits the mapping.
-        self.layout.capacity * self.layout.slot_size
+        self.layout.ring_bytes
     }
     #[inline]
     fn tail(&self) -> &AtomicU64 {
@@ -36,7 +76,7 @@ impl StreamWords for Inner {
     fn head(&self) -> &AtomicU64 {
         self.word64(OFF_DEQUEUE)
     }
-    #[inline]
+    #[inline(always)]
     fn header(&self, offset: u64) -> &AtomicU64 {
         // SAFETY: `stream_data` checks the offset is inside the data area;
         // the ring hands out 8-aligned offsets only (record sizes are
@@ -48,7 +88,7 @@ impl StreamWords for Inner {
 
 impl Inner {
     /// The byte at `offset` in the data area.
-    #[inline]
+    #[inline(always)]
     pub(in crate::channel) fn stream_data(&self, offset: u64) -> *mut u8 {
         // The ring computes offsets from checked positions and lengths; a
         // cheap check again, since the mapping's bounds depend on it.
@@ -179,7 +219,7 @@ impl Sender {
         // inside the data area, not published yet, so the receiver does
         // not read them; `msg` is our own memory: no overlap.
         unsafe {
-            ptr::copy_nonoverlapping(msg.as_ptr(), self.inner.stream_data(at), msg.len());
+            copy_message(msg.as_ptr(), self.inner.stream_data(at), msg.len());
         }
         self.stream_commit(msg.len() as u64, true);
         Ok(())
@@ -207,7 +247,7 @@ impl Sender {
                 };
                 // SAFETY: as in `stream_send`.
                 unsafe {
-                    ptr::copy_nonoverlapping(msg.as_ptr(), self.inner.stream_data(at), msg.len());
+                    copy_message(msg.as_ptr(), self.inner.stream_data(at), msg.len());
                 }
                 self.stream_commit(len, false);
             }
@@ -517,7 +557,10 @@ impl Receiver {
                 };
                 taken += 1;
                 read(&slot)?;
-                drop(slot);
+                // Nothing to release: the cursor is past the record, and
+                // the batch publishes at its end (forget skips the drop's
+                // checks, which cost a call per record).
+                std::mem::forget(slot);
                 if taken == max || !super::cached(self.stream.as_ref().expect("a stream")) {
                     return Ok(());
                 }

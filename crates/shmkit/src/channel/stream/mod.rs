@@ -57,6 +57,8 @@
 use crate::primitive::{AtomicU64, Ordering};
 
 #[cfg(not(loom))]
+pub(in crate::channel) use endpoints::copy_message;
+#[cfg(not(loom))]
 pub use endpoints::SendBatch;
 
 #[cfg(not(loom))]
@@ -113,7 +115,7 @@ pub(crate) enum Corruption {
 }
 
 /// Bytes a record of `len` payload bytes takes: header and padded payload.
-#[inline]
+#[inline(always)]
 pub(crate) fn record_bytes(len: u64) -> u64 {
     HEADER + len.next_multiple_of(8)
 }
@@ -220,7 +222,7 @@ pub(crate) fn resume_recv(words: &impl StreamWords) -> Result<RecvCursor, Stream
 
 /// Whether `need` bytes are free past the producer's `tail`, reloading
 /// `head` only when the cached copy says they are not.
-#[inline]
+#[inline(always)]
 fn has_room(
     words: &impl StreamWords,
     cur: &mut SendCursor,
@@ -248,7 +250,7 @@ fn has_room(
 ///
 /// On `WouldBlock` the caller publishes what it wrote (the consumer cannot
 /// free room it has not been shown) and waits for `head` to move.
-#[inline]
+#[inline(always)]
 pub(crate) fn claim_send(
     words: &impl StreamWords,
     cur: &mut SendCursor,
@@ -282,7 +284,7 @@ pub(crate) fn claim_send(
 /// Frames the record `claim_send` gave room for, with `len` payload bytes
 /// (at most the `len` claimed), after its payload is written. Not yet
 /// visible: [`publish_send`] shows every framed record at once.
-#[inline]
+#[inline(always)]
 pub(crate) fn commit_send(words: &impl StreamWords, cur: &mut SendCursor, len: u64) {
     // Relaxed: published by the Release store of `tail`.
     words
@@ -299,7 +301,7 @@ pub(crate) fn commit_send(words: &impl StreamWords, cur: &mut SendCursor, len: u
 /// Publishes every framed record. The caller then notifies the consumer's
 /// event (whose SeqCst fence completes the Dekker pair of the wait
 /// protocol, see `sync::Event`).
-#[inline]
+#[inline(always)]
 pub(crate) fn publish_send(words: &impl StreamWords, cur: &mut SendCursor) {
     // Release: SYNC POINT with the consumer's Acquire load of `tail` in
     // `claim_recv` (and `resume_recv`): the headers and payloads written
@@ -320,7 +322,7 @@ pub(crate) struct Record {
 ///
 /// The cursor does not move past the record: [`step_recv`] does, once the
 /// caller is done with it.
-#[inline]
+#[inline(always)]
 pub(crate) fn claim_recv(
     words: &impl StreamWords,
     cur: &mut RecvCursor,
@@ -372,7 +374,7 @@ pub(crate) fn claim_recv(
 
 /// Moves past the record `claim_recv` gave (of `len` payload bytes),
 /// without telling the producer yet: [`publish_recv`] does, once a batch.
-#[inline]
+#[inline(always)]
 pub(crate) fn step_recv(words: &impl StreamWords, cur: &mut RecvCursor, len: u64) {
     let bytes = record_bytes(len);
     cur.head += bytes;
@@ -383,7 +385,7 @@ pub(crate) fn step_recv(words: &impl StreamWords, cur: &mut RecvCursor, len: u64
 }
 
 /// Tells the producer every record below the cursor is read.
-#[inline]
+#[inline(always)]
 pub(crate) fn publish_recv(words: &impl StreamWords, cur: &mut RecvCursor) {
     // Release: SYNC POINT with the producer's Acquire load of `head` in
     // `has_room`: our reads of the records below it are finished before it
