@@ -127,9 +127,7 @@ impl NativeBoard {
         // SAFETY: `address` starts a writable, C-contiguous buffer of `len`
         // >= max_size >= value.len() bytes, exported (so neither freed nor
         // resized) until `_export` drops at the end of this function.
-        unsafe {
-            std::ptr::copy_nonoverlapping(value.as_ptr(), address as *mut u8, value.len())
-        };
+        unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), address as *mut u8, value.len()) };
         Ok((value.len(), version))
     }
 
@@ -188,4 +186,3 @@ impl NativeBoard {
         self.board.unlink().or_py(py)
     }
 }
-

@@ -30,7 +30,10 @@ impl NativeBroadcast {
         mode: u32,
     ) -> PyResult<Self> {
         let mut options = BroadcastOptions::new();
-        options.capacity(capacity).max_message(max_message).mode(mode);
+        options
+            .capacity(capacity)
+            .max_message(max_message)
+            .mode(mode);
         let broadcast = py
             .detach(|| broadcast::Broadcast::create(name, &options))
             .or_py(py)?;
@@ -40,9 +43,7 @@ impl NativeBroadcast {
     /// Opens the existing broadcast `name`.
     #[staticmethod]
     fn open(py: Python<'_>, name: &str) -> PyResult<Self> {
-        let broadcast = py
-            .detach(|| broadcast::Broadcast::open(name))
-            .or_py(py)?;
+        let broadcast = py.detach(|| broadcast::Broadcast::open(name)).or_py(py)?;
         Ok(NativeBroadcast { broadcast })
     }
 
@@ -135,7 +136,10 @@ impl Publisher {
     /// Publishes a bytes-like message; returns its position. Never waits.
     fn send(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<u64> {
         let msg = bytes_like::frozen(data)?;
-        let p = self.publisher.as_mut().ok_or_else(|| closed("the publisher"))?;
+        let p = self
+            .publisher
+            .as_mut()
+            .ok_or_else(|| closed("the publisher"))?;
         p.send(msg.as_bytes()).or_py(py)
     }
 
@@ -199,7 +203,10 @@ impl Subscriber {
                     py,
                     "Lagged",
                     None,
-                    &format!("{}: missed {missed} messages (overwritten before they were read)", self.name),
+                    &format!(
+                        "{}: missed {missed} messages (overwritten before they were read)",
+                        self.name
+                    ),
                     "Lagged",
                     "receive from",
                     &self.name,
@@ -218,7 +225,11 @@ impl Subscriber {
     /// goes on after the gap. `Disconnected` once the writer is gone and
     /// everything is read.
     #[pyo3(signature = (timeout = None))]
-    fn recv<'py>(&mut self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyBytes>> {
+    fn recv<'py>(
+        &mut self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         match self.next_item(py, timeout, true)? {
             Some(r) => r,
             None => unreachable!("a blocking receive returns an item"),

@@ -178,7 +178,12 @@ impl Sender {
     /// Sends a bytes-like message, waiting (GIL released) while the channel
     /// is full: at most `timeout` seconds (`TimeoutError`), or for ever.
     #[pyo3(signature = (data, timeout = None))]
-    fn send(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<()> {
+    fn send(
+        &mut self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
         let msg = bytes_like::frozen(data)?;
         self.send_bytes(py, msg.as_bytes(), timeout)
     }
@@ -215,10 +220,14 @@ impl Sender {
         timeout: Option<f64>,
     ) -> PyResult<()> {
         let name = self.tx()?.name().as_str().to_string();
-        let record = self
-            .record
-            .as_ref()
-            .ok_or_else(|| invalid(py, "send to", &name, "it was created without a record dtype"))?;
+        let record = self.record.as_ref().ok_or_else(|| {
+            invalid(
+                py,
+                "send to",
+                &name,
+                "it was created without a record dtype",
+            )
+        })?;
         let data = record.to_bytes(py, &name, array)?;
         self.send_bytes(py, data.as_bytes(), timeout)
     }
@@ -242,7 +251,11 @@ impl Sender {
 
     #[pyo3(name = "_set_record")]
     fn set_record(&mut self, dtype: Py<PyAny>, shape: Py<PyTuple>, itemsize: usize) {
-        self.record = Some(Record { dtype, shape, size: itemsize });
+        self.record = Some(Record {
+            dtype,
+            shape,
+            size: itemsize,
+        });
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -314,7 +327,12 @@ impl Receiver {
 
     fn record(&self, py: Python<'_>) -> PyResult<&Record> {
         self.record.as_ref().ok_or_else(|| {
-            invalid(py, "receive from", &self.name, "it was created without a record dtype")
+            invalid(
+                py,
+                "receive from",
+                &self.name,
+                "it was created without a record dtype",
+            )
         })
     }
 }
@@ -325,7 +343,11 @@ impl Receiver {
     /// is empty: at most `timeout` seconds (`TimeoutError`), or for ever.
     /// `Disconnected` once it is empty and every sender is gone.
     #[pyo3(signature = (timeout = None))]
-    fn recv<'py>(&mut self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyBytes>> {
+    fn recv<'py>(
+        &mut self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         self.next_message(py, timeout)
     }
 
@@ -384,7 +406,9 @@ impl Receiver {
         loop {
             let got = py.detach(|| {
                 let slice = match deadline {
-                    Some(d) => d.saturating_duration_since(Instant::now()).min(crate::wait::SLICE),
+                    Some(d) => d
+                        .saturating_duration_since(Instant::now())
+                        .min(crate::wait::SLICE),
                     None => crate::wait::SLICE,
                 };
                 rx.recv_slot_timeout(slice).map(copy)
@@ -417,19 +441,27 @@ impl Receiver {
         // First with the GIL held and no wait: building the bytes objects
         // directly from the slots.
         let mut failed = None;
-        let quick = rx.recv_batch(max_messages, Some(Instant::now()), |slot| {
-            match PyBytes::new_with(py, slot.len(), |buf| {
-                slot.read_at(0, buf).map_err(|e| to_py(py, &e))
-            })
-            .and_then(|b| out.append(b))
-            {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    failed = Some(e);
-                    Err(shmkit::Error::new(ErrorKind::Other, "receive", "", "python"))
-                }
-            }
-        });
+        let quick =
+            rx.recv_batch(
+                max_messages,
+                Some(Instant::now()),
+                |slot| match PyBytes::new_with(py, slot.len(), |buf| {
+                    slot.read_at(0, buf).map_err(|e| to_py(py, &e))
+                })
+                .and_then(|b| out.append(b))
+                {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        failed = Some(e);
+                        Err(shmkit::Error::new(
+                            ErrorKind::Other,
+                            "receive",
+                            "",
+                            "python",
+                        ))
+                    }
+                },
+            );
         if let Some(e) = failed {
             return Err(e);
         }
@@ -526,7 +558,11 @@ impl Receiver {
 
     #[pyo3(name = "_set_record")]
     fn set_record(&mut self, dtype: Py<PyAny>, shape: Py<PyTuple>, itemsize: usize) {
-        self.record = Some(Record { dtype, shape, size: itemsize });
+        self.record = Some(Record {
+            dtype,
+            shape,
+            size: itemsize,
+        });
     }
 
     fn __iter__(slf: Py<Self>) -> Py<Self> {

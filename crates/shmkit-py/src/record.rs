@@ -51,7 +51,11 @@ impl Record {
     }
 
     /// A zero-copy array over the `u8` array `raw` (the record's bytes).
-    pub fn view_of<'py>(&self, py: Python<'py>, raw: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    pub fn view_of<'py>(
+        &self,
+        py: Python<'py>,
+        raw: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         raw.call_method1("view", (self.dtype.bind(py),))?
             .call_method1("reshape", (self.shape.bind(py),))
     }

@@ -39,8 +39,7 @@ impl Mutex {
         // the region is mapped for as long as `self.region` and every
         // guard's clone of it live, and every guard holds one, so the
         // 'static reference is never used after the unmap.
-        let m = unsafe { RawMutex::open_in(&self.region, MUTEX_OFFSET) }
-            .expect("checked at open");
+        let m = unsafe { RawMutex::open_in(&self.region, MUTEX_OFFSET) }.expect("checked at open");
         // SAFETY: as above: the region outlives every use of the reference.
         unsafe { &*(m as *const RawMutex) }
     }
@@ -286,7 +285,12 @@ impl Semaphore {
         let sem = &self.sem;
         let got = sliced(py, limit, |slice| match sem.wait_timeout(slice) {
             Ok(true) => Ok(()),
-            Ok(false) => Err(Error::new(ErrorKind::TimedOut, "wait on", sem.name(), "timed out")),
+            Ok(false) => Err(Error::new(
+                ErrorKind::TimedOut,
+                "wait on",
+                sem.name(),
+                "timed out",
+            )),
             Err(e) => Err(e),
         });
         match got {
@@ -333,4 +337,3 @@ impl Semaphore {
         self.post(py)
     }
 }
-

@@ -206,7 +206,10 @@ impl RecordView {
             },
         )?;
         let weak = PyWeakrefReference::new(&lease)?;
-        view.leases.lock().expect("lease list lock").push(weak.unbind());
+        view.leases
+            .lock()
+            .expect("lease list lock")
+            .push(weak.unbind());
         let raw = py.import("numpy")?.getattr("asarray")?.call1((lease,))?;
         match &view.record {
             Some(r) if r.size == view.len => r.view_of(py, raw),
@@ -216,7 +219,10 @@ impl RecordView {
                     ErrorKind::Corrupt,
                     "view",
                     "channel",
-                    format!("a message of {} bytes is not a record of {} bytes", view.len, r.size),
+                    format!(
+                        "a message of {} bytes is not a record of {} bytes",
+                        view.len, r.size
+                    ),
                 ),
             )),
             None => Ok(raw),
