@@ -132,6 +132,7 @@ pub fn produce(
     opts: &ChannelOptions,
 ) -> Result<u8> {
     let ch = Channel::open_or_create(name, opts)?;
+    crate::foreign::check(name);
     let mut tx = ch.sender()?;
     // Messages end to end in one buffer, and where each ends.
     let mut bytes = Vec::new();
@@ -207,6 +208,7 @@ pub fn consume(
     opts: &ChannelOptions,
 ) -> Result<u8> {
     let ch = Channel::open_or_create(name, opts)?;
+    crate::foreign::check(name);
     let mut rx = ch.receiver()?;
     let mut line = Vec::new();
     let mut received = 0u64;

@@ -7,6 +7,7 @@ mod board;
 mod chan;
 mod commands;
 mod demo;
+mod foreign;
 mod ownership;
 mod show;
 mod sysv_cmds;
@@ -29,6 +30,10 @@ use target::Target;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Use a channel, board or broadcast another user owns without the
+    /// warning (produce, consume, pub, sub, board set and get warn).
+    #[arg(long, global = true)]
+    allow_foreign: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -304,6 +309,7 @@ struct ReadArgs {
 }
 
 fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
+    foreign::allow(cli.allow_foreign);
     match cli.command {
         Command::Create {
             name,

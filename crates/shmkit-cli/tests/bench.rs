@@ -224,8 +224,10 @@ fn every_transport_runs_its_scenarios() {
             let scenarios = l.split_whitespace().nth(1).unwrap();
             scenarios
                 .split(',')
+                // paced runs only when named.
                 .map(|s| match s {
                     "fanout" => 2,
+                    "paced" => 0,
                     "stream" => shmkit_bench::STREAM_SIZES.len(),
                     _ => 1,
                 })
@@ -234,11 +236,12 @@ fn every_transport_runs_its_scenarios() {
         .sum();
     assert_eq!(rows.len(), expected, "{report:#}");
     for (t, scenarios) in [
-        ("raw-spin", "rtt,stream,bulk,oversubscribed,fanout"),
+        ("raw-spin", "rtt,stream,bulk,oversubscribed,fanout,paced"),
         ("raw-stream", "stream "),
-        ("shmkit", "rtt,stream,bulk,oversubscribed,fanout"),
+        ("shmkit", "rtt,stream,bulk,oversubscribed,fanout,paced"),
         ("shmkit-block", "rtt,stream,bulk,oversubscribed "),
-        ("shmkit-board", "fanout "),
+        ("shmkit-board", "fanout,paced "),
+        ("shmkit-lossless", "fanout,paced "),
         ("memcpy", "bulk "),
     ] {
         assert!(

@@ -91,6 +91,7 @@ pub fn all() -> Vec<&'static dyn Transport> {
         &shmkit_channel::ShmkitMpmc,
         &shmkit_stream::ShmkitStream,
         &shmkit_fanout::ShmkitBoard,
+        &shmkit_fanout::ShmkitLossless,
     ];
     #[cfg(feature = "peers")]
     all.push(&ipc_channel::IpcChannel);

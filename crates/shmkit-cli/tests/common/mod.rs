@@ -287,3 +287,46 @@ pub fn reported_lag(err: &str) -> u64 {
         })
         .sum()
 }
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// A uid with no privileges: `shmkit-unpriv` where CI made it (`.ci/run`),
+/// else nobody (65534); None, with the reason printed, where this test
+/// cannot run commands as another user (not root, no setpriv).
+pub fn unprivileged() -> Option<u32> {
+    if !is_root() {
+        eprintln!("skipping: running as another user needs root");
+        return None;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipping: setpriv (util-linux) is not installed");
+        return None;
+    }
+    Some(shmkit::inventory::uid_of("shmkit-unpriv").unwrap_or(65534))
+}
+
+/// The unprivileged user's own group: `shmkit-unpriv`'s, else nogroup.
+pub fn unprivileged_gid() -> u32 {
+    shmkit::inventory::gid_of("shmkit-unpriv").unwrap_or(65534)
+}
+
+/// `shmkit ARGS` as `uid` with group `uid` (as hostile_fs always did).
+pub fn as_user(uid: u32, args: &[&str]) -> Output {
+    as_user_in_group(uid, uid, args)
+}
+
+/// `shmkit ARGS` as `uid` with real and effective group `gid` and no
+/// supplementary groups, no standard input.
+pub fn as_user_in_group(uid: u32, gid: u32, args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .arg("--clear-groups")
+        .arg(env!("CARGO_BIN_EXE_shmkit"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}

@@ -72,4 +72,9 @@ pub(crate) mod seqlock;
 mod shared;
 
 #[cfg(not(loom))]
+mod keyed;
+
+#[cfg(not(loom))]
+pub use keyed::*;
+#[cfg(not(loom))]
 pub use shared::*;
