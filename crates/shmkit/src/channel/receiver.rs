@@ -117,6 +117,12 @@ impl Receiver {
     /// calling `read` on each while it is still in its slot. Wakes senders
     /// once for the batch. Returns how many were received.
     ///
+    /// On a stream channel ([`ChannelOptions::stream`](super::ChannelOptions::stream))
+    /// "already there" is every record the producer had published when the
+    /// first one was found (the batch does not chase a producer that keeps
+    /// up), and the position is published once, when the batch ends: a
+    /// receiver killed inside `read` leaves the whole batch to the next.
+    ///
     /// Each slot is freed as soon as `read` returns for it, as a single
     /// receive frees it: a receiver killed inside a batch leaves only the
     /// message `read` was working on (SPSC: to the next receiver, which
