@@ -473,3 +473,25 @@ fn a_consumer_killed_mid_stream_loses_nothing() {
     }
     assert_eq!(rx.try_recv().unwrap_err().kind(), ErrorKind::WouldBlock);
 }
+
+/// Typed values over the byte ring: each a record of its own size; a type
+/// aligned to more than the ring's 8 bytes is refused at creation.
+#[test]
+fn typed_values_stream_too() {
+    use shmkit::channel::TypedChannel;
+    let name = Name::new();
+    let ch = TypedChannel::<[u64; 3]>::create_with_options(&name.0, &stream_options(4, 0)).unwrap();
+    assert!(ch.channel().is_stream());
+    let mut tx = ch.sender().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    for i in 0..100u64 {
+        tx.send(&[i, i * 2, i * 3]).unwrap();
+        assert_eq!(rx.recv().unwrap(), [i, i * 2, i * 3]);
+    }
+    #[derive(Clone, Copy, bytemuck::Zeroable, bytemuck::Pod)]
+    #[repr(C, align(16))]
+    struct Wide([u64; 2]);
+    let other = Name::new();
+    let e = TypedChannel::<Wide>::create_with_options(&other.0, &stream_options(4, 0)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+}
