@@ -163,6 +163,7 @@ impl Channel {
                 info,
                 region,
                 seen: Default::default(),
+                liveness: Default::default(),
             };
             if layout.spsc() {
                 spsc::init(&inner);
@@ -243,6 +244,7 @@ impl Channel {
                 info,
                 region,
                 seen: Default::default(),
+                liveness: Default::default(),
             }),
         })
     }
@@ -284,6 +286,7 @@ impl Channel {
             count: 0,
             wait: WaitStrategy::default(),
             spsc,
+            open_claim: false,
         })
     }
 
@@ -312,6 +315,7 @@ impl Channel {
             wait: WaitStrategy::default(),
             spsc,
             last_corrupt: None,
+            open_claim: false,
         })
     }
 

@@ -29,6 +29,9 @@ pub struct Receiver {
     /// The damaged slot (index, word) the last receive reported: found
     /// again unchanged, it is skipped (`corrupt_slot`).
     pub(super) last_corrupt: Option<(usize, u64)>,
+    /// A shared-ring slot is claimed and not yet released: found set at
+    /// the next claim, the last `RecvSlot` was forgotten.
+    pub(super) open_claim: bool,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -193,8 +196,14 @@ impl Receiver {
                 Err(e) => Err(e),
             };
         }
+        if self.open_claim {
+            inner.note_leak(self.entry);
+        }
         match ring::claim_recv(inner, self.owner, check_dead, &mut |o| inner.owner_dead(o)) {
-            Ok(claim) => Ok(Some(claim)),
+            Ok(claim) => {
+                self.open_claim = true;
+                Ok(Some(claim))
+            }
             Err(RingError::Corrupt { index, word }) => Err(SpscError::CorruptSlot { index, word }),
             Err(RingError::WouldBlock) => Ok(None),
         }
@@ -220,6 +229,7 @@ impl Receiver {
                 self.publish_count();
             }
             None => {
+                self.open_claim = false;
                 let _ = ring::release_recv(inner, claim, self.owner);
             }
         }

@@ -112,6 +112,13 @@ pub(crate) trait RingWords {
     fn enqueue_pos(&self) -> &AtomicU64;
     fn dequeue_pos(&self) -> &AtomicU64;
     fn slot_state(&self, index: usize) -> &AtomicU64;
+
+    /// Called just before `owner` tries to claim position `pos`, so that
+    /// whoever takes over a dead owner can look at that slot alone instead
+    /// of scanning the ring (`recover_claim`). Recorded before the claim: a
+    /// claimer killed right after its compare-and-swap is found too.
+    #[inline(always)]
+    fn note_claim(&self, _owner: u8, _pos: u64) {}
 }
 
 /// Why a claim did not succeed.
@@ -170,6 +177,7 @@ pub(crate) fn claim_send(
                 phase: Phase::Writing,
                 owner: me,
             };
+            words.note_claim(me, pos);
             if slot
                 .compare_exchange_weak(word, claimed.encode(), Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
@@ -278,6 +286,7 @@ pub(crate) fn claim_recv(
                         phase: Phase::Reading,
                         owner: me,
                     };
+                    words.note_claim(me, pos);
                     if slot
                         .compare_exchange_weak(
                             word,
@@ -399,6 +408,27 @@ pub(crate) fn depth(words: &impl RingWords) -> u64 {
     let enq = words.enqueue_pos().load(Ordering::Relaxed);
     let deq = words.dequeue_pos().load(Ordering::Relaxed);
     enq.saturating_sub(deq).min(words.capacity())
+}
+
+/// Frees the slot of position `pos` if it still holds `owner`'s claim of
+/// that position (mid-write or mid-read): what `recover_owner` does for
+/// the one slot an endpoint can hold. True if it was freed (by us).
+pub(crate) fn recover_claim(words: &impl RingWords, pos: u64, owner: u8) -> bool {
+    let cap = words.capacity();
+    let slot = words.slot_state((pos & (cap - 1)) as usize);
+    let word = slot.load(Ordering::Acquire);
+    let state = State::decode(word);
+    let held = state.owner == owner
+        && state.pos == pos
+        && matches!(state.phase, Phase::Writing | Phase::Reading);
+    held && slot
+        .compare_exchange(
+            word,
+            State::empty(state.pos.wrapping_add(cap)).encode(),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
+        .is_ok()
 }
 
 /// The owners recorded in slots that are mid-write or mid-read, with their
