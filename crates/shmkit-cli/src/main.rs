@@ -185,7 +185,8 @@ enum Command {
     Board(board::BoardCommand),
     /// Publish each line of standard input as one broadcast message (or N
     /// numbered messages `TAG I`), creating the broadcast if absent. Never
-    /// waits for subscribers: the oldest messages are overwritten.
+    /// waits for subscribers: the oldest messages are overwritten; with
+    /// --lossless, waits for the slowest live subscriber instead.
     Pub {
         /// Broadcast name.
         name: String,
@@ -274,6 +275,12 @@ struct ChanArgs {
     /// single-consumer ring (a second one is refused while the first lives).
     #[arg(long)]
     spsc: bool,
+    /// One producer and one consumer at a time over the framed byte ring:
+    /// messages end to end (a short one takes its own size, not a slot),
+    /// batches published with one store; the fastest for streams. Implies
+    /// --spsc.
+    #[arg(long)]
+    stream: bool,
 }
 
 impl ChanArgs {
@@ -283,7 +290,7 @@ impl ChanArgs {
             self.max_msg.min(usize::MAX as u64) as usize,
             self.mode,
         );
-        o.spsc(self.spsc);
+        o.spsc(self.spsc).stream(self.stream);
         o
     }
 }

@@ -216,6 +216,78 @@ pub fn finish(
     (status, out, err)
 }
 
+// ---- Broadcasts: stat, signals, `sub` output --------------------------------
+
+/// Polls `stat --json` until `ready` holds (at most 30 s); returns it. The
+/// object may not exist yet, or not be initialised yet: those are retried.
+pub fn stat_until(
+    name: &str,
+    what: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = shmkit(&["stat", name, "--json"]);
+        let st: serde_json::Value = if out.status.success() {
+            serde_json::from_slice(&out.stdout).expect("valid JSON")
+        } else {
+            serde_json::Value::Null
+        };
+        if ready(&st) {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "waiting for {what}: {st}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The number of subscribers `stat` shows, 0 if it shows none (yet).
+pub fn subscriber_count(st: &serde_json::Value) -> usize {
+    st.get("subscribers")
+        .and_then(|s| s.as_array())
+        .map_or(0, |s| s.len())
+}
+
+pub fn subscribers(st: &serde_json::Value) -> &[serde_json::Value] {
+    st.get("subscribers")
+        .and_then(|s| s.as_array())
+        .map_or(&[], |s| s.as_slice())
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(ok.success(), "kill {sig} {pid}");
+}
+
+/// Parses `sub` output lines `TAG I` into indices, checking the tag.
+pub fn indices(out: &str, tag: &str) -> Vec<u64> {
+    out.lines()
+        .map(|l| {
+            let (t, i) = l
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("bad line {l:?}"));
+            assert_eq!(t, tag, "bad line {l:?}");
+            i.parse().unwrap_or_else(|_| panic!("bad line {l:?}"))
+        })
+        .collect()
+}
+
+/// Sums the `lagged: missed N messages` reports on standard error.
+pub fn reported_lag(err: &str) -> u64 {
+    err.lines()
+        .map(|l| {
+            let n = l
+                .strip_prefix("lagged: missed ")
+                .and_then(|r| r.strip_suffix(" messages"))
+                .unwrap_or_else(|| panic!("unexpected stderr line {l:?}"));
+            n.parse::<u64>().unwrap()
+        })
+        .sum()
+}
+
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }

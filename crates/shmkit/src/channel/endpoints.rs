@@ -195,7 +195,7 @@ impl Inner {
     pub(super) fn announce(&self) {
         // Release: pairs with the Acquire in `epoch`.
         self.word32(OFF_EPOCH).fetch_add(1, Ordering::Release);
-        self.data_event().notify_all();
+        self.notify_data();
         self.space_event().notify_all();
     }
 

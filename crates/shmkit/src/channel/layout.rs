@@ -10,6 +10,7 @@ use super::ring::{self, Phase, RingWords, State};
 use super::spsc::SpscError;
 use crate::error::{Error, ErrorKind};
 use crate::posix::ShmName;
+use crate::readiness::FdWaiters;
 use crate::region::Region;
 use crate::sync::Event;
 
@@ -57,13 +58,19 @@ pub(super) const OFF_ENQUEUE: usize = 256;
 pub(super) const OFF_DEQUEUE: usize = 384;
 pub(super) const OFF_DATA_EVENT: usize = 512;
 pub(super) const OFF_SPACE_EVENT: usize = 640;
+/// The data event's readiness waiter table (`crate::readiness`).
+pub(super) const OFF_FD_WAITERS: usize = OFF_DATA_EVENT + 64;
+const _: () = assert!(OFF_FD_WAITERS + std::mem::size_of::<FdWaiters>() <= OFF_SPACE_EVENT);
 pub(super) const OFF_ENDPOINTS: usize = 768;
 pub(super) const SLOTS_START: usize = OFF_ENDPOINTS + MAX_ENDPOINTS * ENDPOINT_SIZE;
 
 /// The channel runs the single-producer / single-consumer ring (`spsc`).
 pub(super) const FLAG_SPSC: u32 = 1;
+/// The channel runs the framed byte ring (`stream`); always with
+/// [`FLAG_SPSC`] (one sender, one receiver: the same admission).
+pub(super) const FLAG_STREAM: u32 = 2;
 /// Every flag this build knows; others make `open` refuse the channel.
-pub(super) const KNOWN_FLAGS: u32 = FLAG_SPSC;
+pub(super) const KNOWN_FLAGS: u32 = FLAG_SPSC | FLAG_STREAM;
 
 // Roles in an endpoint's identity word (bits 22-23, see `identity_word`).
 pub(super) const ROLE_PRODUCER: u64 = 1;
@@ -82,6 +89,8 @@ pub(super) struct Layout {
     pub(super) type_align: u32,
     pub(super) flags: u32,
     pub(super) total: u64,
+    /// Bytes of slots (`capacity × slot_size`): a stream's data area.
+    pub(super) ring_bytes: u64,
 }
 
 impl Layout {
@@ -95,6 +104,12 @@ impl Layout {
         if flags & !KNOWN_FLAGS != 0 {
             return Err(format!(
                 "flags {flags:#x} include ones this build does not know (a newer format?)"
+            ));
+        }
+        let stream = flags & FLAG_STREAM != 0;
+        if stream && flags & FLAG_SPSC == 0 {
+            return Err(format!(
+                "flags {flags:#x} ask for a byte stream without one sender and one receiver"
             ));
         }
         if capacity == 0 || capacity > MAX_CAPACITY as u64 || !capacity.is_power_of_two() {
@@ -111,7 +126,8 @@ impl Layout {
             && (u64::from(type_size) != max_msg
                 || type_align == 0
                 || !type_align.is_power_of_two()
-                || type_align as usize > MAX_TYPE_ALIGN)
+                || type_align as usize > MAX_TYPE_ALIGN
+                || (stream && u64::from(type_align) > super::stream::HEADER))
         {
             return Err(format!(
                 "message type of {type_size} bytes aligned to {type_align} does not fit (alignment up to {MAX_TYPE_ALIGN})"
@@ -122,8 +138,13 @@ impl Layout {
         // apart (the payload's alignment): producer and consumer are far
         // apart but when the ring is nearly empty, and a 64-byte message
         // then costs 80 bytes of cache traffic, not 128.
-        let large = max_msg >= LARGE_MESSAGE;
-        let payload_offset = if large {
+        // The byte ring: `capacity` records of the largest message end to
+        // end (smaller ones take less room); each record's payload follows
+        // its 8-byte header.
+        let large = max_msg >= LARGE_MESSAGE && !stream;
+        let payload_offset = if stream {
+            super::stream::HEADER as usize
+        } else if large {
             LARGE_SLOT_HEADER
         } else {
             SLOT_HEADER
@@ -133,7 +154,11 @@ impl Layout {
         } else {
             64
         };
-        let slot_size = (payload_offset + max_msg).next_multiple_of(stride);
+        let slot_size = if stream {
+            super::stream::record_bytes(max_msg)
+        } else {
+            (payload_offset + max_msg).next_multiple_of(stride)
+        };
         let total = capacity
             .checked_mul(slot_size)
             .and_then(|s| s.checked_add(SLOTS_START as u64))
@@ -148,11 +173,18 @@ impl Layout {
             type_align,
             flags,
             total,
+            ring_bytes: capacity * slot_size,
         })
     }
 
+    /// One sender and one receiver at a time (the slot or the byte ring).
     pub(super) fn spsc(&self) -> bool {
         self.flags & FLAG_SPSC != 0
+    }
+
+    /// The framed byte ring ([`FLAG_STREAM`]).
+    pub(super) fn stream(&self) -> bool {
+        self.flags & FLAG_STREAM != 0
     }
 }
 
@@ -214,6 +246,24 @@ impl Inner {
     #[inline]
     pub(super) fn data_event(&self) -> &Event {
         self.event(OFF_DATA_EVENT)
+    }
+
+    /// The readiness descriptors waiting for data (`crate::readiness`): a
+    /// waiter table in the second cache line of the data event's block,
+    /// padding (zero) in channels made before.
+    #[inline]
+    pub(super) fn fd_waiters(&self) -> &FdWaiters {
+        // SAFETY: OFF_FD_WAITERS is 4-aligned, and its 64 bytes lie inside
+        // the header area (below OFF_SPACE_EVENT) that open checked the
+        // mapping holds; the table is atomics only.
+        unsafe { FdWaiters::from_ptr(self.base.add(OFF_FD_WAITERS)) }
+    }
+
+    /// Wakes receivers: the futex sleepers on the data event and the armed
+    /// readiness descriptors. No syscall while nobody sleeps.
+    #[inline]
+    pub(super) fn notify_data(&self) {
+        self.data_event().notify_all_and(self.fd_waiters());
     }
 
     #[inline]

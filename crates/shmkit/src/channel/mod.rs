@@ -25,6 +25,7 @@
 //! 256                    enqueue position        (own 128-byte block: no false sharing)
 //! 384                    dequeue position
 //! 512                    "data available" event  (consumers sleep here)
+//! 576                    readiness waiter table  (`crate::readiness`)
 //! 640                    "space available" event (producers sleep here)
 //! 768                    endpoint table: 64 × 64 bytes (identity word, message count)
 //! 768 + 4096             slots: capacity × slot size; a slot is its state word
@@ -60,6 +61,7 @@
 
 pub(crate) mod ring;
 pub(crate) mod spsc;
+pub(crate) mod stream;
 
 // The channel itself, file by file (none is built under loom: the models
 // exercise `ring` and `spsc` directly):
@@ -93,11 +95,13 @@ pub use layout::{LIVENESS_SLICE, MAX_CAPACITY, MAX_ENDPOINTS, MAX_MESSAGE};
 #[cfg(not(loom))]
 pub use object::{Channel, ChannelOptions};
 #[cfg(not(loom))]
-pub use receiver::{Receiver, RecvSlot};
+pub use receiver::{Messages, Receiver, RecvSlot};
 #[cfg(not(loom))]
 pub use sender::{SendSlot, Sender};
 #[cfg(not(loom))]
 pub use stats::{ChannelStats, EndpointInfo, Role};
+#[cfg(not(loom))]
+pub use stream::SendBatch;
 #[cfg(not(loom))]
 pub use typed::{TypedChannel, TypedReceiver, TypedSender};
 #[cfg(not(loom))]

@@ -10,6 +10,7 @@ use super::receiver::Receiver;
 use super::ring;
 use super::sender::Sender;
 use super::spsc;
+use super::stream;
 use super::wait::WaitStrategy;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{self, Kind};
@@ -23,6 +24,7 @@ pub struct ChannelOptions {
     max_msg: usize,
     mode: u32,
     spsc: bool,
+    stream: bool,
 }
 
 impl Default for ChannelOptions {
@@ -39,6 +41,7 @@ impl ChannelOptions {
             max_msg: 1024,
             mode: 0o600,
             spsc: false,
+            stream: false,
         }
     }
 
@@ -71,6 +74,32 @@ impl ChannelOptions {
     /// least once) instead of losing it.
     pub fn spsc(&mut self, on: bool) -> &mut Self {
         self.spsc = on;
+        self
+    }
+
+    /// One sender and one receiver over the framed byte ring (default:
+    /// off); implies [`spsc`](Self::spsc) admission.
+    ///
+    /// Messages are records `[header | payload]` laid end to end in a ring
+    /// of `capacity` × (largest message + 8) bytes, so small messages take
+    /// only their own size (an 8-byte message 16 bytes, a 64-byte one 72)
+    /// and the ring holds more of them than `capacity`. The producer
+    /// publishes a whole batch ([`Sender::send_batch`],
+    /// [`Sender::reserve_batch`]) with one store, the consumer takes every
+    /// published record in one call ([`Receiver::recv_batch`]): the fastest
+    /// way to stream small messages. Single messages cost one cache line
+    /// more than on the slot ring ([`spsc`](Self::spsc) alone), which
+    /// polls the slot itself: choose this one for streams, that one for
+    /// request and reply.
+    ///
+    /// Crashes: a sender killed at any instruction published only whole
+    /// batches (its unpublished records are written over by the next
+    /// sender). A receiver publishes its position after each single
+    /// receive and at the end of each batch; one killed mid-batch leaves
+    /// every record of that batch to the next receiver (delivered again,
+    /// never lost).
+    pub fn stream(&mut self, on: bool) -> &mut Self {
+        self.stream = on;
         self
     }
 }
@@ -110,7 +139,11 @@ impl Channel {
     ) -> Result<Channel> {
         let capacity =
             crate::shared_object::ring_capacity(options.capacity, MAX_CAPACITY, "channel", name)?;
-        let flags = if options.spsc { FLAG_SPSC } else { 0 };
+        let flags = match (options.spsc, options.stream) {
+            (_, true) => FLAG_SPSC | FLAG_STREAM,
+            (true, false) => FLAG_SPSC,
+            (false, false) => 0,
+        };
         let layout = Layout::new(
             capacity,
             options.max_msg as u64,
@@ -165,7 +198,9 @@ impl Channel {
                 seen: Default::default(),
                 liveness: Default::default(),
             };
-            if layout.spsc() {
+            if layout.stream() {
+                stream::init(&inner);
+            } else if layout.spsc() {
                 spsc::init(&inner);
             } else {
                 ring::init(&inner);
@@ -265,7 +300,18 @@ impl Channel {
     pub fn sender(&self) -> Result<Sender> {
         let inner = &*self.inner;
         let (entry, identity) = inner.join(ROLE_PRODUCER)?;
-        let spsc = if inner.layout.spsc() {
+        let mut stream = None;
+        let spsc = if inner.layout.stream() {
+            // Joined as the only live sender: nobody else moves the tail.
+            match stream::resume_send(inner) {
+                Ok(cursor) => stream = Some(cursor),
+                Err(e) => {
+                    inner.leave(entry, identity, ROLE_PRODUCER);
+                    return Err(inner.stream_error("connect to", e));
+                }
+            }
+            None
+        } else if inner.layout.spsc() {
             // Joined as the only live sender: nobody else moves the tail.
             match spsc::resume_send(inner) {
                 Ok(cursor) => Some(cursor),
@@ -286,6 +332,7 @@ impl Channel {
             count: 0,
             wait: WaitStrategy::default(),
             spsc,
+            stream,
             open_claim: false,
         })
     }
@@ -294,7 +341,17 @@ impl Channel {
     pub fn receiver(&self) -> Result<Receiver> {
         let inner = &*self.inner;
         let (entry, identity) = inner.join(ROLE_CONSUMER)?;
-        let spsc = if inner.layout.spsc() {
+        let mut stream = None;
+        let spsc = if inner.layout.stream() {
+            match stream::resume_recv(inner) {
+                Ok(cursor) => stream = Some(cursor),
+                Err(e) => {
+                    inner.leave(entry, identity, ROLE_CONSUMER);
+                    return Err(inner.stream_error("connect to", e));
+                }
+            }
+            None
+        } else if inner.layout.spsc() {
             match spsc::resume_recv(inner) {
                 Ok(cursor) => Some(cursor),
                 Err(e) => {
@@ -314,6 +371,7 @@ impl Channel {
             count: 0,
             wait: WaitStrategy::default(),
             spsc,
+            stream,
             last_corrupt: None,
             open_claim: false,
         })
@@ -323,6 +381,13 @@ impl Channel {
     /// (see [`ChannelOptions::spsc`]).
     pub fn is_spsc(&self) -> bool {
         self.inner.layout.spsc()
+    }
+
+    /// Whether the channel runs the framed byte ring (see
+    /// [`ChannelOptions::stream`]; such a channel is also
+    /// [`is_spsc`](Self::is_spsc)).
+    pub fn is_stream(&self) -> bool {
+        self.inner.layout.stream()
     }
 
     /// The channel's name.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::layout::*;
 use super::ring::{self, Claim, RingError};
 use super::spsc::{self, RecvCursor, SpscError};
+use super::stream;
 use super::wait::{wait_slice, WaitStrategy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::posix::ShmName;
@@ -26,6 +27,8 @@ pub struct Receiver {
     pub(super) wait: WaitStrategy,
     /// The consumer's position in an SPSC channel; None in a shared one.
     pub(super) spsc: Option<RecvCursor>,
+    /// The consumer's position in a stream channel (then `spsc` is None).
+    pub(super) stream: Option<stream::RecvCursor>,
     /// The damaged slot (index, word) the last receive reported: found
     /// again unchanged, it is skipped (`corrupt_slot`).
     pub(super) last_corrupt: Option<(usize, u64)>,
@@ -134,6 +137,9 @@ impl Receiver {
         if max == 0 {
             return Ok(0);
         }
+        if self.stream.is_some() {
+            return self.stream_recv_batch(max, deadline, read);
+        }
         let mut taken = 0;
         let result = (|| {
             let mut slot = self.claim_slot(true, deadline)?;
@@ -170,6 +176,27 @@ impl Receiver {
             self.inner.space_event().notify_all();
         }
         result.map(|()| taken)
+    }
+
+    /// Receives up to `max` messages as [`recv_batch`](Receiver::recv_batch)
+    /// does, copying each out into `out` (appended: clear it to reuse its
+    /// buffers). Returns how many were received.
+    ///
+    /// # Errors
+    /// As [`recv_batch`](Receiver::recv_batch).
+    pub fn recv_batch_into(
+        &mut self,
+        out: &mut Messages,
+        max: usize,
+        deadline: Option<Instant>,
+    ) -> Result<usize> {
+        self.recv_batch(max, deadline, |slot| {
+            let start = out.bytes.len();
+            out.bytes.resize(start + slot.len(), 0);
+            slot.read_at(0, &mut out.bytes[start..])?;
+            out.ends.push(out.bytes.len());
+            Ok(())
+        })
     }
 
     /// Like [`recv_slot`](Receiver::recv_slot), waiting until `deadline` at
@@ -222,6 +249,14 @@ impl Receiver {
             return;
         }
         let inner = &*self.inner;
+        if let Some(cursor) = self.stream.as_mut() {
+            // The cursor stepped past the record when it was claimed.
+            if publish && cursor.unpublished() {
+                stream::publish_recv(inner, cursor);
+                self.publish_count();
+            }
+            return;
+        }
         match self.spsc.as_mut() {
             Some(cursor) if !publish => spsc::step_recv(cursor),
             Some(cursor) => {
@@ -345,6 +380,18 @@ impl Receiver {
                 "receiver",
             ));
         }
+        if self.stream.is_some() {
+            let rec = self.stream_claim(block, deadline)?;
+            return Ok(RecvSlot {
+                receiver: self,
+                claim: Claim {
+                    pos: 0,
+                    index: rec.offset as usize,
+                },
+                len: rec.len as usize,
+                notify: true,
+            });
+        }
         let mut check_dead = false;
         loop {
             match self.claim_now(check_dead) {
@@ -407,12 +454,100 @@ impl Receiver {
     }
 }
 
+/// Readiness descriptors (see [`crate::readiness`]).
+impl Receiver {
+    /// A descriptor that becomes readable when a message may be there, once
+    /// armed with [`arm_readiness`](Receiver::arm_readiness); for event
+    /// loops (`poll`, `epoll`, tokio, asyncio). It keeps the channel mapped.
+    ///
+    /// # Errors
+    /// [`ErrorKind::LimitExceeded`] when all
+    /// [`MAX_FD_WAITERS`](crate::readiness::MAX_FD_WAITERS) slots are held
+    /// by live waiters; the OS reason if no socket can be made.
+    pub fn readiness(&self) -> Result<crate::readiness::Readiness> {
+        let table: *const crate::readiness::FdWaiters = self.inner.fd_waiters();
+        let keep: Arc<dyn Send + Sync> = self.inner.clone();
+        // SAFETY: the table lies in the mapping Inner owns; `keep` holds it.
+        unsafe { crate::readiness::Readiness::register(table, keep, &self.inner.object) }
+    }
+
+    /// Declares that the caller is about to sleep on `readiness`:
+    /// [`Arm::Ready`](crate::readiness::Arm::Ready) if a message is there
+    /// already (call [`try_recv`](Receiver::try_recv), do not sleep), else
+    /// [`Arm::Sleep`](crate::readiness::Arm::Sleep). Poll with a timeout of
+    /// at most [`readiness::SLICE`](crate::readiness::SLICE), then
+    /// `try_recv` again, which also tells when every sender is gone.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] for a descriptor made for another
+    /// object.
+    pub fn arm_readiness(
+        &self,
+        readiness: &crate::readiness::Readiness,
+    ) -> Result<crate::readiness::Arm> {
+        let inner = &*self.inner;
+        if !readiness.belongs_to(inner.fd_waiters()) {
+            return Err(readiness.foreign(inner.name.as_str()));
+        }
+        let head = self.spsc.map(|c| c.head);
+        Ok(readiness.arm(|| match head {
+            Some(head) => spsc::may_recv(inner, head),
+            None => inner.may_recv(),
+        }))
+    }
+}
+
 impl Drop for Receiver {
     fn drop(&mut self) {
         // In a forked child the entry is the parent's: leave it alone.
         if self.home.is_here() {
             self.inner.leave(self.entry, self.identity, ROLE_CONSUMER);
         }
+    }
+}
+
+/// Messages copied out by [`Receiver::recv_batch_into`]: their bytes end to
+/// end in one buffer, so a batch costs no allocation once the buffers have
+/// grown.
+#[derive(Debug, Clone, Default)]
+pub struct Messages {
+    bytes: Vec<u8>,
+    /// Where each message ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl Messages {
+    /// No messages.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many messages it holds.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Forgets the messages, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    /// Message `i`, if there is one.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        Some(&self.bytes[start..end])
+    }
+
+    /// The messages in the order received.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
     }
 }
 
@@ -450,11 +585,16 @@ impl RecvSlot<'_> {
 
     #[inline]
     pub(super) fn payload(&self) -> *const u8 {
-        self.receiver.inner.payload(self.claim.index)
+        if self.receiver.stream.is_some() {
+            // A stream's claim holds the record's data offset.
+            self.receiver.inner.stream_data(self.claim.index as u64)
+        } else {
+            self.receiver.inner.payload(self.claim.index)
+        }
     }
 
     /// The message's first byte, [`len`](RecvSlot::len) bytes long, 16-byte
-    /// aligned. Only a misbehaving process writes it while the slot is held;
+    /// aligned (8 in a stream channel). Only a misbehaving process writes it while the slot is held;
     /// copy out or read with care rather than forming a reference.
     pub fn as_ptr(&self) -> *const u8 {
         self.payload()
@@ -479,7 +619,7 @@ impl RecvSlot<'_> {
         }
         // SAFETY: the range is inside the held slot's message (checked).
         unsafe {
-            ptr::copy_nonoverlapping(self.payload().add(offset), buf.as_mut_ptr(), buf.len())
+            super::stream::copy_message(self.payload().add(offset), buf.as_mut_ptr(), buf.len())
         };
         Ok(())
     }
@@ -494,7 +634,7 @@ impl RecvSlot<'_> {
 }
 
 impl Drop for RecvSlot<'_> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         // A batch (notify off) frees its slots at once at its end.
         self.receiver.release(self.claim, self.notify);
