@@ -219,6 +219,26 @@ unsafe impl Send for Inner {}
 unsafe impl Sync for Inner {}
 
 impl Inner {
+    /// The mapped channel `name`, its region's first byte `base` writable.
+    pub(super) fn new(
+        name: ShmName,
+        region: Region,
+        base: *mut u8,
+        layout: Layout,
+        info: crate::layout::HeaderInfo,
+    ) -> Inner {
+        Inner {
+            object: name.as_str().into(),
+            name,
+            layout,
+            base,
+            info,
+            region,
+            seen: Default::default(),
+            liveness: Default::default(),
+        }
+    }
+
     /// The u64 atomic at a header offset.
     #[inline]
     pub(super) fn word64(&self, off: usize) -> &AtomicU64 {

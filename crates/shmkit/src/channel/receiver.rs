@@ -662,26 +662,7 @@ mod tests {
         }
     }
 
-    /// A unique name, unlinked on drop.
-    struct Name(String);
-
-    impl Name {
-        fn new(tag: &str) -> Self {
-            use std::sync::atomic::AtomicUsize;
-            static COUNTER: AtomicUsize = AtomicUsize::new(0);
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            Name(format!(
-                "/shmkit-test-{}-{n}-unit-chan-{tag}",
-                std::process::id()
-            ))
-        }
-    }
-
-    impl Drop for Name {
-        fn drop(&mut self) {
-            let _ = crate::posix::unlink(&self.0);
-        }
-    }
+    use crate::shared_object::TestName as Name;
 
     fn options(capacity: usize, spsc: bool) -> ChannelOptions {
         let mut o = ChannelOptions::new();
