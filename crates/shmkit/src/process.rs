@@ -325,6 +325,7 @@ pub(crate) mod tests {
     }
 
     /// Probes of `/proc` made by `f` on this thread.
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn probes_in(f: impl FnOnce()) -> usize {
         let before = PROBES.with(|n| n.get());
         f();

@@ -181,12 +181,10 @@ impl Inner {
             OFF_DEPARTED_RECEIVED
         };
         self.word64(departed).fetch_add(count, Ordering::Relaxed);
-        // Release: pairs with the Acquire in `join`, so the next occupant
-        // sees the count settled.
-        if id
-            .compare_exchange(word, 0, Ordering::Release, Ordering::Relaxed)
-            .is_ok()
-        {
+        // Release (leave_entry): pairs with the Acquire in `join`, so the
+        // next occupant sees the count settled, and in `all_gone`, so a
+        // receiver that sees us gone sees what we sent (a loom model).
+        if ring::leave_entry(id, word) {
             self.announce();
         }
     }
@@ -235,7 +233,7 @@ impl Inner {
         }
         self.reap(|word| self.peer_alive(word));
         let any_alive = (0..MAX_ENDPOINTS).any(|i| {
-            let word = self.endpoint_identity(i).load(Ordering::Acquire);
+            let word = ring::endpoint_word(self.endpoint_identity(i));
             role_of(word) == role && self.peer_alive(word)
         });
         if any_alive {
