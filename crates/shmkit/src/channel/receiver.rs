@@ -32,6 +32,9 @@ pub struct Receiver {
     /// The damaged slot (index, word) the last receive reported: found
     /// again unchanged, it is skipped (`corrupt_slot`).
     pub(super) last_corrupt: Option<(usize, u64)>,
+    /// A shared-ring slot is claimed and not yet released: found set at
+    /// the next claim, the last `RecvSlot` was forgotten.
+    pub(super) open_claim: bool,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -220,8 +223,14 @@ impl Receiver {
                 Err(e) => Err(e),
             };
         }
+        if self.open_claim {
+            inner.note_leak(self.entry);
+        }
         match ring::claim_recv(inner, self.owner, check_dead, &mut |o| inner.owner_dead(o)) {
-            Ok(claim) => Ok(Some(claim)),
+            Ok(claim) => {
+                self.open_claim = true;
+                Ok(Some(claim))
+            }
             Err(RingError::Corrupt { index, word }) => Err(SpscError::CorruptSlot { index, word }),
             Err(RingError::WouldBlock) => Ok(None),
         }
@@ -255,6 +264,7 @@ impl Receiver {
                 self.publish_count();
             }
             None => {
+                self.open_claim = false;
                 let _ = ring::release_recv(inner, claim, self.owner);
             }
         }
@@ -652,26 +662,7 @@ mod tests {
         }
     }
 
-    /// A unique name, unlinked on drop.
-    struct Name(String);
-
-    impl Name {
-        fn new(tag: &str) -> Self {
-            use std::sync::atomic::AtomicUsize;
-            static COUNTER: AtomicUsize = AtomicUsize::new(0);
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            Name(format!(
-                "/shmkit-test-{}-{n}-unit-chan-{tag}",
-                std::process::id()
-            ))
-        }
-    }
-
-    impl Drop for Name {
-        fn drop(&mut self) {
-            let _ = crate::posix::unlink(&self.0);
-        }
-    }
+    use crate::shared_object::TestName as Name;
 
     fn options(capacity: usize, spsc: bool) -> ChannelOptions {
         let mut o = ChannelOptions::new();
