@@ -57,6 +57,7 @@ mod raw_stream;
 mod ring;
 mod shmkit_channel;
 mod shmkit_fanout;
+mod shmkit_stream;
 mod tcp;
 mod unix_dgram;
 mod unix_stream;
@@ -88,6 +89,7 @@ pub fn all() -> Vec<&'static dyn Transport> {
         &shmkit_channel::ShmkitBlock,
         &shmkit_channel::ShmkitZeroCopy,
         &shmkit_channel::ShmkitMpmc,
+        &shmkit_stream::ShmkitStream,
         &shmkit_fanout::ShmkitBoard,
         &shmkit_fanout::ShmkitLossless,
     ];
