@@ -315,7 +315,23 @@ impl SeqlockWords for KeyWords<'_> {
 
 /// A keyed blackboard: a named shared memory object holding one value per
 /// key, each key written by one process at a time and read by any number.
-/// Cheap to clone; see the [module documentation](self).
+/// Cheap to clone; see the [module documentation](super).
+///
+/// Each key is a board of its own: one writer per key ([`writer`]:
+/// "key K of board has a live writer pid N"; a dead writer is taken over
+/// per key and a write it left half-done hides nothing), readers that never
+/// wait and never see a torn value ([`read`]), a consistent snapshot of
+/// several keys ([`snapshot`]: values that were all the latest at one
+/// instant), and watching one key on its own bell ([`wait_for_change`]:
+/// writes to other keys never wake it). The key set and each key's
+/// maximum size are fixed at creation; on open the key table is checked
+/// against the layout it implies (offsets recomputed, names unique, UTF-8,
+/// at most [`MAX_KEY_NAME`] bytes).
+///
+/// [`writer`]: Self::writer
+/// [`read`]: Self::read
+/// [`snapshot`]: Self::snapshot
+/// [`wait_for_change`]: Self::wait_for_change
 #[derive(Clone)]
 pub struct KeyedBoard {
     inner: Arc<Inner>,

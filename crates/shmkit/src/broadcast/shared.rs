@@ -1184,6 +1184,13 @@ impl Subscriber {
         self.recv_vec(&mut buf, false, None)
     }
 
+    /// Receives what is there now into `buf` (cleared first), reusing its
+    /// allocation, as [`try_recv`](Self::try_recv) does: no allocation, no
+    /// clock read, [`ErrorKind::WouldBlock`] if nothing.
+    pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<Received<usize>> {
+        self.next(buf, false, None)
+    }
+
     /// Receives into `buf` (cleared first), reusing its allocation; the
     /// message's value is its length. `None` waits for ever.
     pub fn recv_into(
