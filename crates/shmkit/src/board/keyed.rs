@@ -17,11 +17,16 @@
 //! - **watching one key** ([`KeyedBoard::wait_for_change`]) sleeps on that
 //!   key's bell: writes to other keys never wake it.
 //!
-//! What iceoryx2's blackboard offers is here too (a fixed key set given at
-//! creation, readers that never block the writer, a reader per key or many
-//! at once); what it lacks is added: values of different sizes per key,
-//! per-key crash takeover, a snapshot consistent across keys, and waiting
-//! for one key's change without polling.
+//! Against iceoryx2's blackboard (0.9/0.10: a key set fixed at creation,
+//! each key a typed value with a default; one writer for the whole
+//! blackboard; readers with entry handles that copy a value and its
+//! generation counter and never block the writer; an event id per entry
+//! for its separate event service): the key set, the versions (its
+//! generation counters) and the non-blocking readers are here too; added
+//! are a writer per key with per-key crash takeover, a snapshot consistent
+//! across keys, and watching one key built in (its own bell, no event
+//! service to wire). Not here: typed values with defaults (values are
+//! bytes, version 0 is empty) and writing in place.
 //!
 //! ```text
 //! offset              contents

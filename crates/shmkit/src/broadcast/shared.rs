@@ -700,7 +700,10 @@ impl Broadcast {
     }
 
     /// Joins as a subscriber that receives, first, the messages still in
-    /// the ring (up to its capacity), then everything published after.
+    /// the ring (up to its capacity), then everything published after. On
+    /// a lossless broadcast the writer waits for it from the moment it
+    /// joined; messages of that history the writer overwrote while it was
+    /// joining are reported as one [`Received::Lagged`] first.
     pub fn subscribe_from_oldest(&self) -> Result<Subscriber> {
         self.join(true)
     }
