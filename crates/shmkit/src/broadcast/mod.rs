@@ -39,7 +39,7 @@
 //!   dry and when they leave). A subscriber whose process is dead is
 //!   dropped from the gate as soon as it holds the writer back: after
 //!   [`GATE_SPIN_WINDOW`] plus one liveness check, or one
-//!   [`LIVENESS_SLICE`] more if it dies while the writer sleeps. A live one
+//!   [`GATE_LIVENESS_SLICE`] more if it dies while the writer sleeps. A live one
 //!   a whole ring behind is waited for ([`SlowSubscriber::Block`]) or, after
 //!   the creator's time ([`SlowSubscriber::EvictAfter`]), cut off: its next
 //!   receive fails with [`ErrorKind::Disconnected`](crate::ErrorKind)

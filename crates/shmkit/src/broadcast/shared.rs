@@ -30,11 +30,15 @@ pub const MAX_MESSAGE: usize = 1 << 30;
 /// A lossless writer that the gate holds back first waits this long
 /// (spinning up to the bell's spin budget, then sleeping the rest) before
 /// it checks whether the subscribers holding it back are alive; later it
-/// checks after every [`LIVENESS_SLICE`] of waiting. So a subscriber that
-/// is dead when it starts holding the writer back costs the writer this
-/// window plus one liveness check, and one killed while the writer sleeps
-/// at most one slice more.
+/// checks after every [`GATE_LIVENESS_SLICE`] of waiting. So a subscriber
+/// that is dead when it starts holding the writer back costs the writer
+/// this window plus one liveness check, and one killed while the writer
+/// sleeps at most one slice more.
 pub const GATE_SPIN_WINDOW: Duration = Duration::from_micros(50);
+/// How long a lossless writer held back by live subscribers sleeps between
+/// two checks that they are still alive (each reads `/proc/PID/stat` of
+/// those holding it back: a few µs per 10 ms).
+pub const GATE_LIVENESS_SLICE: Duration = Duration::from_millis(10);
 
 /// The broadcast's fixed part, right after the common header. Atomics only
 /// (padding included), so a shared reference over memory other processes
@@ -1036,7 +1040,7 @@ impl Publisher {
                 + if first {
                     GATE_SPIN_WINDOW
                 } else {
-                    LIVENESS_SLICE
+                    GATE_LIVENESS_SLICE
                 };
             if let Some(at) = evict_at {
                 until = until.min(at.max(now));
