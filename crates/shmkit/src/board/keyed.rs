@@ -49,6 +49,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::seqlock::{self, ReadError, SeqlockWords};
+use super::shared::slot_words;
 use super::{WriterInfo, READ_PATIENCE};
 use crate::bell::Bell;
 use crate::error::{Error, ErrorKind, Result};
@@ -107,7 +108,7 @@ struct Entry {
 const CONTROL_OFFSET: usize = HEADER_SIZE;
 const ENTRIES_OFFSET: usize = CONTROL_OFFSET + size_of::<Control>();
 const ENTRY_SIZE: usize = size_of::<Entry>();
-/// A slot: its length word, then the value's words.
+/// A slot: its length word, then the value's words (as a plain board's).
 const SLOT_HEADER: usize = 8;
 
 const _: () = {
@@ -300,21 +301,16 @@ impl SeqlockWords for KeyWords<'_> {
     }
 
     fn len(&self, slot: usize) -> &AtomicU64 {
-        // SAFETY: the slot's first 8 bytes, inside the slot (see `slot`),
-        // 8-aligned: slot offsets are multiples of 64 from an 8-aligned
-        // start.
-        unsafe { &*self.slot(slot).cast::<AtomicU64>() }
+        // SAFETY: `slot` lies inside the mapping (see `slot`), which lives
+        // as long as `self.inner`; slot offsets are multiples of 64 from an
+        // 8-aligned start, each slot SLOT_HEADER + 8 * ceil(max_size / 8)
+        // bytes or more (`place`, checked on open).
+        unsafe { slot_words(self.slot(slot), self.layout().max_size).0 }
     }
 
     fn data(&self, slot: usize) -> &[AtomicU64] {
-        let words = self.layout().max_size.div_ceil(8) as usize;
-        // SAFETY: the slot holds SLOT_HEADER + 8 * words bytes (slot_size is
-        // rounded up from that), 8-aligned as above; AtomicU64 may be
-        // shared across processes; the slice lives no longer than the
-        // mapping.
-        unsafe {
-            std::slice::from_raw_parts(self.slot(slot).add(SLOT_HEADER).cast::<AtomicU64>(), words)
-        }
+        // SAFETY: as in `len`.
+        unsafe { slot_words(self.slot(slot), self.layout().max_size).1 }
     }
 }
 
