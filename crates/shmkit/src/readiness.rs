@@ -91,11 +91,27 @@
 //! At most [`MAX_FD_WAITERS`] descriptors per waiter table at once; one
 //! more is refused with [`crate::ErrorKind::LimitExceeded`].
 //!
+//! # Async
+//! With the `tokio` feature, `Receiver::recv_async`,
+//! `Subscriber::recv_async` and `Board::changed` wait on this descriptor
+//! through tokio's `AsyncFd`: no thread spins or polls.
+//!
 //! # Where the table lives
 //! In space that was padding (zero in every object ever made, so old
 //! objects have an empty table): a channel's at offset 576 (the second
 //! cache line of the "data available" event's 128-byte block), a board's
 //! and a broadcast's at offset 448 (the second line of the bell's block).
+
+#[cfg(feature = "tokio")]
+mod asynchronous;
+
+/// Counters the tests watch.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    /// Arms that returned [`Arm::Sleep`](super::Arm::Sleep).
+    pub(crate) static ARMED_TO_SLEEP: std::sync::atomic::AtomicU32 =
+        std::sync::atomic::AtomicU32::new(0);
+}
 
 use std::mem::size_of;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -473,6 +489,8 @@ impl Readiness {
             waiters.armed.fetch_and(!bit, Ordering::Relaxed);
             return Arm::Ready;
         }
+        #[cfg(test)]
+        tests_support::ARMED_TO_SLEEP.fetch_add(1, Ordering::Relaxed);
         Arm::Sleep
     }
 
