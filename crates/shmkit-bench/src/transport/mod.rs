@@ -57,6 +57,7 @@ mod raw_stream;
 mod ring;
 mod shmkit_channel;
 mod shmkit_fanout;
+mod shmkit_ready;
 mod tcp;
 mod unix_dgram;
 mod unix_stream;
@@ -89,6 +90,8 @@ pub fn all() -> Vec<&'static dyn Transport> {
         &shmkit_channel::ShmkitZeroCopy,
         &shmkit_channel::ShmkitMpmc,
         &shmkit_fanout::ShmkitBoard,
+        // issue 13 (clib): waits on the readiness descriptor
+        &shmkit_ready::ShmkitReady,
     ];
     #[cfg(feature = "peers")]
     all.push(&ipc_channel::IpcChannel);
