@@ -4,6 +4,7 @@
  *   futex   the floor for sleeping: a word per direction in shared memory,
  *           every wait a shared FUTEX_WAIT, every post a FUTEX_WAKE
  *   pipe    two pipes
+ * The two processes are pinned to two CPUs, as `shmkit bench` pins its ends.
  * Usage: rtt MODE [SECONDS]   prints: MODE p50_ns mean_ns round_trips
  * Build: gcc -O2 -std=c11 rtt.c $(pkg-config --cflags --libs shmkit)
  * (crates/shmkit-c/bench/run.py runs it beside `shmkit bench`). */
@@ -11,6 +12,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +120,22 @@ static void open_end(struct end *e, const char *out_name, const char *in_name) {
     shmkit_channel_close(in);
 }
 
+/* Pins the calling process to the `nth` CPU it may run on (as `shmkit
+ * bench` pins its two ends to two CPUs), if there is one. */
+static void pin(int nth) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return;
+    for (int cpu = 0, seen = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (CPU_ISSET(cpu, &set) && seen++ == nth) {
+            CPU_ZERO(&set);
+            CPU_SET(cpu, &set);
+            sched_setaffinity(0, sizeof set, &set);
+            return;
+        }
+    }
+}
+
 static int cmp(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return (x > y) - (x < y);
@@ -169,6 +187,7 @@ int main(int argc, char **argv) {
     if (child < 0)
         die("fork", -errno);
     if (child == 0) {
+        pin(1);
         if (mode <= 1)
             open_end(&b, ba, ab);
         for (;;) {
@@ -183,6 +202,7 @@ int main(int argc, char **argv) {
         }
         _exit(0);
     }
+    pin(0);
     if (mode <= 1)
         open_end(&a, ab, ba);
     uint64_t *samples = malloc(MAX_SAMPLES * sizeof *samples);
