@@ -1187,12 +1187,21 @@ impl Subscriber {
         unsafe { Readiness::register(table, keep, &self.inner.object) }
     }
 
+    /// Whether a writer came and none is alive now (reads `/proc`, so not
+    /// for a hot path): what a caller waiting on a readiness descriptor
+    /// asks after a sleep that ended by its timeout, since
+    /// [`try_recv`](Subscriber::try_recv) does not tell. If yes, one more
+    /// `try_recv` gets what it published last.
+    pub fn writer_left(&self) -> bool {
+        self.writer_gone()
+    }
+
     /// Declares that the caller is about to sleep on `readiness`:
     /// [`Arm::Ready`] if a message is there already (call
     /// [`try_recv`](Subscriber::try_recv), do not sleep), else
     /// [`Arm::Sleep`]. Poll with a timeout of at most
     /// [`readiness::SLICE`](crate::readiness::SLICE), then `try_recv`
-    /// again, which also tells a gone writer.
+    /// again (and after a timeout, see [`writer_left`](Subscriber::writer_left)).
     ///
     /// # Errors
     /// [`ErrorKind::InvalidArgument`] for a descriptor made for another
