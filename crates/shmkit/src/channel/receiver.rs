@@ -500,6 +500,10 @@ impl Receiver {
         if !readiness.belongs_to(inner.fd_waiters()) {
             return Err(readiness.foreign(inner.name.as_str()));
         }
+        if let Some(cursor) = self.stream.as_ref() {
+            let head = cursor.head;
+            return Ok(readiness.arm(|| stream::may_recv(inner, head)));
+        }
         let head = self.spsc.map(|c| c.head);
         Ok(readiness.arm(|| match head {
             Some(head) => spsc::may_recv(inner, head),
