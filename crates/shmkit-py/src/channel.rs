@@ -144,6 +144,18 @@ impl NativeChannel {
     }
 }
 
+/// `"spin"` (spin briefly, then sleep: the default) or `"sleep"` (sleep on
+/// the futex at once: no CPU spent spinning, a wake-up for every wait).
+fn wait_strategy(mode: &str) -> PyResult<channel::WaitStrategy> {
+    match mode {
+        "spin" => Ok(channel::WaitStrategy::SpinThenSleep),
+        "sleep" => Ok(channel::WaitStrategy::Sleep),
+        other => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "wait must be \"spin\" or \"sleep\", not {other:?}"
+        ))),
+    }
+}
+
 /// The sending end of a channel: one endpoint. `close()` (or leaving a
 /// `with` block) disconnects it; receivers learn when every sender is gone.
 #[pyclass(module = "shmkit._shmkit")]
@@ -236,6 +248,14 @@ impl Sender {
     #[getter]
     fn max_message(&mut self) -> PyResult<usize> {
         Ok(self.tx()?.max_message())
+    }
+
+    /// How a full channel is waited for: `"spin"` (spin briefly, then sleep
+    /// on a shared futex; the default) or `"sleep"` (sleep at once).
+    fn set_wait(&mut self, mode: &str) -> PyResult<()> {
+        let wait = wait_strategy(mode)?;
+        self.tx()?.set_wait_strategy(wait);
+        Ok(())
     }
 
     /// Disconnects (idempotent).
@@ -351,7 +371,9 @@ impl Receiver {
         self.next_message(py, timeout)
     }
 
-    /// A message if one is there now, else None (`Disconnected` as `recv`).
+    /// A message if one is there now, else None. It does not wait, so it
+    /// cannot tell an empty channel from one whose senders are all gone:
+    /// `recv` (with a timeout) reports `Disconnected`.
     fn try_recv<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let rx = self.rx()?;
         match rx.try_recv_slot() {
@@ -530,6 +552,14 @@ impl Receiver {
     #[pyo3(signature = (timeout = None))]
     fn recv_view(slf: Bound<'_, Self>, timeout: Option<f64>) -> PyResult<RecordView> {
         RecordView::receive(slf, timeout)
+    }
+
+    /// How an empty channel is waited for: `"spin"` (spin briefly, then
+    /// sleep on a shared futex; the default) or `"sleep"` (sleep at once).
+    fn set_wait(&mut self, mode: &str) -> PyResult<()> {
+        let wait = wait_strategy(mode)?;
+        self.rx()?.set_wait_strategy(wait);
+        Ok(())
     }
 
     /// Disconnects (idempotent). Refused while a view is held.

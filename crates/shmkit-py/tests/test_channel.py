@@ -251,3 +251,18 @@ def test_python_child_via_subprocess_sees_python_parent(name):
         tx.send(b"from parent")
     code = "import sys, shmkit; print(shmkit.Channel.open(sys.argv[1]).receiver().recv(timeout=10).decode())"
     assert run_python(code, name).stdout.strip() == "from parent"
+
+
+def test_readme_example_between_two_processes(name):
+    import sys
+    from pathlib import Path
+
+    example = str(Path(__file__).resolve().parents[1] / "examples" / "hello.py")
+    consumer = subprocess.Popen([sys.executable, example, "consume", name], stdout=subprocess.PIPE, text=True)
+    try:
+        subprocess.run([sys.executable, example, "produce", name], check=True, timeout=60)
+        out, _ = consumer.communicate(timeout=60)
+    finally:
+        consumer.kill()
+    assert consumer.returncode == 0
+    assert out.splitlines() == [f"hello {i} from the producer" for i in range(5)]
