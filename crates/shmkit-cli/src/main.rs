@@ -7,6 +7,7 @@ mod board;
 mod chan;
 mod commands;
 mod demo;
+mod foreign;
 mod ownership;
 mod show;
 mod sysv_cmds;
@@ -29,6 +30,10 @@ use target::Target;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Use a channel, board or broadcast another user owns without the
+    /// warning (produce, consume, pub, sub, board set and get warn).
+    #[arg(long, global = true)]
+    allow_foreign: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -180,7 +185,8 @@ enum Command {
     Board(board::BoardCommand),
     /// Publish each line of standard input as one broadcast message (or N
     /// numbered messages `TAG I`), creating the broadcast if absent. Never
-    /// waits for subscribers: the oldest messages are overwritten.
+    /// waits for subscribers: the oldest messages are overwritten; with
+    /// --lossless, waits for the slowest live subscriber instead.
     Pub {
         /// Broadcast name.
         name: String,
@@ -269,6 +275,12 @@ struct ChanArgs {
     /// single-consumer ring (a second one is refused while the first lives).
     #[arg(long)]
     spsc: bool,
+    /// One producer and one consumer at a time over the framed byte ring:
+    /// messages end to end (a short one takes its own size, not a slot),
+    /// batches published with one store; the fastest for streams. Implies
+    /// --spsc.
+    #[arg(long)]
+    stream: bool,
 }
 
 impl ChanArgs {
@@ -278,7 +290,7 @@ impl ChanArgs {
             self.max_msg.min(usize::MAX as u64) as usize,
             self.mode,
         );
-        o.spsc(self.spsc);
+        o.spsc(self.spsc).stream(self.stream);
         o
     }
 }
@@ -297,6 +309,7 @@ struct ReadArgs {
 }
 
 fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
+    foreign::allow(cli.allow_foreign);
     match cli.command {
         Command::Create {
             name,
