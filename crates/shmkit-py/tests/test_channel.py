@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import threading
@@ -11,7 +10,7 @@ import time
 import pytest
 
 import shmkit
-from conftest import popen_python, run_python
+from conftest import child_that_printed, run_python
 
 
 def _produce(name: str, tag: int, count: int) -> None:
@@ -90,9 +89,7 @@ time.sleep(600)
 def test_sigkilled_sender_disconnects(name):
     ch = shmkit.Channel.create(name, capacity=16, max_message=16)
     rx = ch.receiver()
-    child = popen_python(SENDER_THEN_HANG, name, stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline().strip() == "sent"
+    with child_that_printed(SENDER_THEN_HANG, name, line="sent") as child:
         child.send_signal(signal.SIGKILL)
         child.wait(10)
         got = [rx.recv(timeout=10) for _ in range(10)]
@@ -102,9 +99,6 @@ def test_sigkilled_sender_disconnects(name):
             rx.recv(timeout=10)
         assert isinstance(e.value, OSError) and isinstance(e.value, ConnectionError)
         assert list(rx) == []
-    finally:
-        child.kill()
-        child.wait()
 
 
 def test_gil_released_while_waiting(name):

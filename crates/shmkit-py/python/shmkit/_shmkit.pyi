@@ -50,8 +50,13 @@ class Sender:
 
 class Receiver:
     """The receiving end of a channel. Iterating yields messages until every
-    sender is gone and the channel is empty."""
+    sender is gone and the channel is empty. (``shmkit.Receiver`` subclasses
+    it with ``recv_async`` and ``async for``.)"""
 
+    def __init__(self, channel: NativeChannel) -> None: ...
+    def _readiness_fd(self) -> int: ...
+    def _arm(self) -> bool: ...
+    def _senders_gone(self) -> bool: ...
     def recv(self, timeout: Optional[float] = None) -> bytes:
         """The next message, waiting (GIL released); ``Disconnected`` once
         every sender is gone and the channel is empty."""

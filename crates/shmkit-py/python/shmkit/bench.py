@@ -201,8 +201,7 @@ def rt_raw(n: int) -> float:
         p.join(60)
         return per_trip
     finally:
-        del send, receive, buf
-        shm.close()
+        shm.close()  # releases shm.buf, which `buf` is (not an export of)
         shm.unlink()
 
 
