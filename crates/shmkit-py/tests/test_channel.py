@@ -260,3 +260,25 @@ def test_readme_example_between_two_processes(name):
         consumer.kill()
     assert consumer.returncode == 0
     assert out.splitlines() == [f"hello {i} from the producer" for i in range(5)]
+
+
+WAIT_FOREVER = """
+import sys, shmkit
+ch = shmkit.Channel.create(sys.argv[1], capacity=4, max_message=8)
+tx, rx = ch.sender(), ch.receiver()
+print("waiting", flush=True)
+try:
+    rx.recv()  # no timeout: only a signal ends it
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+finally:
+    ch.unlink()
+"""
+
+
+def test_ctrl_c_interrupts_a_wait_without_timeout(name):
+    with child_that_printed(WAIT_FOREVER, name, line="waiting") as child:
+        time.sleep(0.2)
+        child.send_signal(signal.SIGINT)
+        out, _ = child.communicate(timeout=30)
+        assert out.strip() == "interrupted" and child.returncode == 0
