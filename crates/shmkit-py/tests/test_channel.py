@@ -282,3 +282,17 @@ def test_ctrl_c_interrupts_a_wait_without_timeout(name):
         child.send_signal(signal.SIGINT)
         out, _ = child.communicate(timeout=30)
         assert out.strip() == "interrupted" and child.returncode == 0
+
+
+def test_an_endpoint_used_by_two_threads_at_once_is_refused(name):
+    ch = shmkit.Channel.create(name, capacity=4, max_message=8)
+    rx = ch.receiver()
+    tx = ch.sender()
+    waiting = threading.Thread(target=lambda: pytest.raises(shmkit.TimeoutError, rx.recv, timeout=1))
+    waiting.start()
+    time.sleep(0.2)
+    with pytest.raises(RuntimeError, match="borrowed"):
+        rx.recv(timeout=0.1)
+    waiting.join()
+    tx.send(b"ok")
+    assert rx.recv(timeout=5) == b"ok"
