@@ -530,6 +530,8 @@ impl Receiver {
                 {
                     Ok(()) => Ok(()),
                     Err(e) => {
+                        // A Python error (out of memory): keep it, and stop
+                        // the batch with a placeholder the caller discards.
                         failed = Some(e);
                         Err(shmkit::Error::new(
                             ErrorKind::Other,
