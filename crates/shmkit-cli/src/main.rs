@@ -7,6 +7,7 @@ mod board;
 mod chan;
 mod commands;
 mod demo;
+mod gc;
 mod ownership;
 mod show;
 mod sysv_cmds;
@@ -147,7 +148,8 @@ enum Command {
     #[command(subcommand)]
     Chan(ChanCommand),
     /// Send each line of standard input as one message (or N numbered
-    /// messages `TAG I`), creating the channel with defaults if absent.
+    /// messages `TAG I`), creating the channel with defaults if absent
+    /// (and saying so on standard error).
     Produce {
         /// Channel name.
         name: String,
@@ -161,7 +163,7 @@ enum Command {
         chan: ChanArgs,
     },
     /// Print each message as a line, until N messages or until every
-    /// producer is gone; creates the channel with defaults if absent.
+    /// producer is gone. The channel must exist unless --create is given.
     Consume {
         /// Channel name.
         name: String,
@@ -172,6 +174,11 @@ enum Command {
         /// instead of when the channel runs empty.
         #[arg(long)]
         unbuffered: bool,
+        /// Create the channel (with the --capacity/--max-msg given) if it
+        /// does not exist; without it a missing channel is an error, so a
+        /// typo never makes a new object.
+        #[arg(long)]
+        create: bool,
         #[command(flatten)]
         chan: ChanArgs,
     },
@@ -223,6 +230,14 @@ enum Command {
         #[arg(long, default_value = "1000000")]
         messages: u64,
     },
+    /// Find stale shared memory (nobody maps it, its creator is dead, or
+    /// with --older-than unchanged that long) and, with --remove, remove
+    /// it. Exit status: 0 nothing stale (or all of it removed), 2 stale
+    /// objects found (dry run), 1 an error or a removal that failed.
+    #[command(
+        after_help = "Examples:\n  shmkit gc                          list what is stale (dry run)\n  shmkit gc --remove                 remove it, re-checking each object first\n  shmkit gc --older-than 7d --name 'myapp-*' -f\n  shmkit gc --json | jq '.objects[].name'"
+    )]
+    Gc(gc::GcArgs),
     /// Measure latency and throughput of IPC transports between processes.
     Bench(bench::BenchArgs),
     /// One process of a benchmark, started by `shmkit bench` (internal).
@@ -346,10 +361,11 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             name,
             count,
             unbuffered,
+            create,
             chan,
         } => {
             target::check_creatable(&name)?;
-            chan::consume(out, &name, count, unbuffered, &chan.options())
+            chan::consume(out, &name, count, unbuffered, create, &chan.options())
         }
         Command::Board(cmd) => board::board(out, cmd),
         Command::Pub {
@@ -372,6 +388,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             board::subscribe(out, &name, count, from_oldest, unbuffered, &bcast)
         }
         Command::Demo { messages } => demo::run(out, messages),
+        Command::Gc(args) => gc::run(out, args),
         Command::Bench(args) => bench::run(out, args),
         Command::BenchChild { spec } => Ok(shmkit_bench::child_main(&spec) as u8),
     }
