@@ -8,6 +8,7 @@ mod chan;
 mod commands;
 mod demo;
 mod gc;
+mod ls;
 mod ownership;
 mod show;
 mod sysv_cmds;
@@ -86,17 +87,10 @@ enum Command {
         json: bool,
     },
     /// List the POSIX objects and System V segments on this machine.
-    Ls {
-        /// Print a JSON array.
-        #[arg(long)]
-        json: bool,
-        /// Only POSIX objects.
-        #[arg(long, conflicts_with = "sysv")]
-        posix: bool,
-        /// Only System V segments.
-        #[arg(long)]
-        sysv: bool,
-    },
+    #[command(
+        after_help = "Examples:\n  shmkit ls -o name,object,size,stale,mapped-by --sort size\n  shmkit ls --raw --noheadings -o name,bytes --user alice\n  shmkit ls -u                       totals, /dev/shm use, what is stale\n  shmkit ls --sem --dir /dev/hugepages\n  shmkit ls -o help                  every column"
+    )]
+    Ls(ls::LsArgs),
     /// Change the permission bits (fchmod, or IPC_SET for a segment).
     #[command(after_help = target::HELP)]
     Chmod {
@@ -330,14 +324,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Cat(a) => commands::cat(out, &Target::parse(&a.name)?, a.offset, a.len),
         Command::Dump(a) => commands::dump(out, &Target::parse(&a.name)?, a.offset, a.len),
         Command::Stat { name, json } => commands::stat(out, &name, json),
-        Command::Ls { json, posix, sysv } => {
-            let both = !posix && !sysv;
-            let kinds = commands::Kinds {
-                posix: posix || both,
-                sysv: sysv || both,
-            };
-            commands::ls(out, json, kinds)
-        }
+        Command::Ls(args) => ls::run(out, args),
         Command::Chmod { target, mode } => ownership::chmod(&target, mode),
         Command::Chown { target, owner } => ownership::chown(&target, &owner),
         Command::Limits { json } => sysv_cmds::limits(out, json),

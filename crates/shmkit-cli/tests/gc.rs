@@ -142,34 +142,9 @@ fn rustix_uid() -> u32 {
 #[test]
 fn a_segment_whose_creator_is_gone_and_nobody_attaches_is_stale() {
     // `shmkit create --sysv` exits at once: its creator is gone.
-    let key = format!("0x5d{:06x}", std::process::id() & 0xffffff);
-    let out = shmkit(&[
-        "create",
-        "--sysv",
-        "--key",
-        &key,
-        "--size",
-        "4096",
-        "--exclusive",
-    ]);
-    if !out.status.success() {
-        eprintln!("skipping: {}", String::from_utf8_lossy(&out.stderr));
+    let Some((key, id, _guard)) = sysv_segment(0x5d, "4096") else {
         return;
-    }
-    let id: i32 = String::from_utf8(out.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    struct Guard(i32);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            if let Ok(s) = shmkit::sysv::Segment::from_id(self.0) {
-                let _ = s.remove();
-            }
-        }
-    }
-    let _guard = Guard(id);
+    };
     let (code, v) = gc_json(&["--kind", "sysv", "--name", &key]);
     assert_eq!(code, Some(2), "{v}");
     assert_eq!(names(&v), [format!("id:{id}")], "{v}");

@@ -15,8 +15,8 @@ use crate::posix::{time_of, Metadata, ShmName, SHM_DIR};
 
 pub mod stale;
 pub use stale::{
-    remove_stale, segment_creator_alive, stale, Removal, StaleKind, StaleObject, StaleOptions,
-    StaleReport, StaleTarget,
+    remove_stale, segment_creator_alive, stale, stale_in, Removal, StaleKind, StaleObject,
+    StaleOptions, StaleReport, StaleTarget,
 };
 
 /// The kind of a directory entry in `/dev/shm`.
@@ -149,6 +149,11 @@ pub struct ProcessScan {
     /// tmpfs inode of a removed `/dev/shm` file that processes still map
     /// or hold open (`/dev/shm/NAME (deleted)`) → what we saw of it.
     deleted: BTreeMap<u64, DeletedObject>,
+    /// Mappings of files under the extra directories of [`Self::with_dirs`]:
+    /// inode → pids.
+    dir_mappers: HashMap<u64, BTreeSet<i32>>,
+    /// Those directories, each ending in `/`.
+    dirs: Vec<String>,
     /// Processes whose entries we could not read (permission denied).
     denied: usize,
     /// Processes looked at.
@@ -179,7 +184,17 @@ fn deleted_name(path: &str) -> Option<&str> {
 impl ProcessScan {
     /// Scans every process we are allowed to inspect.
     pub fn new() -> Self {
-        let mut scan = ProcessScan::default();
+        Self::with_dirs(&[])
+    }
+
+    /// [`ProcessScan::new`], also noting mappings of files under `dirs`
+    /// (other tmpfs or hugetlbfs mounts; each given with a trailing `/`),
+    /// for [`Self::path_mappers`].
+    pub fn with_dirs(dirs: &[String]) -> Self {
+        let mut scan = ProcessScan {
+            dirs: dirs.to_vec(),
+            ..Default::default()
+        };
         let Ok(proc_dir) = fs::read_dir("/proc") else {
             return scan;
         };
@@ -263,6 +278,8 @@ impl ProcessScan {
                         .unwrap_or(0);
                     self.note_deleted(name, inode, pid, Some(bytes));
                 }
+            } else if self.dirs.iter().any(|d| path.starts_with(d.as_str())) {
+                self.dir_mappers.entry(inode).or_default().insert(pid);
             } else if path.starts_with("/SYSV") {
                 self.sysv_attachers.entry(inode).or_default().insert(pid);
             }
@@ -309,6 +326,15 @@ impl ProcessScan {
     /// How many processes denied us their `/proc` entries.
     pub fn denied(&self) -> usize {
         self.denied
+    }
+
+    /// Pids that map the file `path` (under a directory given to
+    /// [`Self::with_dirs`], or in `/dev/shm`) with this inode.
+    pub fn path_mappers(&self, path: &str, inode: u64) -> Vec<i32> {
+        if path.starts_with("/dev/shm/") {
+            return self.posix_mappers(inode);
+        }
+        pids(self.dir_mappers.get(&inode))
     }
 
     /// How many processes were looked at.

@@ -33,7 +33,7 @@ use std::fs;
 use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::inventory::{posix_objects, FileType, ProcessScan};
+use crate::inventory::{posix_objects, FileType, PosixEntry, ProcessScan};
 use crate::layout::{self, Kind};
 use crate::posix::{PosixObject, ShmName, SHM_DIR};
 use crate::process::ProcessId;
@@ -226,13 +226,26 @@ pub fn stale(options: &StaleOptions) -> Result<StaleReport> {
         Vec::new()
     };
     let scan = ProcessScan::new();
+    Ok(stale_in(&entries, &segments, &scan, options))
+}
+
+/// [`stale`] over a listing and a process scan the caller made already (a
+/// listing that shows staleness then costs no second pass over `/proc`).
+/// `options`' `posix` and `sysv` are not consulted: the lists are judged
+/// as given.
+pub fn stale_in(
+    entries: &[PosixEntry],
+    segments: &[SegmentInfo],
+    scan: &ProcessScan,
+    options: &StaleOptions,
+) -> StaleReport {
     let now = SystemTime::now();
     let me = rustix::process::geteuid();
     let mut report = StaleReport {
         denied_processes: scan.denied(),
         ..Default::default()
     };
-    for e in &entries {
+    for e in entries {
         if e.file_type != FileType::Regular {
             continue;
         }
@@ -307,13 +320,13 @@ pub fn stale(options: &StaleOptions) -> Result<StaleReport> {
         found.reason = why.join("; ");
         report.objects.push(found);
     }
-    for s in &segments {
+    for s in segments {
         report.examined += 1;
         if let Some(found) = judge_segment(s, options, now) {
             report.objects.push(found);
         }
     }
-    Ok(report)
+    report
 }
 
 fn judge_segment(s: &SegmentInfo, options: &StaleOptions, now: SystemTime) -> Option<StaleObject> {
