@@ -13,6 +13,7 @@ mod ownership;
 mod show;
 mod sysv_cmds;
 mod target;
+mod top;
 mod units;
 
 use std::io::{self, Write};
@@ -232,6 +233,13 @@ enum Command {
         after_help = "Examples:\n  shmkit gc                          list what is stale (dry run)\n  shmkit gc --remove                 remove it, re-checking each object first\n  shmkit gc --older-than 7d --name 'myapp-*' -f\n  shmkit gc --json | jq '.objects[].name'"
     )]
     Gc(gc::GcArgs),
+    /// A live view of every shmkit channel, board and broadcast: depth,
+    /// capacity, messages per second in and out, endpoints (alive or
+    /// dead), subscriber lag, stale objects marked.
+    #[command(
+        after_help = "Keys: q quits, arrows or j/k select, s changes the sort, Enter shows one object.\n\nExamples:\n  shmkit top\n  shmkit top --once --interval 500ms\n  shmkit top --json | jq '.objects[] | select(.stale)'"
+    )]
+    Top(top::TopArgs),
     /// Measure latency and throughput of IPC transports between processes.
     Bench(bench::BenchArgs),
     /// One process of a benchmark, started by `shmkit bench` (internal).
@@ -376,6 +384,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         }
         Command::Demo { messages } => demo::run(out, messages),
         Command::Gc(args) => gc::run(out, args),
+        Command::Top(args) => top::run(out, args),
         Command::Bench(args) => bench::run(out, args),
         Command::BenchChild { spec } => Ok(shmkit_bench::child_main(&spec) as u8),
     }
