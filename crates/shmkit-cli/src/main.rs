@@ -6,6 +6,7 @@ mod bench;
 mod board;
 mod chan;
 mod commands;
+mod completions;
 mod demo;
 mod gc;
 mod ls;
@@ -29,7 +30,7 @@ use target::Target;
 /// TARGET is a POSIX object name or a System V segment (see `target::HELP`).
 #[derive(Parser, Debug)]
 #[command(name = "shmkit", version, about, long_about = None, after_help = target::HELP)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -240,6 +241,17 @@ enum Command {
         after_help = "Keys: q quits, arrows or j/k select, s changes the sort, Enter shows one object.\n\nExamples:\n  shmkit top\n  shmkit top --once --interval 500ms\n  shmkit top --json | jq '.objects[] | select(.stale)'"
     )]
     Top(top::TopArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Install:\n  shmkit completions bash > ~/.local/share/bash-completion/completions/shmkit\n  shmkit completions zsh > ~/.zfunc/_shmkit      (with fpath+=~/.zfunc)\n  shmkit completions fish > ~/.config/fish/completions/shmkit.fish"
+    )]
+    Completions(completions::CompletionArgs),
+    /// Print the manual page shmkit.1, or with --dir write it and one page
+    /// per verb (shmkit-ls.1, shmkit-gc.1, ...).
+    #[command(
+        after_help = "Install:\n  shmkit man --dir ~/.local/share/man/man1 && man shmkit-gc"
+    )]
+    Man(completions::ManArgs),
     /// Measure latency and throughput of IPC transports between processes.
     Bench(bench::BenchArgs),
     /// One process of a benchmark, started by `shmkit bench` (internal).
@@ -385,6 +397,8 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Demo { messages } => demo::run(out, messages),
         Command::Gc(args) => gc::run(out, args),
         Command::Top(args) => top::run(out, args),
+        Command::Completions(args) => completions::completions(out, &args),
+        Command::Man(args) => completions::man(out, &args),
         Command::Bench(args) => bench::run(out, args),
         Command::BenchChild { spec } => Ok(shmkit_bench::child_main(&spec) as u8),
     }
