@@ -140,6 +140,13 @@ pub struct Row {
     /// that readers did not receive (overwritten, or skipped by a board's
     /// latest-value reads); 0 for lossless transports.
     pub lost: Option<f64>,
+    /// `paced`: the rate the writer was asked for, messages per second
+    /// (`null` elsewhere).
+    pub rate: Option<u64>,
+    /// `fanout`, `paced`: the CPU readers used while recording, in cores,
+    /// the mean over readers (about 1: spinning throughout; near 0:
+    /// asleep between messages).
+    pub reader_cpu: Option<f64>,
     /// Why the transport failed: in every run, when there were several (see
     /// `failed_runs`).
     pub error: Option<String>,
@@ -183,7 +190,7 @@ impl Row {
         };
         let bytes_per_s = matches!(
             scenario,
-            Scenario::Stream | Scenario::Bulk | Scenario::Fanout
+            Scenario::Stream | Scenario::Bulk | Scenario::Fanout | Scenario::Paced
         )
         .then_some(msgs_per_s * msg_size as f64);
         let lat = m.latency.as_ref();
@@ -203,6 +210,8 @@ impl Row {
             slowest_msgs_per_s: fan.map(|f| f.slowest_msgs_per_s),
             published_per_s: fan.map(|f| f.published_per_s),
             lost: fan.map(|f| f.lost),
+            rate: fan.and_then(|f| f.rate),
+            reader_cpu: fan.map(|f| f.reader_cpu),
             error: None,
             runs: 1,
             failed_runs: 0,
@@ -241,6 +250,8 @@ impl Row {
             slowest_msgs_per_s: None,
             published_per_s: None,
             lost: None,
+            rate: None,
+            reader_cpu: None,
             error: Some(e),
             runs: 0,
             failed_runs: 1,
@@ -257,16 +268,19 @@ impl Row {
     pub(crate) fn main_figure(&self) -> Option<f64> {
         match self.scenario {
             Scenario::Rtt | Scenario::Oversubscribed => self.p50_ns.map(|v| v as f64),
+            Scenario::Paced => self.p99_ns.map(|v| v as f64),
             Scenario::Stream | Scenario::Bulk | Scenario::Fanout => self.msgs_per_s,
         }
     }
 
     /// The figure the ratio columns compare, and whether lower is better:
     /// p50 for `rtt`, laps/s for `oversubscribed`, messages/s for `stream`,
-    /// bytes/s for `bulk`, messages/s per reader for `fanout`.
+    /// bytes/s for `bulk`, messages/s per reader for `fanout`, p99 for
+    /// `paced`.
     fn key_figure(&self) -> Option<(f64, bool)> {
         match self.scenario {
             Scenario::Rtt => self.p50_ns.map(|v| (v as f64, true)),
+            Scenario::Paced => self.p99_ns.map(|v| (v as f64, true)),
             Scenario::Oversubscribed | Scenario::Stream | Scenario::Fanout => {
                 self.msgs_per_s.map(|v| (v, false))
             }
@@ -275,19 +289,32 @@ impl Row {
     }
 
     /// Whether `other` is this row's counterpart in another transport or
-    /// run: the same scenario and, in `fanout`, as many readers.
+    /// run: the same scenario and, in `fanout` and `paced`, as many
+    /// readers (and in `paced` the same rate).
     pub fn same_measure(&self, other: &Row) -> bool {
-        self.scenario == other.scenario && self.readers == other.readers
+        self.scenario == other.scenario && self.readers == other.readers && self.rate == other.rate
+    }
+
+    /// The transport's name, with the rate in `paced` (`shmkit, 10k/s`).
+    pub fn label_rate(&self) -> String {
+        match self.rate {
+            Some(rate) => format!("{}, {}/s", self.transport, fmt_count(Some(rate as f64))),
+            None => self.transport.clone(),
+        }
     }
 
     /// The transport's name, with the reader count in `fanout`
     /// (`pipe, 4 readers`).
     pub fn label(&self) -> String {
-        match self.readers {
+        let mut label = match self.readers {
             Some(1) => format!("{}, 1 reader", self.transport),
             Some(n) => format!("{}, {n} readers", self.transport),
             None => self.transport.clone(),
+        };
+        if let Some(rate) = self.rate {
+            let _ = write!(label, ", {}/s", fmt_count(Some(rate as f64)));
         }
+        label
     }
 }
 
@@ -295,6 +322,7 @@ impl Row {
 fn spread_of(scenario: Scenario) -> &'static str {
     match scenario {
         Scenario::Rtt | Scenario::Oversubscribed => "p50_ns",
+        Scenario::Paced => "p99_ns",
         Scenario::Stream | Scenario::Bulk | Scenario::Fanout => "msgs_per_s",
     }
 }
@@ -464,6 +492,24 @@ impl Report {
                 ],
                 "msgs/s each range",
             ),
+            Scenario::Paced => (
+                format!(
+                    "paced: one writer at fixed rates, {}-byte messages to N reader processes",
+                    first.msg_size
+                ),
+                &[
+                    "readers",
+                    "rate",
+                    "p50",
+                    "p99",
+                    "p99.9",
+                    "max",
+                    "msgs/s each",
+                    "lost",
+                    "reader CPU",
+                ],
+                "p99 range",
+            ),
         };
         let several = self.runs > 1;
         let mut head = vec!["transport".to_string()];
@@ -532,11 +578,21 @@ impl Report {
                     cells.push(fmt_count(r.total_msgs_per_s));
                     cells.push(fmt_lost(r.lost));
                 }
+                Scenario::Paced => {
+                    cells.push(r.readers.map_or("-".into(), |n| n.to_string()));
+                    cells.push(fmt_count(r.rate.map(|v| v as f64)));
+                    for v in [r.p50_ns, r.p99_ns, r.p999_ns, r.max_ns] {
+                        cells.push(ns(v));
+                    }
+                    cells.push(fmt_count(r.msgs_per_s));
+                    cells.push(fmt_lost(r.lost));
+                    cells.push(r.reader_cpu.map_or("-".into(), |c| format!("{c:.2}")));
+                }
             }
             if several {
                 let cell = match (r.spread_min, r.spread_max) {
                     (Some(lo), Some(hi)) => match scenario {
-                        Scenario::Rtt | Scenario::Oversubscribed => {
+                        Scenario::Rtt | Scenario::Oversubscribed | Scenario::Paced => {
                             format!("{}–{}", fmt_ns(lo as u64), fmt_ns(hi as u64))
                         }
                         Scenario::Stream | Scenario::Fanout => {
@@ -587,6 +643,14 @@ impl Report {
                  reader together; lost: the share of the messages published that readers \
                  did not receive (by design on lossy transports: a board keeps the latest \
                  value, a broadcast overwrites what a slow reader has not read).",
+            );
+        }
+        if self.rows(Scenario::Paced).next().is_some() {
+            text.push_str(
+                " paced: as fanout, with the writer publishing on a fixed schedule at the \
+                 rate given; ratios by p99 latency (lower is better); reader CPU: CPU time \
+                 over recording time, the mean over readers, in cores (1: spinning \
+                 throughout).",
             );
         }
         text
@@ -717,7 +781,7 @@ pub fn fmt_ns(ns: u64) -> String {
 }
 
 /// `950`, `12.3k`, `4.56M`.
-fn fmt_count(v: Option<f64>) -> String {
+pub(crate) fn fmt_count(v: Option<f64>) -> String {
     match v {
         None => "-".into(),
         Some(v) if v < 1e3 => format!("{v:.0}"),
@@ -794,6 +858,8 @@ mod tests {
                 slowest_msgs_per_s: each / 2.0,
                 published_per_s: each * 4.0 / 3.0,
                 lost: 0.25,
+                rate: None,
+                reader_cpu: 0.5,
             }),
             ..Measurement::default()
         };

@@ -37,7 +37,7 @@ pub struct GcArgs {
     pub user: Option<String>,
     /// Only objects of this kind: posix, sysv, channel, board, broadcast
     /// or plain (a POSIX object that is not shmkit's).
-    #[arg(long, value_name = "KIND", value_parser = ["posix", "sysv", "channel", "board", "broadcast", "plain"])]
+    #[arg(long, value_name = "KIND", value_parser = ["posix", "sysv", "channel", "board", "keyed-board", "broadcast", "plain"])]
     pub kind: Option<String>,
 }
 

@@ -8,6 +8,7 @@ mod chan;
 mod commands;
 mod completions;
 mod demo;
+mod foreign;
 mod gc;
 mod ls;
 mod ownership;
@@ -33,6 +34,10 @@ use target::Target;
 pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Use a channel, board or broadcast another user owns without the
+    /// warning (produce, consume, pub, sub, board set and get warn).
+    #[arg(long, global = true)]
+    allow_foreign: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -183,7 +188,8 @@ enum Command {
     Board(board::BoardCommand),
     /// Publish each line of standard input as one broadcast message (or N
     /// numbered messages `TAG I`), creating the broadcast if absent. Never
-    /// waits for subscribers: the oldest messages are overwritten.
+    /// waits for subscribers: the oldest messages are overwritten; with
+    /// --lossless, waits for the slowest live subscriber instead.
     Pub {
         /// Broadcast name.
         name: String,
@@ -298,6 +304,12 @@ struct ChanArgs {
     /// single-consumer ring (a second one is refused while the first lives).
     #[arg(long)]
     spsc: bool,
+    /// One producer and one consumer at a time over the framed byte ring:
+    /// messages end to end (a short one takes its own size, not a slot),
+    /// batches published with one store; the fastest for streams. Implies
+    /// --spsc.
+    #[arg(long)]
+    stream: bool,
 }
 
 impl ChanArgs {
@@ -307,7 +319,7 @@ impl ChanArgs {
             self.max_msg.min(usize::MAX as u64) as usize,
             self.mode,
         );
-        o.spsc(self.spsc);
+        o.spsc(self.spsc).stream(self.stream);
         o
     }
 }
@@ -326,6 +338,7 @@ struct ReadArgs {
 }
 
 fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
+    foreign::allow(cli.allow_foreign);
     match cli.command {
         Command::Create {
             name,

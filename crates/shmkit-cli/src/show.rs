@@ -1,11 +1,57 @@
 //! Output formatting: tables, times, hex dumps.
 
 use std::io::{self, Write};
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// RFC 3339 in UTC with whole seconds: `2026-11-22T20:04:17Z`.
+///
+/// Any time at all: file times and header words are set by whoever wants
+/// to (`touch -d @300000000000`), and RFC 3339 only has years 0000 to 9999
+/// (humantime's formatter panics past them). A year outside that range is
+/// written as ISO 8601's expanded years are, signed: `+11476-08-15T…Z`.
 pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    // Whole seconds since the epoch, rounded down (also before it).
+    let secs: i128 = match t.duration_since(UNIX_EPOCH) {
+        Ok(after) => i128::from(after.as_secs()),
+        Err(before) => {
+            let d = before.duration();
+            -i128::from(d.as_secs()) - i128::from(d.subsec_nanos() > 0)
+        }
+    };
+    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+    let second_of_day = secs.rem_euclid(86_400);
+    let year = if (0..=9999).contains(&year) {
+        format!("{year:04}")
+    } else {
+        format!("{year:+05}")
+    };
+    format!(
+        "{year}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        second_of_day / 3600,
+        second_of_day % 3600 / 60,
+        second_of_day % 60
+    )
+}
+
+/// The proleptic Gregorian (year, month, day) of a day counted from
+/// 1970-01-01: Howard Hinnant's `civil_from_days`, over i128 so that no
+/// `SystemTime` overflows it.
+fn civil_from_days(days: i128) -> (i128, i128, i128) {
+    let z = days + 719_468; // days from 0000-03-01
+    let era = z.div_euclid(146_097); // 400-year eras
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + i128::from(month <= 2);
+    (year, month, day)
 }
 
 /// RFC 3339 for JSON, or null for a time that never happened.
@@ -206,6 +252,42 @@ pub fn hex_end(out: &mut dyn Write, end: u64) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_time_is_written_without_a_panic() {
+        use std::time::Duration;
+        let at = |secs: i64| crate::show::rfc3339(shmkit_time(secs));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(253_402_300_799), "9999-12-31T23:59:59Z");
+        assert_eq!(at(253_402_300_800), "+10000-01-01T00:00:00Z");
+        assert_eq!(at(300_000_000_000), "+11476-08-15T05:20:00Z");
+        assert_eq!(at(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(at(-62_167_219_200), "0000-01-01T00:00:00Z");
+        assert_eq!(at(-62_167_219_201), "-0001-12-31T23:59:59Z");
+        // The extremes a timespec holds.
+        assert!(at(i64::MAX).starts_with('+'));
+        assert!(at(i64::MIN).starts_with('-'));
+        // A sub-second time before the epoch rounds down, as `date` does.
+        let t = std::time::UNIX_EPOCH - Duration::from_millis(500);
+        assert_eq!(crate::show::rfc3339(t), "1969-12-31T23:59:59Z");
+        // Agrees with humantime wherever humantime can answer.
+        for secs in (0..253_402_300_800_i64).step_by(7_777_777_777) {
+            assert_eq!(
+                at(secs),
+                humantime::format_rfc3339_seconds(shmkit_time(secs)).to_string()
+            );
+        }
+    }
+
+    fn shmkit_time(secs: i64) -> std::time::SystemTime {
+        use std::time::{Duration, UNIX_EPOCH};
+        if secs >= 0 {
+            UNIX_EPOCH + Duration::from_secs(secs as u64)
+        } else {
+            UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+        }
+    }
 
     #[test]
     fn control_characters_are_escaped_as_ls_b_does() {

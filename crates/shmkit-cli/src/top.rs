@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use clap::Args;
 use serde_json::{json, Value};
-use shmkit::board::Board;
+use shmkit::board::{Board, KeyedBoard};
 use shmkit::broadcast::Broadcast;
 use shmkit::channel::{Channel, Role};
 use shmkit::inventory::{self, FileType, ProcessScan, StaleKind, StaleOptions};
@@ -154,6 +154,32 @@ fn read_all(filter: Option<&glob::Pattern>) -> Result<Vec<Reading>> {
                     stale: is_stale,
                 }
             }),
+            // A keyed board: versions summed over its keys, one writer
+            // endpoint per key that has one.
+            Kind::KeyedBoard => KeyedBoard::open(&name).ok().map(|b| {
+                let keys = b.stats();
+                Reading {
+                    name: name.clone(),
+                    kind,
+                    depth: None,
+                    capacity: keys.iter().map(|k| k.max_size).sum(),
+                    total_in: keys.iter().map(|k| k.version).sum(),
+                    total_out: 0,
+                    endpoints: keys
+                        .iter()
+                        .filter_map(|k| {
+                            k.writer.as_ref().map(|w| Endpoint {
+                                role: "writer",
+                                pid: w.pid,
+                                alive: w.alive,
+                                messages: k.version,
+                                lag: None,
+                            })
+                        })
+                        .collect(),
+                    stale: is_stale,
+                }
+            }),
             Kind::Broadcast => Broadcast::open(&name).ok().map(|b| {
                 let s = b.stats();
                 let mut endpoints: Vec<Endpoint> = s
@@ -261,7 +287,7 @@ fn row_cells(row: &Row) -> Vec<String> {
     };
     let (in_rate, out_rate) = match r.kind {
         // A board's "in" is its version rate; nobody takes anything out.
-        Kind::Board => (format!("{} v/s", rate(row.in_rate)), "-".to_string()),
+        Kind::Board | Kind::KeyedBoard => (format!("{} v/s", rate(row.in_rate)), "-".to_string()),
         _ => (rate(row.in_rate), rate(row.out_rate)),
     };
     vec![
@@ -269,7 +295,7 @@ fn row_cells(row: &Row) -> Vec<String> {
         r.kind.as_str().to_string(),
         r.depth.map_or("-".into(), |d| d.to_string()),
         match r.kind {
-            Kind::Board => shmkit::human_bytes(r.capacity),
+            Kind::Board | Kind::KeyedBoard => shmkit::human_bytes(r.capacity),
             _ => r.capacity.to_string(),
         },
         in_rate,

@@ -224,17 +224,23 @@ fn every_transport_runs_its_scenarios() {
             let scenarios = l.split_whitespace().nth(1).unwrap();
             scenarios
                 .split(',')
-                .map(|s| if s == "fanout" { 2 } else { 1 })
+                // paced runs only when named.
+                .map(|s| match s {
+                    "fanout" => 2,
+                    "paced" => 0,
+                    _ => 1,
+                })
                 .sum::<usize>()
         })
         .sum();
     assert_eq!(rows.len(), expected, "{report:#}");
     for (t, scenarios) in [
-        ("raw-spin", "rtt,stream,bulk,oversubscribed,fanout"),
+        ("raw-spin", "rtt,stream,bulk,oversubscribed,fanout,paced"),
         ("raw-stream", "stream "),
-        ("shmkit", "rtt,stream,bulk,oversubscribed,fanout"),
+        ("shmkit", "rtt,stream,bulk,oversubscribed,fanout,paced"),
         ("shmkit-block", "rtt,stream,bulk,oversubscribed "),
-        ("shmkit-board", "fanout "),
+        ("shmkit-board", "fanout,paced "),
+        ("shmkit-lossless", "fanout,paced "),
         ("memcpy", "bulk "),
     ] {
         assert!(

@@ -329,20 +329,106 @@ fn spsc_channel_takes_one_consumer_at_a_time() {
     assert_eq!(out, "t 0\nt 1\n");
 }
 
+/// Lines and numbered messages through a stream channel made by `chan
+/// create --stream` (or by `produce --stream`), in order, whole, in
+/// batches; `chan stat` says what it is; one consumer at a time.
+#[test]
+fn stream_channel_from_the_cli() {
+    let ch = TestObject::new("chan-stream");
+    ok(&[
+        "chan",
+        "create",
+        &ch.name,
+        "--stream",
+        "--capacity",
+        "16",
+        "--max-msg",
+        "64",
+    ]);
+    let st = json(&["chan", "stat", &ch.name, "--json"]);
+    assert_eq!(
+        (st["stream"].clone(), st["spsc"].clone()),
+        (true.into(), true.into()),
+        "{st}"
+    );
+    let human = String::from_utf8(ok(&["chan", "stat", &ch.name])).unwrap();
+    assert!(human.contains("framed byte stream"), "{human}");
+    // 5000 numbered messages through a ring of 16 of the largest: many
+    // waits on both sides.
+    let consumer = spawn(&["consume", &ch.name, "--count", "5002"]);
+    ok(&["produce", &ch.name, "--count", "5000", "--tag", "t"]);
+    let mut producer = shmkit_cmd()
+        .args(["produce", &ch.name])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    producer
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"one
+
+two",
+        )
+        .unwrap();
+    assert!(producer.wait().unwrap().success());
+    let (status, out, err) = finish(consumer, Duration::from_secs(60), "consume");
+    assert!(status.success(), "{err}");
+    let want: String = (0..5000).map(|i| format!("t {i}\n")).collect::<String>() + "one\n\n";
+    assert_eq!(out, want);
+    assert_eq!(ok(&["consume", &ch.name, "--count", "1"]), b"two\n");
+    // Too long for the channel: refused, as on the slot rings.
+    let mut producer = shmkit_cmd()
+        .args(["produce", &ch.name])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    producer
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&[b'x'; 65])
+        .unwrap();
+    assert!(!producer.wait().unwrap().success());
+    // `produce --stream` creates a stream channel when none exists.
+    let other = TestObject::new("chan-stream-made");
+    ok(&["produce", &other.name, "--stream", "--count", "3"]);
+    let st = json(&["chan", "stat", &other.name, "--json"]);
+    assert_eq!(
+        (st["stream"].clone(), st["sent"].clone()),
+        (true.into(), 3.into()),
+        "{st}"
+    );
+}
+
 /// `consume --unbuffered` on a single-consumer channel, SIGKILLed again and
 /// again while it prints: a message's slot is released only after its line
 /// is out, so every message reaches standard output of some consumer (some
 /// twice). Before, it freed the slot first and lost one message to many kills.
 #[test]
 fn a_killed_spsc_consumer_loses_no_message() {
+    killed_single_consumer_loses_no_message("--spsc", 80);
+}
+
+/// The same on a stream channel, whose consumer takes messages in batches
+/// and publishes its position once a batch: a batch a killed consumer was
+/// printing comes again whole to the next.
+#[test]
+fn a_killed_stream_consumer_loses_no_message() {
+    killed_single_consumer_loses_no_message("--stream", 40);
+}
+
+fn killed_single_consumer_loses_no_message(flag: &str, kills: usize) {
     const COUNT: u64 = 200_000;
-    const KILLS: usize = 80;
-    let ch = TestObject::new("chan-kill-spsc");
+    let ch = TestObject::new("chan-kill-single");
     ok(&[
         "chan",
         "create",
         &ch.name,
-        "--spsc",
+        flag,
         "--capacity",
         "64",
         "--max-msg",
@@ -358,7 +444,7 @@ fn a_killed_spsc_consumer_loses_no_message() {
     ]);
     let mut rng = Rng(0x6b11_u64 | 1);
     let mut outputs = Vec::new();
-    for round in 0..KILLS {
+    for round in 0..kills {
         let mut consumer = spawn(&["consume", &ch.name, "--unbuffered"]);
         std::thread::sleep(Duration::from_micros(2_000 + rng.below(15_000)));
         consumer.kill();
@@ -387,7 +473,7 @@ fn a_killed_spsc_consumer_loses_no_message() {
     let missing: Vec<u64> = (0..COUNT).filter(|i| !got.contains(i)).take(10).collect();
     assert!(
         missing.is_empty(),
-        "{} of {COUNT} messages never printed after {KILLS} kills, first: {missing:?}",
+        "{} of {COUNT} messages never printed after {kills} kills ({flag}), first: {missing:?}",
         COUNT - got.len() as u64
     );
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -171,17 +171,7 @@ fn objects_another_user_cannot_judge_or_remove_are_reported_not_fatal() {
         return;
     }
     let uid = shmkit::inventory::uid_of("shmkit-unpriv").unwrap_or(65534);
-    let as_user = |args: &[&str]| {
-        Command::new("setpriv")
-            .arg(format!("--reuid={uid}"))
-            .arg(format!("--regid={uid}"))
-            .arg("--clear-groups")
-            .arg(env!("CARGO_BIN_EXE_shmkit"))
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
+    let as_user = |args: &[&str]| as_user(uid, args);
     let prefix = TestObject::new("perm");
     let theirs = TestObject {
         name: format!("{}-theirs", prefix.name),

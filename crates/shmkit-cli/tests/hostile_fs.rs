@@ -25,10 +25,6 @@ use shmkit::ErrorKind;
 /// Longer than any verb needs, short enough that a hang fails the test.
 const LIMIT: Duration = Duration::from_secs(20);
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
 /// Runs `shmkit ARGS` with no input, failing the test if it runs past
 /// LIMIT (the FIFO defect blocked in open for ever) or dies of a signal.
 fn run_bounded(args: &[&str]) -> Output {
@@ -483,31 +479,6 @@ fn resize_refuses_to_shrink_what_someone_uses() {
     // --force does it anyway.
     ok(&["resize", &chan.name, "0", "--force"]);
     assert_eq!(json(&["stat", &chan.name, "--json"])["size"], 0);
-}
-
-/// A uid with no privileges: `shmkit-unpriv` where CI made it, else nobody.
-fn unprivileged() -> Option<u32> {
-    if !is_root() {
-        eprintln!("skipping: running as another user needs root");
-        return None;
-    }
-    if Command::new("setpriv").arg("--version").output().is_err() {
-        eprintln!("skipping: setpriv (util-linux) is not installed");
-        return None;
-    }
-    Some(shmkit::inventory::uid_of("shmkit-unpriv").unwrap_or(65534))
-}
-
-fn as_user(uid: u32, args: &[&str]) -> Output {
-    Command::new("setpriv")
-        .arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={uid}"))
-        .arg("--clear-groups")
-        .arg(env!("CARGO_BIN_EXE_shmkit"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
 }
 
 #[test]

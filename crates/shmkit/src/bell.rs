@@ -231,6 +231,19 @@ impl Bell {
         }
     }
 
+    /// [`ring`](Bell::ring), and also wakes the readiness descriptors
+    /// armed in `fds`, the waiter table next to this bell (see
+    /// [`readiness`](crate::readiness)): the same one fence, and one more
+    /// load while nobody sleeps.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn ring_and(&self, fds: &crate::readiness::FdWaiters) {
+        self.ring();
+        // The fence in `ring` came after the caller's condition store
+        // (SYNC POINT with the fence in `Readiness::arm`).
+        fds.notify();
+    }
+
     #[cold]
     fn wake(&self) {
         // FUTEX_WAKE fails only for a bad address, which `&self.word` is

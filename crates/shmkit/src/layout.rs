@@ -58,6 +58,8 @@ pub enum Kind {
     Board = 2,
     /// A broadcast ring.
     Broadcast = 3,
+    /// A blackboard of named keys, each its own value (`board::KeyedBoard`).
+    KeyedBoard = 4,
 }
 
 impl Kind {
@@ -66,6 +68,7 @@ impl Kind {
             1 => Some(Kind::Channel),
             2 => Some(Kind::Board),
             3 => Some(Kind::Broadcast),
+            4 => Some(Kind::KeyedBoard),
             _ => None,
         }
     }
@@ -76,6 +79,7 @@ impl Kind {
             Kind::Channel => "channel",
             Kind::Board => "board",
             Kind::Broadcast => "broadcast",
+            Kind::KeyedBoard => "keyed-board",
         }
     }
 }

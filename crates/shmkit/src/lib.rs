@@ -22,6 +22,8 @@
 //!   every message or learns exactly how many it missed; the writer never
 //!   waits for a slow subscriber; [`broadcast::TypedBroadcast`] carries
 //!   plain-old-data values of one type.
+//! - [`readiness`]: a file descriptor per receiving end that `poll`,
+//!   `epoll`, tokio or asyncio can wait on, woken from another process.
 //! - [`error`]: one [`Error`] carrying the operation, the object and the OS reason.
 //!
 //! # Safety model
@@ -64,6 +66,8 @@ pub mod loom_check;
 pub mod posix;
 pub(crate) mod primitive;
 pub mod process;
+#[cfg(not(loom))]
+pub mod readiness;
 pub mod region;
 #[cfg(not(loom))]
 mod shared_object;

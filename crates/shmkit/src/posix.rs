@@ -365,6 +365,10 @@ pub struct Metadata {
 
 impl Metadata {
     pub(crate) fn from_stat(st: &rustix::fs::Stat) -> Self {
+        // The nanosecond fields are u64 with rustix's raw-syscall backend
+        // and i64 with its libc one (which libshmkit selects): the casts
+        // are needed for the first and no-ops for the second.
+        #[allow(clippy::unnecessary_cast)]
         Metadata {
             size: st.st_size as u64,
             mode: st.st_mode & 0o7777,

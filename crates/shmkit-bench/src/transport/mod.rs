@@ -89,6 +89,7 @@ pub fn all() -> Vec<&'static dyn Transport> {
         &shmkit_channel::ShmkitZeroCopy,
         &shmkit_channel::ShmkitMpmc,
         &shmkit_fanout::ShmkitBoard,
+        &shmkit_fanout::ShmkitLossless,
     ];
     #[cfg(feature = "peers")]
     all.push(&ipc_channel::IpcChannel);

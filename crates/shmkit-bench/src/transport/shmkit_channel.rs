@@ -45,7 +45,7 @@ pub(super) fn capacity(spec: &LinkSpec) -> usize {
         Scenario::Rtt | Scenario::Oversubscribed => 4,
         Scenario::Stream => 1024,
         Scenario::Bulk => 8,
-        Scenario::Fanout => shmkit_fanout::BROADCAST_CAPACITY,
+        Scenario::Fanout | Scenario::Paced => shmkit_fanout::BROADCAST_CAPACITY,
     }
 }
 

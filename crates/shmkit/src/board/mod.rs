@@ -41,6 +41,7 @@
 //! 128             writer identity word (pid | start time)
 //! 256             sequence word            (own 128-byte block)
 //! 384             "new version" bell       (own 128-byte block)
+//! 448             readiness waiter table   (`crate::readiness`)
 //! 512             slot 0: length word, then the value as 64-bit words
 //! 512 + slot size slot 1
 //! ```
@@ -70,5 +71,10 @@ pub(crate) mod seqlock;
 #[cfg(not(loom))]
 mod shared;
 
+#[cfg(not(loom))]
+mod keyed;
+
+#[cfg(not(loom))]
+pub use keyed::*;
 #[cfg(not(loom))]
 pub use shared::*;

@@ -13,6 +13,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{HeaderInfo, Kind, HEADER_SIZE};
 use crate::posix::ShmName;
 use crate::process::{self, ProcessId};
+use crate::readiness::{Arm, FdWaiters, Readiness};
 use crate::region::Region;
 use crate::shared_object::{self, Claim};
 
@@ -52,7 +53,10 @@ struct Control {
     _pad2: [AtomicU64; 15],
     /// Bumped after every write; watchers sleep on it.
     bell: Bell,
-    _pad3: [AtomicU32; 30],
+    _pad3: [AtomicU32; 14],
+    /// Readiness descriptors of watchers (`crate::readiness`), at 448: the
+    /// bell block's second line, padding (zero) in boards made before.
+    fd_waiters: FdWaiters,
 }
 
 const CONTROL_OFFSET: usize = HEADER_SIZE;
@@ -68,6 +72,7 @@ const _: () = {
     // own (the adjacent-line prefetcher pulls 64-byte lines in pairs).
     assert!(CONTROL_OFFSET + offset_of!(Control, seq) == 256);
     assert!(CONTROL_OFFSET + offset_of!(Control, bell) == 384);
+    assert!(CONTROL_OFFSET + offset_of!(Control, fd_waiters) == 448);
     assert!(SLOTS_START == 512);
 };
 
@@ -332,6 +337,46 @@ impl std::fmt::Debug for Board {
             .field("name", &self.inner.name)
             .field("max_size", &self.inner.layout.max_size)
             .finish()
+    }
+}
+
+/// Readiness descriptors (see [`crate::readiness`]).
+impl Board {
+    /// A descriptor that becomes readable when a new version may be there,
+    /// once armed with [`arm_readiness`](Board::arm_readiness); for event
+    /// loops (`poll`, `epoll`, tokio, asyncio). It keeps the board mapped.
+    ///
+    /// # Errors
+    /// [`ErrorKind::ReadOnly`] for a board opened read-only (arming writes
+    /// to it); [`ErrorKind::LimitExceeded`] when all
+    /// [`MAX_FD_WAITERS`](crate::readiness::MAX_FD_WAITERS) slots are held
+    /// by live watchers; the OS reason if no socket can be made.
+    pub fn readiness(&self) -> Result<Readiness> {
+        if !self.inner.writable {
+            return Err(self.inner.err(
+                ErrorKind::ReadOnly,
+                "make a readiness descriptor for",
+                "the board is mapped read-only, and arming one writes to it",
+            ));
+        }
+        let table: *const FdWaiters = &self.inner.control().fd_waiters;
+        let keep: Arc<dyn Send + Sync> = self.inner.clone();
+        // SAFETY: the table lies in the mapping Inner owns; `keep` holds it.
+        unsafe { Readiness::register(table, keep, &Arc::from(self.inner.name.as_str())) }
+    }
+
+    /// Declares that the caller is about to sleep on `readiness` until the
+    /// board holds a version other than `since`: [`Arm::Ready`] if it
+    /// already does (do not sleep), else [`Arm::Sleep`].
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] for a descriptor made for another
+    /// object.
+    pub fn arm_readiness(&self, readiness: &Readiness, since: u64) -> Result<Arm> {
+        if !readiness.belongs_to(&self.inner.control().fd_waiters) {
+            return Err(readiness.foreign(self.inner.name.as_str()));
+        }
+        Ok(readiness.arm(|| seqlock::version(&*self.inner) != since))
     }
 }
 
@@ -643,7 +688,8 @@ impl BoardWriter {
             .check_here("write to", &self.inner.name, "board writer")?;
         self.inner.type_check(value.len())?;
         let version = seqlock::write(&*self.inner, value);
-        self.inner.control().bell.ring();
+        let c = self.inner.control();
+        c.bell.ring_and(&c.fd_waiters);
         Ok(version)
     }
 
@@ -753,7 +799,8 @@ impl BoardWrite<'_> {
         inner.type_check(len)?;
         seqlock::store_len(inner, pending, len as u64);
         let version = seqlock::commit_write(inner, pending);
-        inner.control().bell.ring();
+        let c = inner.control();
+        c.bell.ring_and(&c.fd_waiters);
         Ok(version)
     }
 }

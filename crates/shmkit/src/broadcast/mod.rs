@@ -44,6 +44,8 @@
 //! 128             writer identity word (pid | start time)
 //! 256             head: the next position to write   (own 128-byte block)
 //! 384             "new message" bell                  (own 128-byte block)
+//! 392             lossless mode: "a subscriber freed room" bell
+//! 448             readiness waiter table              (`crate::readiness`)
 //! 512             subscriber table: 128 × 64 bytes (identity, cursor, missed, joined at)
 //! 8704            slots: capacity × slot size; a slot is its sequence word,
 //!                 the message length, and the message as 64-bit words
@@ -74,6 +76,9 @@
 // Under loom only the models use the algorithm.
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) mod ring;
+
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) mod gate;
 
 #[cfg(not(loom))]
 mod shared;

@@ -25,6 +25,7 @@
 //! 256                    enqueue position        (own 128-byte block: no false sharing)
 //! 384                    dequeue position
 //! 512                    "data available" event  (consumers sleep here)
+//! 576                    readiness waiter table  (`crate::readiness`)
 //! 640                    "space available" event (producers sleep here)
 //! 768                    endpoint table: 64 × 64 bytes (identity word, message count)
 //! 768 + 4096             slots: capacity × slot size; a slot is its state word
@@ -46,7 +47,8 @@
 //!   stalls the channel: its half-written slot is skipped once a blocked
 //!   peer sees it is dead.
 //! - A consumer killed mid-receive loses at most the message it held (SPSC:
-//!   loses nothing; the next receiver gets that message again).
+//!   loses nothing; the next receiver gets that message again), inside a
+//!   `recv_batch` too: a batch frees each slot as it is read.
 //! - A new process may take over any role at any time.
 //! - Committed messages are otherwise delivered exactly once, and each
 //!   producer's messages are received in the order it sent them.
@@ -59,9 +61,48 @@
 
 pub(crate) mod ring;
 pub(crate) mod spsc;
+pub(crate) mod stream;
+
+// The channel itself, file by file (none is built under loom: the models
+// exercise `ring` and `spsc` directly):
+// - `layout`: offsets after the common header, `Layout`, and `Inner`, the
+//   mapped channel with its word, slot and event accessors;
+// - `endpoints`: the endpoint table (join, leave, reap) and liveness;
+// - `object`: `ChannelOptions`, `Channel` create/open/connect;
+// - `wait`: the bounded-spin-then-futex wait in liveness slices;
+// - `sender`, `receiver`: the two ends and their in-place slots;
+// - `typed`: channels of `bytemuck::Pod` values;
+// - `stats`: `Channel::stats` and what it reports.
+#[cfg(not(loom))]
+mod endpoints;
+#[cfg(not(loom))]
+mod layout;
+#[cfg(not(loom))]
+mod object;
+#[cfg(not(loom))]
+mod receiver;
+#[cfg(not(loom))]
+mod sender;
+#[cfg(not(loom))]
+mod stats;
+#[cfg(not(loom))]
+mod typed;
+#[cfg(not(loom))]
+mod wait;
 
 #[cfg(not(loom))]
-mod shared;
-
+pub use layout::{LIVENESS_SLICE, MAX_CAPACITY, MAX_ENDPOINTS, MAX_MESSAGE};
 #[cfg(not(loom))]
-pub use shared::*;
+pub use object::{Channel, ChannelOptions};
+#[cfg(not(loom))]
+pub use receiver::{Messages, Receiver, RecvSlot};
+#[cfg(not(loom))]
+pub use sender::{SendSlot, Sender};
+#[cfg(not(loom))]
+pub use stats::{ChannelStats, EndpointInfo, Role};
+#[cfg(not(loom))]
+pub use stream::SendBatch;
+#[cfg(not(loom))]
+pub use typed::{TypedChannel, TypedReceiver, TypedSender};
+#[cfg(not(loom))]
+pub use wait::WaitStrategy;

@@ -425,6 +425,23 @@ impl Event {
         }
     }
 
+    /// [`notify_all`](Event::notify_all), and also wakes the readiness
+    /// descriptors armed in `fds`, the waiter table next to this event
+    /// (see [`readiness`](crate::readiness)). The same one fence; while
+    /// nobody sleeps, one more load of a line only arming writes.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn notify_all_and(&self, fds: &crate::readiness::FdWaiters) {
+        // SYNC POINT (Dekker): as in `notify`, and with the fence in
+        // `Readiness::arm` for the table.
+        fence(Ordering::SeqCst);
+        let w = self.state.load(Ordering::Relaxed);
+        if w & COUNT_MASK != 0 {
+            self.bump_and_wake(w);
+        }
+        fds.notify();
+    }
+
     /// Step 3, only when someone sleeps (so a busy event writes nothing).
     #[cold]
     fn bump_and_wake(&self, mut w: u32) {

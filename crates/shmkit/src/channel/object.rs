@@ -1,0 +1,409 @@
+//! Creating and opening a channel ([`Channel`], [`ChannelOptions`]) and
+//! connecting its endpoints.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::layout::*;
+use super::receiver::Receiver;
+use super::ring;
+use super::sender::Sender;
+use super::spsc;
+use super::stream;
+use super::wait::WaitStrategy;
+use crate::error::{Error, ErrorKind, Result};
+use crate::layout::{self, Kind};
+use crate::posix::{OpenOptions, PosixObject, ShmName};
+use crate::process::{Home, ProcessId};
+
+/// How to create a channel.
+#[derive(Debug, Clone)]
+pub struct ChannelOptions {
+    capacity: usize,
+    max_msg: usize,
+    mode: u32,
+    spsc: bool,
+    stream: bool,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChannelOptions {
+    /// 1024 messages of up to 1024 bytes, mode 0600.
+    pub fn new() -> Self {
+        ChannelOptions {
+            capacity: 1024,
+            max_msg: 1024,
+            mode: 0o600,
+            spsc: false,
+            stream: false,
+        }
+    }
+
+    /// How many messages the ring holds; rounded up to a power of two.
+    pub fn capacity(&mut self, capacity: usize) -> &mut Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// The largest message in bytes.
+    pub fn max_message(&mut self, bytes: usize) -> &mut Self {
+        self.max_msg = bytes;
+        self
+    }
+
+    /// Permission bits of the object (default 0600).
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        self.mode = mode;
+        self
+    }
+
+    /// One sender and one receiver at a time (default: any number).
+    ///
+    /// The channel then runs a single-producer / single-consumer ring: a
+    /// message crosses in one cache-line transfer with no compare-and-swap,
+    /// several times the streaming rate of the shared ring. A second live
+    /// sender or receiver is refused ([`ErrorKind::LimitExceeded`]); a new
+    /// one may take over from a dead one at any time. A receiver killed
+    /// while holding a message leaves it to the next receiver (delivered at
+    /// least once) instead of losing it.
+    pub fn spsc(&mut self, on: bool) -> &mut Self {
+        self.spsc = on;
+        self
+    }
+
+    /// One sender and one receiver over the framed byte ring (default:
+    /// off); implies [`spsc`](Self::spsc) admission.
+    ///
+    /// Messages are records `[header | payload]` laid end to end in a ring
+    /// of `capacity` × (largest message + 8) bytes, so small messages take
+    /// only their own size (an 8-byte message 16 bytes, a 64-byte one 72)
+    /// and the ring holds more of them than `capacity`. The producer
+    /// publishes a whole batch ([`Sender::send_batch`],
+    /// [`Sender::reserve_batch`]) with one store, the consumer takes every
+    /// published record in one call ([`Receiver::recv_batch`]): the fastest
+    /// way to stream small messages. Single messages cost one cache line
+    /// more than on the slot ring ([`spsc`](Self::spsc) alone), which
+    /// polls the slot itself: choose this one for streams, that one for
+    /// request and reply.
+    ///
+    /// Crashes: a sender killed at any instruction published only whole
+    /// batches (its unpublished records are written over by the next
+    /// sender). A receiver publishes its position after each single
+    /// receive and at the end of each batch; one killed mid-batch leaves
+    /// every record of that batch to the next receiver (delivered again,
+    /// never lost).
+    pub fn stream(&mut self, on: bool) -> &mut Self {
+        self.stream = on;
+        self
+    }
+}
+
+/// A channel: a named shared memory object that senders and receivers in
+/// any number of processes connect to. Cheap to clone.
+#[derive(Clone)]
+pub struct Channel {
+    pub(super) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("name", &self.inner.name)
+            .field("capacity", &self.inner.layout.capacity)
+            .field("max_message", &self.inner.layout.max_msg)
+            .finish()
+    }
+}
+
+impl Channel {
+    /// Creates the channel `name` for byte messages; fails if it exists.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] for a capacity or message size out of
+    /// range; anything [`OpenOptions::open`] reports (exists, no space…).
+    pub fn create(name: &str, options: &ChannelOptions) -> Result<Channel> {
+        Self::create_with(name, options, 0, 0)
+    }
+
+    pub(super) fn create_with(
+        name: &str,
+        options: &ChannelOptions,
+        type_size: u32,
+        type_align: u32,
+    ) -> Result<Channel> {
+        let capacity =
+            crate::shared_object::ring_capacity(options.capacity, MAX_CAPACITY, "channel", name)?;
+        let flags = match (options.spsc, options.stream) {
+            (_, true) => FLAG_SPSC | FLAG_STREAM,
+            (true, false) => FLAG_SPSC,
+            (false, false) => 0,
+        };
+        let layout = Layout::new(
+            capacity,
+            options.max_msg as u64,
+            type_size,
+            type_align,
+            flags,
+        )
+        .map_err(|why| Error::new(ErrorKind::InvalidArgument, "create", name, why))?;
+        let obj = OpenOptions::new()
+            .create_new(true)
+            .size(layout.total)
+            .mode(options.mode)
+            .open(name)?;
+        let made = (|| {
+            let region = obj.map()?;
+            layout::write_initialising(&region, Kind::Channel, layout.total)?;
+            let base = region.as_mut_ptr()?;
+            region
+                .atomic_u64(OFF_CAPACITY)?
+                .store(layout.capacity, Ordering::Relaxed);
+            region
+                .atomic_u64(OFF_MAX_MSG)?
+                .store(layout.max_msg, Ordering::Relaxed);
+            region
+                .atomic_u64(OFF_SLOT_SIZE)?
+                .store(layout.slot_size, Ordering::Relaxed);
+            region
+                .atomic_u64(OFF_SLOTS)?
+                .store(SLOTS_START as u64, Ordering::Relaxed);
+            region
+                .atomic_u32(OFF_TYPE_SIZE)?
+                .store(type_size, Ordering::Relaxed);
+            region
+                .atomic_u32(OFF_TYPE_ALIGN)?
+                .store(type_align, Ordering::Relaxed);
+            region
+                .atomic_u32(OFF_FLAGS)?
+                .store(layout.flags, Ordering::Relaxed);
+            let info = layout::HeaderInfo {
+                kind: Kind::Channel,
+                total_size: layout.total,
+                creator: ProcessId::current(),
+                created: SystemTime::now(),
+            };
+            let inner = Inner {
+                name: obj.name().clone(),
+                object: obj.name().as_str().into(),
+                layout,
+                base,
+                info,
+                region,
+                seen: Default::default(),
+            };
+            if layout.stream() {
+                stream::init(&inner);
+            } else if layout.spsc() {
+                spsc::init(&inner);
+            } else {
+                ring::init(&inner);
+            }
+            layout::publish_ready(&inner.region)?;
+            Ok(inner)
+        })();
+        match made {
+            Ok(inner) => Ok(Channel {
+                inner: Arc::new(inner),
+            }),
+            Err(e) => {
+                let _ = obj.unlink();
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens the existing channel `name`, checking its header and layout.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`]; [`ErrorKind::Corrupt`] when the object is
+    /// not a channel this build can read; [`ErrorKind::Disconnected`] when
+    /// its creator died half-way (a stale object); [`ErrorKind::TimedOut`]
+    /// when a live creator is still initialising after two seconds.
+    pub fn open(name: &str) -> Result<Channel> {
+        Self::open_with(name, None)
+    }
+
+    pub(super) fn open_with(name: &str, typed: Option<(u32, u32)>) -> Result<Channel> {
+        let obj = PosixObject::open(name)?;
+        let (region, info) = crate::shared_object::map_ready(&obj, Kind::Channel)?;
+        let bad = |why: String| Error::new(ErrorKind::Corrupt, "open", obj.name().as_str(), why);
+        if region.len() < SLOTS_START {
+            return Err(bad(format!(
+                "{} bytes cannot hold a channel's header",
+                region.len()
+            )));
+        }
+        let capacity = region.load_u64(OFF_CAPACITY, Ordering::Relaxed)?;
+        let max_msg = region.load_u64(OFF_MAX_MSG, Ordering::Relaxed)?;
+        let type_size = region.load_u32(OFF_TYPE_SIZE, Ordering::Relaxed)?;
+        let type_align = region.load_u32(OFF_TYPE_ALIGN, Ordering::Relaxed)?;
+        let flags = region.load_u32(OFF_FLAGS, Ordering::Relaxed)?;
+        let layout = Layout::new(capacity, max_msg, type_size, type_align, flags).map_err(bad)?;
+        let slot_size = region.load_u64(OFF_SLOT_SIZE, Ordering::Relaxed)?;
+        let slots = region.load_u64(OFF_SLOTS, Ordering::Relaxed)?;
+        if slot_size != layout.slot_size
+            || slots != SLOTS_START as u64
+            || info.total_size != layout.total
+        {
+            return Err(bad(format!(
+                "its layout (slot size {slot_size}, slots at {slots}, {} bytes) does not match its parameters",
+                info.total_size
+            )));
+        }
+        if let Some((size, align)) = typed {
+            if (type_size, type_align) != (size, align) {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "open",
+                    obj.name().as_str(),
+                    format!(
+                        "it carries messages of {type_size} bytes aligned to {type_align}, not {size} aligned to {align}"
+                    ),
+                ));
+            }
+        }
+        let base = region.as_mut_ptr()?;
+        Ok(Channel {
+            inner: Arc::new(Inner {
+                name: obj.name().clone(),
+                object: obj.name().as_str().into(),
+                layout,
+                base,
+                info,
+                region,
+                seen: Default::default(),
+            }),
+        })
+    }
+
+    /// Opens `name`, creating it with `options` if it does not exist.
+    pub fn open_or_create(name: &str, options: &ChannelOptions) -> Result<Channel> {
+        match Self::create(name, options) {
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Self::open(name),
+            other => other,
+        }
+    }
+
+    /// Connects a sender (a producer endpoint).
+    ///
+    /// # Errors
+    /// [`ErrorKind::LimitExceeded`] when [`MAX_ENDPOINTS`] live endpoints
+    /// are connected already.
+    pub fn sender(&self) -> Result<Sender> {
+        let inner = &*self.inner;
+        let (entry, identity) = inner.join(ROLE_PRODUCER)?;
+        let mut stream = None;
+        let spsc = if inner.layout.stream() {
+            // Joined as the only live sender: nobody else moves the tail.
+            match stream::resume_send(inner) {
+                Ok(cursor) => stream = Some(cursor),
+                Err(e) => {
+                    inner.leave(entry, identity, ROLE_PRODUCER);
+                    return Err(inner.stream_error("connect to", e));
+                }
+            }
+            None
+        } else if inner.layout.spsc() {
+            // Joined as the only live sender: nobody else moves the tail.
+            match spsc::resume_send(inner) {
+                Ok(cursor) => Some(cursor),
+                Err(e) => {
+                    inner.leave(entry, identity, ROLE_PRODUCER);
+                    return Err(inner.spsc_corrupt("connect to", e));
+                }
+            }
+        } else {
+            None
+        };
+        Ok(Sender {
+            inner: self.inner.clone(),
+            entry,
+            identity,
+            home: Home::here(),
+            owner: (entry + 1) as u8,
+            count: 0,
+            wait: WaitStrategy::default(),
+            spsc,
+            stream,
+        })
+    }
+
+    /// Connects a receiver (a consumer endpoint).
+    pub fn receiver(&self) -> Result<Receiver> {
+        let inner = &*self.inner;
+        let (entry, identity) = inner.join(ROLE_CONSUMER)?;
+        let mut stream = None;
+        let spsc = if inner.layout.stream() {
+            match stream::resume_recv(inner) {
+                Ok(cursor) => stream = Some(cursor),
+                Err(e) => {
+                    inner.leave(entry, identity, ROLE_CONSUMER);
+                    return Err(inner.stream_error("connect to", e));
+                }
+            }
+            None
+        } else if inner.layout.spsc() {
+            match spsc::resume_recv(inner) {
+                Ok(cursor) => Some(cursor),
+                Err(e) => {
+                    inner.leave(entry, identity, ROLE_CONSUMER);
+                    return Err(inner.spsc_corrupt("connect to", e));
+                }
+            }
+        } else {
+            None
+        };
+        Ok(Receiver {
+            inner: self.inner.clone(),
+            entry,
+            identity,
+            home: Home::here(),
+            owner: (entry + 1) as u8,
+            count: 0,
+            wait: WaitStrategy::default(),
+            spsc,
+            stream,
+            last_corrupt: None,
+        })
+    }
+
+    /// Whether the channel takes one sender and one receiver at a time
+    /// (see [`ChannelOptions::spsc`]).
+    pub fn is_spsc(&self) -> bool {
+        self.inner.layout.spsc()
+    }
+
+    /// Whether the channel runs the framed byte ring (see
+    /// [`ChannelOptions::stream`]; such a channel is also
+    /// [`is_spsc`](Self::is_spsc)).
+    pub fn is_stream(&self) -> bool {
+        self.inner.layout.stream()
+    }
+
+    /// The channel's name.
+    pub fn name(&self) -> &ShmName {
+        &self.inner.name
+    }
+
+    /// How many messages the ring holds.
+    pub fn capacity(&self) -> usize {
+        self.inner.layout.capacity as usize
+    }
+
+    /// The largest message in bytes.
+    pub fn max_message(&self) -> usize {
+        self.inner.layout.max_msg as usize
+    }
+
+    /// Removes the channel's name (see [`crate::posix::unlink`]); connected
+    /// endpoints keep working on the memory they have mapped.
+    pub fn unlink(&self) -> Result<()> {
+        crate::posix::unlink(self.inner.name.as_str())
+    }
+}
