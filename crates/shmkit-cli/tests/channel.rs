@@ -13,7 +13,7 @@ use common::*;
 #[test]
 fn textbook_two_terminal_flow() {
     let ch = TestObject::new("chan-lines");
-    let consumer = spawn(&["consume", &ch.name, "--count", "3"]);
+    let consumer = spawn(&["consume", &ch.name, "--count", "3", "--create"]);
     let mut producer = shmkit_cmd()
         .args(["produce", &ch.name])
         .stdin(Stdio::piped())
@@ -475,5 +475,30 @@ fn killed_single_consumer_loses_no_message(flag: &str, kills: usize) {
         missing.is_empty(),
         "{} of {COUNT} messages never printed after {kills} kills ({flag}), first: {missing:?}",
         COUNT - got.len() as u64
+    );
+}
+
+#[test]
+fn a_typo_never_creates_a_channel_and_auto_creation_is_said() {
+    let ch = TestObject::new("typo");
+    fails(
+        &["consume", &ch.name, "--count", "1"],
+        &[&ch.name, "--create"],
+    );
+    assert!(!ch.exists(), "consume without --create made an object");
+    let out = shmkit_stdin(&["produce", &ch.name], b"one\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("created channel") && err.contains(&ch.name),
+        "{err}"
+    );
+    assert_eq!(ok(&["consume", &ch.name, "--count", "1"]), b"one\n");
+    // An existing channel is used quietly.
+    let out = shmkit_stdin(&["produce", &ch.name], b"two\n");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
