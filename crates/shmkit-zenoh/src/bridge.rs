@@ -344,10 +344,25 @@ fn export_channel(
     let mut seq = 0u64;
     let mut told_gone = false;
     let mut frame = Vec::new();
+    let mut unmatched_seen = 0;
+    // After matching was lost (a dropped link, an importer restart), tell
+    // the importer which number comes next: what the dead link swallowed
+    // then shows as a gap even when nothing else follows.
+    let mut tell_position = |seq: u64, put: &dyn Fn(Vec<u8>, u64, u64) -> Result<()>| {
+        let unmatched = route.stats.unmatched.load(Relaxed);
+        if unmatched != unmatched_seen {
+            unmatched_seen = unmatched;
+            let mut marker = Vec::new();
+            wire::begin(&mut marker, stream, seq);
+            put(marker, 0, 0)?;
+        }
+        Ok::<(), anyhow::Error>(())
+    };
     while !reached(route) {
         if !gate.wait_matched(&route.stop) {
             return Ok(());
         }
+        tell_position(seq, &put)?;
         wire::begin(&mut frame, stream, seq);
         let mut bytes = 0u64;
         let taken = receiver.recv_batch(max_batch, Some(Instant::now() + STOP_CHECK), |slot| {
@@ -386,6 +401,7 @@ fn export_channel(
                 route.object
             ));
         }
+        tell_position(seq, &put)?;
         put(std::mem::take(&mut frame), taken, bytes)?;
         seq += taken;
     }
@@ -548,6 +564,18 @@ fn deliver(route: &RouteShared, delivery: &Mutex<Delivery>, bytes: &[u8]) {
             return;
         }
         d.board_latest = Some(key);
+    }
+    if frame.messages().next().is_none() && route.kind != Kind::Board {
+        let missed = d.sequencer.mark(frame.stream, frame.first_seq);
+        if missed > 0 {
+            stats.gaps.fetch_add(missed, Relaxed);
+            stats.gap_events.fetch_add(1, Relaxed);
+            eprintln!(
+                "shmkit-bridge: gap: {missed} messages of stream {:#x} were lost with the link (told on reconnection)",
+                frame.stream
+            );
+        }
+        return;
     }
     let mut seq = frame.first_seq;
     for msg in frame.messages() {

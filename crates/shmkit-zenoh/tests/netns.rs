@@ -68,7 +68,12 @@ impl Bridge {
             std::thread::sleep(Duration::from_millis(20));
         }
         let mut out = String::new();
-        child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
         let line = out.lines().last().expect("stats on stdout");
         serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
     }
@@ -186,17 +191,24 @@ fn a_channel_crosses_the_network_losslessly_and_in_order() {
     let count = N.to_string();
     let importer = Bridge::spawn(
         &net.b,
-        &["import", "test/lossless", "--into", b, "--connect", &ep, "--count", &count, "--json"],
+        &[
+            "import",
+            "test/lossless",
+            "--into",
+            b,
+            "--connect",
+            &ep,
+            "--count",
+            &count,
+            "--json",
+        ],
     );
     // Sent at once: the exporter holds them in the channel until the
     // importer matches, so none is lost to a late subscriber.
     let producer = produce(a.clone(), 0..N);
     let got = consume(b, N, Duration::from_secs(30));
     producer.join().unwrap();
-    assert!(
-        got.iter().copied().eq(0..N),
-        "every message once, in order"
-    );
+    assert!(got.iter().copied().eq(0..N), "every message once, in order");
     let imported = importer.finish(Duration::from_secs(10));
     let exported = exporter.stop();
     assert_eq!(imported["messages"], N);
@@ -219,7 +231,15 @@ fn a_cut_link_stalls_the_stream_which_resumes_with_the_counts_telling() {
     let exporter = Bridge::spawn(&net.a, &export_args(a, "test/cut", &ep));
     let importer = Bridge::spawn(
         &net.b,
-        &["import", "test/cut", "--into", b, "--connect", &ep, "--json"],
+        &[
+            "import",
+            "test/cut",
+            "--into",
+            b,
+            "--connect",
+            &ep,
+            "--json",
+        ],
     );
     let producer = produce(a.clone(), 0..N);
     let ch = Channel::open(b).unwrap();
@@ -254,9 +274,16 @@ fn a_cut_link_stalls_the_stream_which_resumes_with_the_counts_telling() {
         imported["gaps"]
     );
     assert!((during as u64) < N, "the cut stalled the stream");
-    assert!(got.windows(2).all(|w| w[0] < w[1]), "order kept, no duplicate");
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "order kept, no duplicate"
+    );
     let gaps = imported["gaps"].as_u64().unwrap();
-    assert_eq!(got.len() as u64 + gaps, N, "delivered + counted gaps = sent");
+    assert_eq!(
+        got.len() as u64 + gaps,
+        N,
+        "delivered + counted gaps = sent"
+    );
     assert_eq!(imported["messages"], got.len() as u64);
     assert_eq!(imported["duplicates"], 0);
     assert_eq!(exported["messages"], N);
@@ -272,7 +299,17 @@ fn the_importer_survives_a_killed_exporter_and_counts_the_restart() {
     let ep = listen(port());
     let importer = Bridge::spawn(
         &net.b,
-        &["import", "test/restart", "--into", b, "--connect", &ep, "--count", "2000", "--json"],
+        &[
+            "import",
+            "test/restart",
+            "--into",
+            b,
+            "--connect",
+            &ep,
+            "--count",
+            "2000",
+            "--json",
+        ],
     );
     let first = Bridge::spawn(&net.a, &export_args(a, "test/restart", &ep));
     produce(a.clone(), 0..1000).join().unwrap();
@@ -283,7 +320,10 @@ fn the_importer_survives_a_killed_exporter_and_counts_the_restart() {
     produce(a.clone(), 1000..2000).join().unwrap();
     let second = Bridge::spawn(&net.a, &export_args(a, "test/restart", &ep));
     let got = consume(b, 1000, Duration::from_secs(30));
-    assert!(got.iter().copied().eq(1000..2000), "resumed, in order, once");
+    assert!(
+        got.iter().copied().eq(1000..2000),
+        "resumed, in order, once"
+    );
     let imported = importer.finish(Duration::from_secs(10));
     let exported = second.stop();
     assert_eq!(imported["restarts"], 1);
@@ -306,7 +346,17 @@ fn a_late_board_importer_gets_the_current_value_at_once() {
     let ep = listen(port());
     let exporter = Bridge::spawn(
         &net.a,
-        &["export", a, "--key", "test/board", "--kind", "board", "--listen", &ep, "--json"],
+        &[
+            "export",
+            a,
+            "--key",
+            "test/board",
+            "--kind",
+            "board",
+            "--listen",
+            &ep,
+            "--json",
+        ],
     );
     // Joins after the value was written and exported.
     std::thread::sleep(Duration::from_millis(500));
@@ -314,8 +364,17 @@ fn a_late_board_importer_gets_the_current_value_at_once() {
     let importer = Bridge::spawn(
         &net.b,
         &[
-            "import", "test/board", "--into", b, "--kind", "board", "--connect", &ep, "--count",
-            "1", "--json",
+            "import",
+            "test/board",
+            "--into",
+            b,
+            "--kind",
+            "board",
+            "--connect",
+            &ep,
+            "--count",
+            "1",
+            "--json",
         ],
     );
     let imported = importer.finish(Duration::from_secs(10));
@@ -327,7 +386,15 @@ fn a_late_board_importer_gets_the_current_value_at_once() {
     let importer = Bridge::spawn(
         &net.b,
         &[
-            "import", "test/board", "--into", b, "--kind", "board", "--connect", &ep, "--json",
+            "import",
+            "test/board",
+            "--into",
+            b,
+            "--kind",
+            "board",
+            "--connect",
+            &ep,
+            "--json",
         ],
     );
     let since = local.version();
@@ -344,4 +411,110 @@ fn a_late_board_importer_gets_the_current_value_at_once() {
     assert_eq!(value, b"newer");
     drop(importer);
     exporter.stop();
+}
+
+/// A file removed on drop.
+struct TempFile(std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn a_link_down_past_the_lease_reconnects_and_counts_what_was_lost() {
+    let Some(net) = netns("lease") else { return };
+    let names = Names::new(2);
+    let (a, b) = (&names.0[0], &names.0[1]);
+    channel(a);
+    channel(b);
+    // A one-second lease: a three-second cut closes the Zenoh session on
+    // both sides, as a real outage would; the config file path is tested too.
+    let config = TempFile(
+        std::env::temp_dir().join(format!("shmkit-test-{}-lease.json5", std::process::id())),
+    );
+    std::fs::write(
+        &config.0,
+        "{ scouting: { multicast: { enabled: false } }, transport: { link: { tx: { lease: 1000, keep_alive: 4 } } } }",
+    )
+    .unwrap();
+    let conf = config.0.to_str().unwrap();
+    const N: u64 = 60_000;
+    let ep = listen(port());
+    let exporter = Bridge::spawn(
+        &net.a,
+        &[
+            "export",
+            a,
+            "--key",
+            "test/lease",
+            "--listen",
+            &ep,
+            "--config",
+            conf,
+            "--json",
+        ],
+    );
+    let importer = Bridge::spawn(
+        &net.b,
+        &[
+            "import",
+            "test/lease",
+            "--into",
+            b,
+            "--connect",
+            &ep,
+            "--config",
+            conf,
+            "--json",
+        ],
+    );
+    let producer = produce(a.clone(), 0..N);
+    let ch = Channel::open(b).unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let mut got = Vec::new();
+    while got.len() < 10_000 {
+        got.push(number(&rx.recv_timeout(Duration::from_secs(30)).unwrap()));
+    }
+    net.set_link(false).unwrap();
+    let cut = Instant::now();
+    while let Ok(m) = rx.recv_timeout(Duration::from_millis(300)) {
+        got.push(number(&m));
+    }
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(cut.elapsed()));
+    net.set_link(true).unwrap();
+    while let Ok(m) = rx.recv_timeout(Duration::from_secs(20)) {
+        got.push(number(&m));
+        if got.last() == Some(&(N - 1)) {
+            break;
+        }
+    }
+    producer.join().unwrap();
+    let imported = importer.stop();
+    let exported = exporter.stop();
+    let gaps = imported["gaps"].as_u64().unwrap();
+    eprintln!("importer: {imported}\nexporter: {exported}");
+    eprintln!(
+        "lease cut: {} delivered, {gaps} counted lost in {} gap(s); exporter lost its match {} time(s)",
+        got.len(),
+        imported["gap_events"],
+        exported["unmatched"]
+    );
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "order kept, no duplicate"
+    );
+    assert_eq!(got.last(), Some(&(N - 1)), "the stream resumed to its end");
+    assert_eq!(
+        got.len() as u64 + gaps,
+        N,
+        "delivered + counted gaps = sent"
+    );
+    assert_eq!(imported["duplicates"], 0);
+    assert!(
+        exported["unmatched"].as_u64().unwrap() >= 1,
+        "the session was lost"
+    );
+    assert_eq!(exported["messages"], N);
 }
