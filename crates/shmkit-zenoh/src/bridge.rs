@@ -497,7 +497,8 @@ pub struct ImportOptions {
 enum Local {
     Channel(shmkit::channel::Sender),
     Broadcast(shmkit::broadcast::Publisher),
-    Board(shmkit::board::BoardWriter),
+    /// The writer and the board's largest value.
+    Board(shmkit::board::BoardWriter, usize),
 }
 
 impl Local {
@@ -519,16 +520,26 @@ impl Local {
             Kind::Board => {
                 let mut o = BoardOptions::new();
                 o.max_size(options.max_message);
-                Local::Board(Board::open_or_create(name, &o)?.writer()?)
+                let board = Board::open_or_create(name, &o)?;
+                Local::Board(board.writer()?, board.max_size())
             }
         })
     }
 
-    fn send(&mut self, msg: &[u8]) -> shmkit::Result<()> {
+    /// Sends `msgs` in order (a board keeps the last).
+    fn send_all(&mut self, msgs: &[&[u8]]) -> shmkit::Result<()> {
         match self {
-            Local::Channel(s) => s.send(msg),
-            Local::Broadcast(p) => p.send(msg).map(drop),
-            Local::Board(w) => w.write(msg).map(drop),
+            Local::Channel(s) => s.send_batch(msgs.iter().copied()),
+            Local::Broadcast(p) => msgs.iter().try_for_each(|m| p.send(m).map(drop)),
+            Local::Board(w, _) => msgs.last().map_or(Ok(()), |m| w.write(m).map(drop)),
+        }
+    }
+
+    fn max_message(&self) -> usize {
+        match self {
+            Local::Channel(s) => s.max_message(),
+            Local::Broadcast(p) => p.max_message(),
+            Local::Board(_, max) => *max,
         }
     }
 }
@@ -578,6 +589,7 @@ fn deliver(route: &RouteShared, delivery: &Mutex<Delivery>, bytes: &[u8]) {
         return;
     }
     let mut seq = frame.first_seq;
+    let mut accepted: Vec<&[u8]> = Vec::new();
     for msg in frame.messages() {
         let msg = match msg {
             Ok(m) => m,
@@ -614,18 +626,32 @@ fn deliver(route: &RouteShared, delivery: &Mutex<Delivery>, bytes: &[u8]) {
             }
         }
         seq += 1;
-        match d.local.send(msg) {
-            Ok(()) => {
-                stats.bytes.fetch_add(msg.len() as u64, Relaxed);
-                let n = stats.messages.fetch_add(1, Relaxed) + 1;
-                if route.count.is_some_and(|c| n >= c) {
-                    route.stop.finish(Ok(()));
-                }
+        if msg.len() > d.local.max_message() {
+            stats.rejected.fetch_add(1, Relaxed);
+            eprintln!(
+                "shmkit-bridge: a message of {} bytes does not fit {} (largest {}): dropped",
+                msg.len(),
+                route.object,
+                d.local.max_message()
+            );
+            continue;
+        }
+        accepted.push(msg);
+    }
+    let bytes: u64 = accepted.iter().map(|m| m.len() as u64).sum();
+    let n = accepted.len() as u64;
+    // One batch per frame: receivers are woken once, not per message.
+    match d.local.send_all(&accepted) {
+        Ok(()) => {
+            stats.bytes.fetch_add(bytes, Relaxed);
+            let total = stats.messages.fetch_add(n, Relaxed) + n;
+            if route.count.is_some_and(|c| total >= c) {
+                route.stop.finish(Ok(()));
             }
-            Err(e) => {
-                stats.rejected.fetch_add(1, Relaxed);
-                eprintln!("shmkit-bridge: {e}");
-            }
+        }
+        Err(e) => {
+            stats.rejected.fetch_add(n, Relaxed);
+            eprintln!("shmkit-bridge: {e}");
         }
     }
 }
@@ -633,6 +659,7 @@ fn deliver(route: &RouteShared, delivery: &Mutex<Delivery>, bytes: &[u8]) {
 /// The parts of a [`Route`] the importer's callbacks keep.
 struct RouteShared {
     key: String,
+    object: String,
     kind: Kind,
     stats: Arc<Stats>,
     stop: Arc<Stop>,
@@ -657,6 +684,7 @@ pub fn import(route: Route, options: ImportOptions) -> Result<Import> {
     }));
     let shared = Arc::new(RouteShared {
         key: route.key.clone(),
+        object: route.object.clone(),
         kind: route.kind,
         stats: route.stats.clone(),
         stop: route.stop.clone(),
