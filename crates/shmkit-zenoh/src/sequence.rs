@@ -80,6 +80,11 @@ impl Sequencer {
         missed
     }
 
+    /// Every stream's next expected number.
+    pub fn positions(&self) -> Vec<(u64, u64)> {
+        self.next.iter().map(|(&s, &n)| (s, n)).collect()
+    }
+
     /// How many streams were seen.
     pub fn streams(&self) -> usize {
         self.next.len()

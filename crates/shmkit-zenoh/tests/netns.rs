@@ -423,7 +423,7 @@ impl Drop for TempFile {
 }
 
 #[test]
-fn a_link_down_past_the_lease_reconnects_and_counts_what_was_lost() {
+fn a_link_down_past_the_lease_reconnects_and_resends_what_was_lost() {
     let Some(net) = netns("lease") else { return };
     let names = Names::new(2);
     let (a, b) = (&names.0[0], &names.0[1]);
@@ -496,10 +496,11 @@ fn a_link_down_past_the_lease_reconnects_and_counts_what_was_lost() {
     let gaps = imported["gaps"].as_u64().unwrap();
     eprintln!("importer: {imported}\nexporter: {exported}");
     eprintln!(
-        "lease cut: {} delivered, {gaps} counted lost in {} gap(s); exporter lost its match {} time(s)",
+        "lease cut: {} delivered, {gaps} counted lost in {} gap(s); exporter lost its match {} time(s), put {} again",
         got.len(),
         imported["gap_events"],
-        exported["unmatched"]
+        exported["unmatched"],
+        exported["replayed"]
     );
     assert!(
         got.windows(2).all(|w| w[0] < w[1]),
