@@ -519,3 +519,86 @@ fn a_link_down_past_the_lease_reconnects_and_resends_what_was_lost() {
     );
     assert_eq!(exported["messages"], N);
 }
+
+#[test]
+fn a_lossless_broadcast_crosses_in_order_and_counts_what_it_missed() {
+    use shmkit::broadcast::{Broadcast, BroadcastOptions, Received};
+    let Some(net) = netns("bcast") else { return };
+    let names = Names::new(2);
+    let (a, b) = (&names.0[0], &names.0[1]);
+    let mut o = BroadcastOptions::new();
+    o.capacity(4096).max_message(64);
+    let source = Broadcast::create(a, &o).unwrap();
+    let mut publisher = source.publisher().unwrap();
+    let sink = Broadcast::create(b, &o).unwrap();
+    let mut subscriber = sink.subscribe().unwrap();
+    let ep = listen(port());
+    let exporter = Bridge::spawn(
+        &net.a,
+        &[
+            "export",
+            a,
+            "--key",
+            "test/bcast",
+            "--kind",
+            "broadcast",
+            "--lossless",
+            "--listen",
+            &ep,
+            "--json",
+        ],
+    );
+    let importer = Bridge::spawn(
+        &net.b,
+        &[
+            "import",
+            "test/bcast",
+            "--into",
+            b,
+            "--kind",
+            "broadcast",
+            "--connect",
+            &ep,
+            "--json",
+        ],
+    );
+    // A broadcast never waits for subscribers: publish a warm-up message
+    // until one crosses, so the route is up before the counted ones.
+    let warm = Instant::now();
+    loop {
+        publisher.send(&message(u64::MAX)).unwrap();
+        if let Ok(Received::Message { .. }) = subscriber.recv_timeout(Duration::from_millis(100)) {
+            break;
+        }
+        assert!(
+            warm.elapsed() < Duration::from_secs(20),
+            "the route never came up"
+        );
+    }
+    while subscriber.try_recv().is_ok() {}
+    const N: u64 = 2000;
+    for i in 0..N {
+        publisher.send(&message(i)).unwrap();
+    }
+    let mut got = Vec::new();
+    let mut missed = 0;
+    while (got.len() as u64) + missed < N {
+        match subscriber.recv_timeout(Duration::from_secs(20)).unwrap() {
+            // A warm-up still in flight is not one of the counted.
+            Received::Message { value, .. } if number(&value) == u64::MAX => {}
+            Received::Message { value, .. } => got.push(number(&value)),
+            Received::Lagged { missed: m } => missed += m,
+        }
+    }
+    let imported = importer.stop();
+    let exported = exporter.stop();
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "order kept, no duplicate"
+    );
+    // The ring holds every one of them: nothing may be missed anywhere.
+    assert_eq!((got.len() as u64, missed), (N, 0));
+    assert_eq!(imported["gaps"], 0);
+    assert_eq!(exported["source_missed"], 0);
+    assert!(imported["messages"].as_u64().unwrap() >= N);
+}
