@@ -4,6 +4,8 @@
 
 mod bench;
 mod board;
+// issue 14: `shmkit bridge` execs shmkit-bridge (crate shmkit-zenoh)
+mod bridge;
 mod chan;
 mod commands;
 mod completions;
@@ -260,6 +262,18 @@ enum Command {
     Man(completions::ManArgs),
     /// Measure latency and throughput of IPC transports between processes.
     Bench(bench::BenchArgs),
+    // --- issue 14: Zenoh bridge ---
+    /// Bridge a channel, broadcast or board between hosts over Zenoh:
+    /// `shmkit bridge export NAME --key KEYEXPR`, `shmkit bridge import
+    /// KEYEXPR --into NAME` (runs `shmkit-bridge`, crate shmkit-zenoh,
+    /// found beside shmkit or on PATH; `shmkit bridge --help` is its help).
+    #[command(disable_help_flag = true)]
+    Bridge {
+        /// Arguments for shmkit-bridge.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    // --- end issue 14 ---
     /// One process of a benchmark, started by `shmkit bench` (internal).
     #[command(hide = true)]
     BenchChild {
@@ -414,6 +428,8 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Man(args) => completions::man(out, &args),
         Command::Bench(args) => bench::run(out, args),
         Command::BenchChild { spec } => Ok(shmkit_bench::child_main(&spec) as u8),
+        // issue 14
+        Command::Bridge { args } => bridge::exec(&args),
     }
 }
 
