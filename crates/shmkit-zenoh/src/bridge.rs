@@ -17,6 +17,17 @@
 //! local object; a full channel blocks the callback, which stops reading
 //! the socket and so pushes back on the exporter through TCP.
 //!
+//! # After a dropped link
+//! A link down for longer than the Zenoh lease closes the session on both
+//! sides, and what was in the sockets and queues at that moment is gone.
+//! The channel exporter keeps its last [`REPLAY_BYTES`] of frames; when an
+//! importer matches again it asks each importer's position queryable
+//! (`shmkit-bridge/position/<zid>/<key>`) where it is in this stream, puts
+//! the kept frames from there again (the importer drops any duplicate by
+//! number), then sends an empty frame carrying the next number so that
+//! anything older than the kept frames is counted as a gap. A restarted
+//! exporter is a new stream: what the killed one held is not resent.
+//!
 //! # Liveness
 //! Each bridge declares a liveliness token
 //! `shmkit-bridge/<role>/<zid>/<key>` and watches the other role's tokens
@@ -34,6 +45,7 @@ use shmkit::board::{Board, BoardOptions};
 use shmkit::broadcast::{Broadcast, BroadcastOptions, Received};
 use shmkit::channel::{Channel, ChannelOptions};
 use shmkit::ErrorKind;
+use zenoh::bytes::ZBytes;
 use zenoh::qos::CongestionControl;
 use zenoh::sample::SampleKind;
 use zenoh::{Session, Wait};
@@ -303,7 +315,7 @@ pub fn export(route: Route, options: ExportOptions) -> Result<std::thread::JoinH
         .spawn(move || {
             // Keep every declaration alive as long as the loop runs.
             let _keep = (listener, token, watch, queryable);
-            let put = |frame: Vec<u8>, messages: u64, bytes: u64| -> Result<()> {
+            let put = |frame: ZBytes, messages: u64, bytes: u64| -> Result<()> {
                 publisher
                     .put(frame)
                     .wait()
@@ -336,7 +348,7 @@ fn export_channel(
     gate: &Gate,
     stream: u64,
     max_batch: usize,
-    put: impl Fn(Vec<u8>, u64, u64) -> Result<()>,
+    put: impl Fn(ZBytes, u64, u64) -> Result<()>,
 ) -> Result<()> {
     let channel = Channel::open(&route.object)?;
     let mut receiver = channel.receiver()?;
@@ -344,10 +356,38 @@ fn export_channel(
     let mut seq = 0u64;
     let mut told_gone = false;
     let mut frame = Vec::new();
+    let mut unmatched_seen = 0;
+    let mut replay = Replay::default();
+    // After matching was lost (a dropped link, an importer restart): ask
+    // the importers where they are, put again the frames they miss that
+    // are still kept, then tell the number that comes next, so whatever is
+    // lost for good shows as a gap even when nothing else follows.
+    let mut resume = |seq: u64, replay: &Replay, put: &dyn Fn(ZBytes, u64, u64) -> Result<()>| {
+        let unmatched = route.stats.unmatched.load(Relaxed);
+        if unmatched != unmatched_seen {
+            unmatched_seen = unmatched;
+            if let Some(next) = ask_position(&route.session, &route.key, stream) {
+                let mut again = 0;
+                for &(first, count, ref frame) in replay.since(next) {
+                    put(frame.clone(), 0, 0)?;
+                    again += (first + count).min(seq) - first.max(next);
+                }
+                if again > 0 {
+                    route.stats.replayed.fetch_add(again, Relaxed);
+                    eprintln!("shmkit-bridge: put {again} messages again that the dropped link had swallowed");
+                }
+            }
+            let mut marker = Vec::new();
+            wire::begin(&mut marker, stream, seq);
+            put(marker.into(), 0, 0)?;
+        }
+        Ok::<(), anyhow::Error>(())
+    };
     while !reached(route) {
         if !gate.wait_matched(&route.stop) {
             return Ok(());
         }
+        resume(seq, &replay, &put)?;
         wire::begin(&mut frame, stream, seq);
         let mut bytes = 0u64;
         let taken = receiver.recv_batch(max_batch, Some(Instant::now() + STOP_CHECK), |slot| {
@@ -386,17 +426,80 @@ fn export_channel(
                 route.object
             ));
         }
-        put(std::mem::take(&mut frame), taken, bytes)?;
+        resume(seq, &replay, &put)?;
+        // ZBytes is shared, not copied: the replay keeps a reference.
+        let sample = ZBytes::from(std::mem::take(&mut frame));
+        replay.keep(seq, taken, sample.clone());
+        put(sample, taken, bytes)?;
         seq += taken;
     }
     Ok(())
+}
+
+/// How many bytes of recent frames a channel exporter keeps to put again
+/// after a dropped link: more than the sockets and Zenoh's queues hold
+/// (about 1.3 MB of 64-byte messages were in flight in the tests).
+pub const REPLAY_BYTES: usize = 16 << 20;
+
+/// The channel exporter's recent frames, oldest first.
+#[derive(Default)]
+struct Replay {
+    frames: std::collections::VecDeque<(u64, u64, ZBytes)>,
+    bytes: usize,
+}
+
+impl Replay {
+    fn keep(&mut self, first: u64, count: u64, frame: ZBytes) {
+        self.bytes += frame.len();
+        self.frames.push_back((first, count, frame));
+        while self.bytes > REPLAY_BYTES {
+            match self.frames.pop_front() {
+                Some((_, _, old)) => self.bytes -= old.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// The kept frames holding a message numbered `next` or later.
+    fn since(&self, next: u64) -> impl Iterator<Item = &(u64, u64, ZBytes)> {
+        self.frames
+            .iter()
+            .filter(move |(first, count, _)| first + count > next)
+    }
+}
+
+fn position_key(zid: &str, key: &str) -> String {
+    format!("shmkit-bridge/position/{zid}/{key}")
+}
+
+/// The lowest next-expected number for `stream` among the importers that
+/// answer within two seconds (None: no importer knows the stream).
+fn ask_position(session: &Session, key: &str, stream: u64) -> Option<u64> {
+    let replies = session
+        .get(position_key("*", key))
+        .timeout(Duration::from_secs(2))
+        .wait()
+        .ok()?;
+    let mut lowest: Option<u64> = None;
+    while let Ok(reply) = replies.recv() {
+        let Ok(sample) = reply.result() else { continue };
+        let bytes = sample.payload().to_bytes();
+        for pair in bytes.chunks_exact(16) {
+            let word =
+                |at: usize| u64::from_le_bytes(pair[at..at + 8].try_into().unwrap_or([0; 8]));
+            if word(0) == stream {
+                lowest = Some(lowest.map_or(word(8), |l| l.min(word(8))));
+            }
+        }
+    }
+    lowest
 }
 
 fn export_broadcast(
     route: &Route,
     gate: &Gate,
     stream: u64,
-    put: impl Fn(Vec<u8>, u64, u64) -> Result<()>,
+    put: impl Fn(ZBytes, u64, u64) -> Result<()>,
 ) -> Result<()> {
     let broadcast = Broadcast::open(&route.object)?;
     let mut subscriber = broadcast.subscribe()?;
@@ -410,7 +513,7 @@ fn export_broadcast(
             Ok(Received::Message { position, .. }) => {
                 wire::begin(&mut frame, stream, position);
                 wire::push(&mut frame, &buf);
-                put(std::mem::take(&mut frame), 1, buf.len() as u64)?;
+                put(std::mem::take(&mut frame).into(), 1, buf.len() as u64)?;
             }
             Ok(Received::Lagged { missed }) => {
                 route.stats.source_missed.fetch_add(missed, Relaxed);
@@ -430,7 +533,7 @@ fn export_board(
     route: &Route,
     stream: u64,
     latest: &Mutex<Option<Vec<u8>>>,
-    put: impl Fn(Vec<u8>, u64, u64) -> Result<()>,
+    put: impl Fn(ZBytes, u64, u64) -> Result<()>,
 ) -> Result<()> {
     let board = Board::open(&route.object)?;
     let mut version = 0u64;
@@ -461,7 +564,7 @@ fn export_board(
         *latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(frame.clone());
         // Published whether or not anyone matches: a late joiner gets the
         // value from the queryable instead.
-        put(std::mem::take(&mut frame), 1, value.len() as u64)?;
+        put(std::mem::take(&mut frame).into(), 1, value.len() as u64)?;
     }
     Ok(())
 }
@@ -481,7 +584,8 @@ pub struct ImportOptions {
 enum Local {
     Channel(shmkit::channel::Sender),
     Broadcast(shmkit::broadcast::Publisher),
-    Board(shmkit::board::BoardWriter),
+    /// The writer and the board's largest value.
+    Board(shmkit::board::BoardWriter, usize),
 }
 
 impl Local {
@@ -503,16 +607,26 @@ impl Local {
             Kind::Board => {
                 let mut o = BoardOptions::new();
                 o.max_size(options.max_message);
-                Local::Board(Board::open_or_create(name, &o)?.writer()?)
+                let board = Board::open_or_create(name, &o)?;
+                Local::Board(board.writer()?, board.max_size())
             }
         })
     }
 
-    fn send(&mut self, msg: &[u8]) -> shmkit::Result<()> {
+    /// Sends `msgs` in order (a board keeps the last).
+    fn send_all(&mut self, msgs: &[&[u8]]) -> shmkit::Result<()> {
         match self {
-            Local::Channel(s) => s.send(msg),
-            Local::Broadcast(p) => p.send(msg).map(drop),
-            Local::Board(w) => w.write(msg).map(drop),
+            Local::Channel(s) => s.send_batch(msgs.iter().copied()),
+            Local::Broadcast(p) => msgs.iter().try_for_each(|m| p.send(m).map(drop)),
+            Local::Board(w, _) => msgs.last().map_or(Ok(()), |m| w.write(m).map(drop)),
+        }
+    }
+
+    fn max_message(&self) -> usize {
+        match self {
+            Local::Channel(s) => s.max_message(),
+            Local::Broadcast(p) => p.max_message(),
+            Local::Board(_, max) => *max,
         }
     }
 }
@@ -549,7 +663,20 @@ fn deliver(route: &RouteShared, delivery: &Mutex<Delivery>, bytes: &[u8]) {
         }
         d.board_latest = Some(key);
     }
+    if frame.messages().next().is_none() && route.kind != Kind::Board {
+        let missed = d.sequencer.mark(frame.stream, frame.first_seq);
+        if missed > 0 {
+            stats.gaps.fetch_add(missed, Relaxed);
+            stats.gap_events.fetch_add(1, Relaxed);
+            eprintln!(
+                "shmkit-bridge: gap: {missed} messages of stream {:#x} were lost with the link (told on reconnection)",
+                frame.stream
+            );
+        }
+        return;
+    }
     let mut seq = frame.first_seq;
+    let mut accepted: Vec<&[u8]> = Vec::new();
     for msg in frame.messages() {
         let msg = match msg {
             Ok(m) => m,
@@ -586,18 +713,32 @@ fn deliver(route: &RouteShared, delivery: &Mutex<Delivery>, bytes: &[u8]) {
             }
         }
         seq += 1;
-        match d.local.send(msg) {
-            Ok(()) => {
-                stats.bytes.fetch_add(msg.len() as u64, Relaxed);
-                let n = stats.messages.fetch_add(1, Relaxed) + 1;
-                if route.count.is_some_and(|c| n >= c) {
-                    route.stop.finish(Ok(()));
-                }
+        if msg.len() > d.local.max_message() {
+            stats.rejected.fetch_add(1, Relaxed);
+            eprintln!(
+                "shmkit-bridge: a message of {} bytes does not fit {} (largest {}): dropped",
+                msg.len(),
+                route.object,
+                d.local.max_message()
+            );
+            continue;
+        }
+        accepted.push(msg);
+    }
+    let bytes: u64 = accepted.iter().map(|m| m.len() as u64).sum();
+    let n = accepted.len() as u64;
+    // One batch per frame: receivers are woken once, not per message.
+    match d.local.send_all(&accepted) {
+        Ok(()) => {
+            stats.bytes.fetch_add(bytes, Relaxed);
+            let total = stats.messages.fetch_add(n, Relaxed) + n;
+            if route.count.is_some_and(|c| total >= c) {
+                route.stop.finish(Ok(()));
             }
-            Err(e) => {
-                stats.rejected.fetch_add(1, Relaxed);
-                eprintln!("shmkit-bridge: {e}");
-            }
+        }
+        Err(e) => {
+            stats.rejected.fetch_add(n, Relaxed);
+            eprintln!("shmkit-bridge: {e}");
         }
     }
 }
@@ -605,6 +746,7 @@ fn deliver(route: &RouteShared, delivery: &Mutex<Delivery>, bytes: &[u8]) {
 /// The parts of a [`Route`] the importer's callbacks keep.
 struct RouteShared {
     key: String,
+    object: String,
     kind: Kind,
     stats: Arc<Stats>,
     stop: Arc<Stop>,
@@ -614,6 +756,7 @@ struct RouteShared {
 /// The declarations an import keeps alive; drop it to stop importing.
 pub struct Import {
     _subscriber: zenoh::pubsub::Subscriber<()>,
+    _position: zenoh::query::Queryable<()>,
     _token: zenoh::liveliness::LivelinessToken,
     _watch: zenoh::pubsub::Subscriber<()>,
 }
@@ -629,6 +772,7 @@ pub fn import(route: Route, options: ImportOptions) -> Result<Import> {
     }));
     let shared = Arc::new(RouteShared {
         key: route.key.clone(),
+        object: route.object.clone(),
         kind: route.kind,
         stats: route.stats.clone(),
         stop: route.stop.clone(),
@@ -643,6 +787,33 @@ pub fn import(route: Route, options: ImportOptions) -> Result<Import> {
             .wait()
             .map_err(zerr)
             .with_context(|| format!("subscribing to {}", route.key))?
+    };
+    // Where this importer is in each stream, for an exporter resuming
+    // after a dropped link: (stream, next number) pairs, u64 LE.
+    let position = {
+        let delivery = delivery.clone();
+        let zid = route.session.zid().to_string();
+        route
+            .session
+            .declare_queryable(position_key(&zid, &route.key))
+            .callback(move |query| {
+                let positions = delivery
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .sequencer
+                    .positions();
+                let mut payload = Vec::with_capacity(positions.len() * 16);
+                for (stream, next) in positions {
+                    payload.extend_from_slice(&stream.to_le_bytes());
+                    payload.extend_from_slice(&next.to_le_bytes());
+                }
+                if let Err(e) = query.reply(query.key_expr().clone(), payload).wait() {
+                    eprintln!("shmkit-bridge: answering a position query: {e}");
+                }
+            })
+            .wait()
+            .map_err(zerr)
+            .context("declaring the position queryable")?
     };
     // A board's importer asks for the current value whenever an exporter
     // appears (at start, through the token's history, and after a restart).
@@ -670,6 +841,7 @@ pub fn import(route: Route, options: ImportOptions) -> Result<Import> {
     let (token, watch) = liveliness(&route, "import", "export", ask)?;
     Ok(Import {
         _subscriber: subscriber,
+        _position: position,
         _token: token,
         _watch: watch,
     })

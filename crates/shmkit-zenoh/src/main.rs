@@ -105,6 +105,8 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    // RUST_LOG=zenoh=debug (for instance) shows Zenoh's own logs.
+    zenoh::try_init_log_from_env();
     let (role, common) = match &cli.command {
         Command::Export { common, .. } => ("export", common),
         Command::Import { common, .. } => ("import", common),

@@ -67,7 +67,7 @@ pub fn config(net: &NetArgs) -> Result<Config> {
     if !net.connect.is_empty() {
         // A peer that is not up yet (or restarts) is retried, not fatal.
         set("connect/exit_on_failure", "false".into())?;
-        set("connect/timeout_ms", "0".into())?;
+        set("connect/timeout_ms", "-1".into())?;
         set(
             "connect/retry",
             r#"{ period_init_ms: 100, period_max_ms: 1000, period_increase_factor: 2 }"#.into(),

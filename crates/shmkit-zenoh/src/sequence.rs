@@ -67,6 +67,24 @@ impl Sequencer {
         Verdict::Deliver { missed, new_stream }
     }
 
+    /// Learns from a frame without messages that `stream`'s next message
+    /// is `next` (the exporter sends one when an importer matches again
+    /// after a dropped link): returns how many messages were skipped.
+    pub fn mark(&mut self, stream: u64, next: u64) -> u64 {
+        let expected = self
+            .next
+            .entry(stream)
+            .or_insert(if self.numbered_from_zero { 0 } else { next });
+        let missed = next.saturating_sub(*expected);
+        *expected = (*expected).max(next);
+        missed
+    }
+
+    /// Every stream's next expected number.
+    pub fn positions(&self) -> Vec<(u64, u64)> {
+        self.next.iter().map(|(&s, &n)| (s, n)).collect()
+    }
+
     /// How many streams were seen.
     pub fn streams(&self) -> usize {
         self.next.len()
@@ -100,6 +118,16 @@ mod tests {
         assert_eq!(s.observe(2, 3), deliver(3, true));
         assert_eq!(s.observe(1, 1), deliver(0, false));
         assert_eq!(s.streams(), 2);
+    }
+
+    #[test]
+    fn a_mark_counts_what_the_dropped_link_lost() {
+        let mut s = Sequencer::new(true);
+        s.observe(1, 0);
+        assert_eq!(s.mark(1, 1), 0);
+        assert_eq!(s.mark(1, 5), 4);
+        assert_eq!(s.mark(1, 3), 0, "an old mark changes nothing");
+        assert_eq!(s.observe(1, 5), deliver(0, false));
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct Stats {
     /// exporter read them (they never reached Zenoh; the importer sees
     /// them as a gap too).
     pub source_missed: AtomicU64,
+    /// Channel exporter: messages put again after a dropped link (the
+    /// importer said it had not got them).
+    pub replayed: AtomicU64,
     /// Exporter: whether an importer's subscriber matches the key now.
     pub matched: AtomicBool,
     /// How many times matching was lost (importer gone, link dropped).
@@ -87,6 +90,7 @@ impl Stats {
             "malformed": self.malformed.load(Relaxed),
             "rejected": self.rejected.load(Relaxed),
             "source_missed": self.source_missed.load(Relaxed),
+            "replayed": self.replayed.load(Relaxed),
             "matched": self.matched.load(Relaxed),
             "unmatched": self.unmatched.load(Relaxed),
             "peers": peers,

@@ -136,7 +136,7 @@ fn under_attack(kind: Kind, seed: u64) -> (Tally, Tally) {
     let name = obj.name.as_str();
     let stop = Arc::new(AtomicBool::new(false));
     let (writer, reader): (Join, Join) = match kind {
-        Kind::Channel | Kind::SpscChannel => {
+        Kind::Channel | Kind::SpscChannel | Kind::StreamChannel => {
             let ch = Channel::create(name, &channel_options(kind)).unwrap();
             let mut tx = ch.sender().unwrap();
             let mut rx = ch.receiver().unwrap();

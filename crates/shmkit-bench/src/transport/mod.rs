@@ -57,6 +57,7 @@ mod raw_stream;
 mod ring;
 mod shmkit_channel;
 mod shmkit_fanout;
+mod shmkit_ready;
 mod shmkit_stream;
 mod tcp;
 mod unix_dgram;
@@ -92,6 +93,8 @@ pub fn all() -> Vec<&'static dyn Transport> {
         &shmkit_stream::ShmkitStream,
         &shmkit_fanout::ShmkitBoard,
         &shmkit_fanout::ShmkitLossless,
+        // issue 13 (clib): waits on the readiness descriptor
+        &shmkit_ready::ShmkitReady,
     ];
     #[cfg(feature = "peers")]
     all.push(&ipc_channel::IpcChannel);

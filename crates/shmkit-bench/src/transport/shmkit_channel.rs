@@ -49,7 +49,7 @@ pub(super) fn capacity(spec: &LinkSpec) -> usize {
     }
 }
 
-fn link(spec: &LinkSpec, spsc: bool) -> Result<Link> {
+pub(super) fn link(spec: &LinkSpec, spsc: bool) -> Result<Link> {
     let mut opts = ChannelOptions::new();
     opts.capacity(capacity(spec))
         .max_message(spec.msg_size.max(8))

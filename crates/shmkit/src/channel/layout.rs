@@ -24,6 +24,10 @@ pub const MAX_CAPACITY: usize = 1 << 24;
 pub const MAX_MESSAGE: usize = 1 << 30;
 
 pub(super) const ENDPOINT_SIZE: usize = 64;
+// The words of an endpoint entry (after its identity word, word 0).
+const ENTRY_COUNT: usize = 1;
+const ENTRY_CLAIM: usize = 2;
+const ENTRY_LEAKED: usize = 3;
 /// Where a slot's payload starts: after its state word and length.
 pub(super) const SLOT_HEADER: usize = 16;
 pub(super) const MAX_TYPE_ALIGN: usize = SLOT_HEADER;
@@ -202,6 +206,9 @@ pub(super) struct Inner {
     /// zeroed by a peer, which must not make "every sender is gone" wait
     /// for a first sender for ever.
     pub(super) seen: [std::sync::atomic::AtomicBool; 2],
+    /// Liveness verdicts about the peers in the endpoint table, so blocked
+    /// endpoints do not re-read their /proc entries every slice.
+    pub(super) liveness: crate::process::Liveness,
 }
 
 // SAFETY: `base` points into `region`, which Inner owns and which is Send +
@@ -212,6 +219,26 @@ unsafe impl Send for Inner {}
 unsafe impl Sync for Inner {}
 
 impl Inner {
+    /// The mapped channel `name`, its region's first byte `base` writable.
+    pub(super) fn new(
+        name: ShmName,
+        region: Region,
+        base: *mut u8,
+        layout: Layout,
+        info: crate::layout::HeaderInfo,
+    ) -> Inner {
+        Inner {
+            object: name.as_str().into(),
+            name,
+            layout,
+            base,
+            info,
+            region,
+            seen: Default::default(),
+            liveness: Default::default(),
+        }
+    }
+
     /// The u64 atomic at a header offset.
     #[inline]
     pub(super) fn word64(&self, off: usize) -> &AtomicU64 {
@@ -313,12 +340,36 @@ impl Inner {
 
     #[inline]
     pub(super) fn endpoint_count(&self, i: usize) -> &AtomicU64 {
-        assert!(i < MAX_ENDPOINTS);
-        // SAFETY: as above, the entry's second word.
+        self.endpoint_word(i, ENTRY_COUNT)
+    }
+
+    /// The position + 1 of the last slot entry `i`'s endpoint claimed on
+    /// the shared ring (0: none yet), so that taking over a dead endpoint
+    /// looks at that one slot instead of the whole ring.
+    #[inline]
+    pub(super) fn endpoint_claim(&self, i: usize) -> &AtomicU64 {
+        self.endpoint_word(i, ENTRY_CLAIM)
+    }
+
+    /// Non-zero once entry `i`'s endpoint may hold more than one claim (a
+    /// slot was forgotten with `mem::forget`): taking it over, or its
+    /// leaving, then scans the ring for its slots.
+    #[inline]
+    pub(super) fn endpoint_leaked(&self, i: usize) -> &AtomicU64 {
+        self.endpoint_word(i, ENTRY_LEAKED)
+    }
+
+    /// Word `word` (below 8) of entry `i` of the endpoint table.
+    #[inline]
+    fn endpoint_word(&self, i: usize, word: usize) -> &AtomicU64 {
+        assert!(i < MAX_ENDPOINTS && word < ENDPOINT_SIZE / 8);
+        // SAFETY: a word of entry i of the endpoint table: 64-byte entries
+        // from an aligned constant offset inside the header area, checked
+        // above; 8-aligned; only atomics access it.
         unsafe {
             &*self
                 .base
-                .add(OFF_ENDPOINTS + i * ENDPOINT_SIZE + 8)
+                .add(OFF_ENDPOINTS + i * ENDPOINT_SIZE + word * 8)
                 .cast::<AtomicU64>()
         }
     }
@@ -408,6 +459,17 @@ impl RingWords for Inner {
     #[inline]
     fn dequeue_pos(&self) -> &AtomicU64 {
         self.word64(OFF_DEQUEUE)
+    }
+    #[inline(always)]
+    fn note_claim(&self, owner: u8, pos: u64) {
+        // Owners are entry indexes + 1 (checked: an entry of this table).
+        if let Some(i) = usize::from(owner).checked_sub(1) {
+            // Relaxed: read by this endpoint and by whoever takes its entry
+            // over once its process is dead, when every store it made is
+            // visible; one store to the endpoint's own entry line per claim.
+            self.endpoint_claim(i)
+                .store(pos.wrapping_add(1), Ordering::Relaxed);
+        }
     }
     #[inline]
     fn slot_state(&self, index: usize) -> &AtomicU64 {

@@ -14,7 +14,7 @@ use super::stream;
 use super::wait::WaitStrategy;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{self, Kind};
-use crate::posix::{OpenOptions, PosixObject, ShmName};
+use crate::posix::ShmName;
 use crate::process::{Home, ProcessId};
 
 /// How to create a channel.
@@ -126,7 +126,7 @@ impl Channel {
     ///
     /// # Errors
     /// [`ErrorKind::InvalidArgument`] for a capacity or message size out of
-    /// range; anything [`OpenOptions::open`] reports (exists, no space…).
+    /// range; anything [`OpenOptions::open`](crate::posix::OpenOptions::open) reports (exists, no space…).
     pub fn create(name: &str, options: &ChannelOptions) -> Result<Channel> {
         Self::create_with(name, options, 0, 0)
     }
@@ -152,70 +152,49 @@ impl Channel {
             flags,
         )
         .map_err(|why| Error::new(ErrorKind::InvalidArgument, "create", name, why))?;
-        let obj = OpenOptions::new()
-            .create_new(true)
-            .size(layout.total)
-            .mode(options.mode)
-            .open(name)?;
-        let made = (|| {
-            let region = obj.map()?;
-            layout::write_initialising(&region, Kind::Channel, layout.total)?;
-            let base = region.as_mut_ptr()?;
-            region
-                .atomic_u64(OFF_CAPACITY)?
-                .store(layout.capacity, Ordering::Relaxed);
-            region
-                .atomic_u64(OFF_MAX_MSG)?
-                .store(layout.max_msg, Ordering::Relaxed);
-            region
-                .atomic_u64(OFF_SLOT_SIZE)?
-                .store(layout.slot_size, Ordering::Relaxed);
-            region
-                .atomic_u64(OFF_SLOTS)?
-                .store(SLOTS_START as u64, Ordering::Relaxed);
-            region
-                .atomic_u32(OFF_TYPE_SIZE)?
-                .store(type_size, Ordering::Relaxed);
-            region
-                .atomic_u32(OFF_TYPE_ALIGN)?
-                .store(type_align, Ordering::Relaxed);
-            region
-                .atomic_u32(OFF_FLAGS)?
-                .store(layout.flags, Ordering::Relaxed);
-            let info = layout::HeaderInfo {
-                kind: Kind::Channel,
-                total_size: layout.total,
-                creator: ProcessId::current(),
-                created: SystemTime::now(),
-            };
-            let inner = Inner {
-                name: obj.name().clone(),
-                object: obj.name().as_str().into(),
-                layout,
-                base,
-                info,
-                region,
-                seen: Default::default(),
-            };
-            if layout.stream() {
-                stream::init(&inner);
-            } else if layout.spsc() {
-                spsc::init(&inner);
-            } else {
-                ring::init(&inner);
-            }
-            layout::publish_ready(&inner.region)?;
-            Ok(inner)
-        })();
-        match made {
-            Ok(inner) => Ok(Channel {
-                inner: Arc::new(inner),
-            }),
-            Err(e) => {
-                let _ = obj.unlink();
-                Err(e)
-            }
-        }
+        let inner = crate::shared_object::create_built(
+            name,
+            Kind::Channel,
+            layout.total,
+            options.mode,
+            |name, region| {
+                let base = region.as_mut_ptr()?;
+                for (off, value) in [
+                    (OFF_CAPACITY, layout.capacity),
+                    (OFF_MAX_MSG, layout.max_msg),
+                    (OFF_SLOT_SIZE, layout.slot_size),
+                    (OFF_SLOTS, SLOTS_START as u64),
+                ] {
+                    region.atomic_u64(off)?.store(value, Ordering::Relaxed);
+                }
+                for (off, value) in [
+                    (OFF_TYPE_SIZE, type_size),
+                    (OFF_TYPE_ALIGN, type_align),
+                    (OFF_FLAGS, layout.flags),
+                ] {
+                    region.atomic_u32(off)?.store(value, Ordering::Relaxed);
+                }
+                let info = layout::HeaderInfo {
+                    kind: Kind::Channel,
+                    total_size: layout.total,
+                    creator: ProcessId::current(),
+                    created: SystemTime::now(),
+                };
+                let inner = Inner::new(name, region, base, layout, info);
+                if layout.stream() {
+                    stream::init(&inner);
+                } else if layout.spsc() {
+                    spsc::init(&inner);
+                } else {
+                    ring::init(&inner);
+                }
+                Ok(inner)
+            },
+            |inner| &inner.region,
+        )?;
+        Ok(Channel {
+            inner: Arc::new(inner),
+        })
     }
 
     /// Opens the existing channel `name`, checking its header and layout.
@@ -230,9 +209,8 @@ impl Channel {
     }
 
     pub(super) fn open_with(name: &str, typed: Option<(u32, u32)>) -> Result<Channel> {
-        let obj = PosixObject::open(name)?;
-        let (region, info) = crate::shared_object::map_ready(&obj, Kind::Channel)?;
-        let bad = |why: String| Error::new(ErrorKind::Corrupt, "open", obj.name().as_str(), why);
+        let (name, region, info) = crate::shared_object::open(name, Kind::Channel, false)?;
+        let bad = |why: String| Error::new(ErrorKind::Corrupt, "open", name.as_str(), why);
         if region.len() < SLOTS_START {
             return Err(bad(format!(
                 "{} bytes cannot hold a channel's header",
@@ -261,7 +239,7 @@ impl Channel {
                 return Err(Error::new(
                     ErrorKind::InvalidArgument,
                     "open",
-                    obj.name().as_str(),
+                    name.as_str(),
                     format!(
                         "it carries messages of {type_size} bytes aligned to {type_align}, not {size} aligned to {align}"
                     ),
@@ -270,15 +248,7 @@ impl Channel {
         }
         let base = region.as_mut_ptr()?;
         Ok(Channel {
-            inner: Arc::new(Inner {
-                name: obj.name().clone(),
-                object: obj.name().as_str().into(),
-                layout,
-                base,
-                info,
-                region,
-                seen: Default::default(),
-            }),
+            inner: Arc::new(Inner::new(name, region, base, layout, info)),
         })
     }
 
@@ -331,6 +301,7 @@ impl Channel {
             wait: WaitStrategy::default(),
             spsc,
             stream,
+            open_claim: false,
         })
     }
 
@@ -370,6 +341,7 @@ impl Channel {
             spsc,
             stream,
             last_corrupt: None,
+            open_claim: false,
         })
     }
 

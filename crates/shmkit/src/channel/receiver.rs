@@ -32,6 +32,9 @@ pub struct Receiver {
     /// The damaged slot (index, word) the last receive reported: found
     /// again unchanged, it is skipped (`corrupt_slot`).
     pub(super) last_corrupt: Option<(usize, u64)>,
+    /// A shared-ring slot is claimed and not yet released: found set at
+    /// the next claim, the last `RecvSlot` was forgotten.
+    pub(super) open_claim: bool,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -226,8 +229,14 @@ impl Receiver {
                 Err(e) => Err(e),
             };
         }
+        if self.open_claim {
+            inner.note_leak(self.entry);
+        }
         match ring::claim_recv(inner, self.owner, check_dead, &mut |o| inner.owner_dead(o)) {
-            Ok(claim) => Ok(Some(claim)),
+            Ok(claim) => {
+                self.open_claim = true;
+                Ok(Some(claim))
+            }
             Err(RingError::Corrupt { index, word }) => Err(SpscError::CorruptSlot { index, word }),
             Err(RingError::WouldBlock) => Ok(None),
         }
@@ -261,6 +270,7 @@ impl Receiver {
                 self.publish_count();
             }
             None => {
+                self.open_claim = false;
                 let _ = ring::release_recv(inner, claim, self.owner);
             }
         }
@@ -467,12 +477,23 @@ impl Receiver {
         unsafe { crate::readiness::Readiness::register(table, keep, &self.inner.object) }
     }
 
+    /// Whether every sender that connected is gone (killed ones too; reads
+    /// `/proc`, so not for a hot path). [`try_recv`](Receiver::try_recv)
+    /// never waits long enough to tell, so a caller waiting on a readiness
+    /// descriptor asks this after a sleep that ended by its timeout; if it
+    /// says yes, one more `try_recv` gets what they sent last, and
+    /// [`ErrorKind::WouldBlock`] then means the channel is done.
+    pub fn senders_gone(&self) -> bool {
+        self.inner.all_gone(ROLE_PRODUCER)
+    }
+
     /// Declares that the caller is about to sleep on `readiness`:
     /// [`Arm::Ready`](crate::readiness::Arm::Ready) if a message is there
     /// already (call [`try_recv`](Receiver::try_recv), do not sleep), else
     /// [`Arm::Sleep`](crate::readiness::Arm::Sleep). Poll with a timeout of
     /// at most [`readiness::SLICE`](crate::readiness::SLICE), then
-    /// `try_recv` again, which also tells when every sender is gone.
+    /// `try_recv` again (and after a timeout, see
+    /// [`senders_gone`](Receiver::senders_gone)).
     ///
     /// # Errors
     /// [`ErrorKind::InvalidArgument`] for a descriptor made for another
@@ -484,6 +505,10 @@ impl Receiver {
         let inner = &*self.inner;
         if !readiness.belongs_to(inner.fd_waiters()) {
             return Err(readiness.foreign(inner.name.as_str()));
+        }
+        if let Some(cursor) = self.stream.as_ref() {
+            let head = cursor.head;
+            return Ok(readiness.arm(|| stream::may_recv(inner, head)));
         }
         let head = self.spsc.map(|c| c.head);
         Ok(readiness.arm(|| match head {
@@ -658,26 +683,7 @@ mod tests {
         }
     }
 
-    /// A unique name, unlinked on drop.
-    struct Name(String);
-
-    impl Name {
-        fn new(tag: &str) -> Self {
-            use std::sync::atomic::AtomicUsize;
-            static COUNTER: AtomicUsize = AtomicUsize::new(0);
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            Name(format!(
-                "/shmkit-test-{}-{n}-unit-chan-{tag}",
-                std::process::id()
-            ))
-        }
-    }
-
-    impl Drop for Name {
-        fn drop(&mut self) {
-            let _ = crate::posix::unlink(&self.0);
-        }
-    }
+    use crate::shared_object::TestName as Name;
 
     fn options(capacity: usize, spsc: bool) -> ChannelOptions {
         let mut o = ChannelOptions::new();

@@ -32,6 +32,9 @@ pub struct Sender {
     pub(super) spsc: Option<SendCursor>,
     /// The producer's position in a stream channel (then `spsc` is None).
     pub(super) stream: Option<stream::SendCursor>,
+    /// A shared-ring slot is claimed and not yet committed or handed back:
+    /// found set at the next claim, the last `SendSlot` was forgotten.
+    pub(super) open_claim: bool,
 }
 
 impl std::fmt::Debug for Sender {
@@ -149,6 +152,7 @@ impl Sender {
         match self.spsc.as_mut() {
             Some(cursor) => spsc::commit_send(inner, cursor),
             None => {
+                self.open_claim = false;
                 if !ring::commit_send(inner, claim, self.owner) {
                     return false;
                 }
@@ -262,8 +266,14 @@ impl Sender {
                 Err(e) => Err(e),
             };
         }
+        if self.open_claim {
+            inner.note_leak(self.entry);
+        }
         match ring::claim_send(inner, self.owner, check_dead, &mut |o| inner.owner_dead(o)) {
-            Ok(claim) => Ok(Some(claim)),
+            Ok(claim) => {
+                self.open_claim = true;
+                Ok(Some(claim))
+            }
             Err(RingError::Corrupt { index, word }) => Err(SpscError::CorruptSlot { index, word }),
             Err(RingError::WouldBlock) => Ok(None),
         }
@@ -449,6 +459,7 @@ impl Drop for SendSlot<'_> {
                 && self.sender.stream.is_none()
                 && self.sender.home.is_here()
             {
+                self.sender.open_claim = false;
                 ring::abandon_send(&*self.sender.inner, claim, self.sender.owner);
                 self.sender.inner.notify_data();
             }

@@ -37,13 +37,16 @@ pub enum Kind {
     SpscChannel,
     Board,
     Broadcast,
+    /// A channel over the framed byte ring (`ChannelOptions::stream`).
+    StreamChannel,
 }
 
-pub const KINDS: [Kind; 4] = [
+pub const KINDS: [Kind; 5] = [
     Kind::Channel,
     Kind::SpscChannel,
     Kind::Board,
     Kind::Broadcast,
+    Kind::StreamChannel,
 ];
 
 impl Kind {
@@ -57,6 +60,7 @@ impl Kind {
             Kind::SpscChannel => "spsc",
             Kind::Board => "board",
             Kind::Broadcast => "broadcast",
+            Kind::StreamChannel => "stream",
         }
     }
 }
@@ -181,7 +185,7 @@ impl Image {
 /// 32-byte board.
 pub fn header_end(kind: Kind) -> usize {
     match kind {
-        Kind::Channel | Kind::SpscChannel => 4864,
+        Kind::Channel | Kind::SpscChannel | Kind::StreamChannel => 4864,
         Kind::Board => 512,
         Kind::Broadcast => 8704,
     }
@@ -192,7 +196,8 @@ pub fn channel_options(kind: Kind) -> ChannelOptions {
     let mut o = ChannelOptions::new();
     o.capacity(4)
         .max_message(16)
-        .spsc(kind == Kind::SpscChannel);
+        .spsc(kind == Kind::SpscChannel)
+        .stream(kind == Kind::StreamChannel);
     o
 }
 
@@ -216,9 +221,14 @@ pub fn fresh_seed(kind: Kind) -> Image {
 pub fn all_seeds() -> Vec<Image> {
     let mut all: Vec<Image> = KINDS.iter().map(|&k| seed(k)).collect();
     all.extend(
-        [Kind::Channel, Kind::SpscChannel, Kind::Broadcast]
-            .iter()
-            .map(|&k| fresh_seed(k)),
+        [
+            Kind::Channel,
+            Kind::SpscChannel,
+            Kind::Broadcast,
+            Kind::StreamChannel,
+        ]
+        .iter()
+        .map(|&k| fresh_seed(k)),
     );
     for i in 0..all.len() {
         let other = all
@@ -235,7 +245,7 @@ fn make_seed(kind: Kind, fresh: bool) -> Image {
     let p = Planted::name(kind);
     let name = p.name.as_str();
     let (header_end, slots) = match kind {
-        Kind::Channel | Kind::SpscChannel => {
+        Kind::Channel | Kind::SpscChannel | Kind::StreamChannel => {
             let ch = Channel::create(name, &channel_options(kind)).unwrap();
             let mut tx = ch.sender().unwrap();
             let mut rx = ch.receiver().unwrap();
@@ -250,7 +260,10 @@ fn make_seed(kind: Kind, fresh: bool) -> Image {
                     tx.send(&known_message("fz", i)).unwrap();
                 }
             }
-            (header_end(kind), Some(4))
+            // A stream's ring is records end to end, not slots with a
+            // state word: only its header is mutated.
+            let slots = (kind != Kind::StreamChannel).then_some(4);
+            (header_end(kind), slots)
         }
         Kind::Board => {
             let b = Board::create(name, BoardOptions::new().max_size(32)).unwrap();
@@ -424,7 +437,9 @@ pub fn exercise(kind: Kind, name: &str) -> Outcome {
 pub fn exercise_waiting(kind: Kind, name: &str, wait: Duration) -> Outcome {
     let mut out = Outcome::default();
     match kind {
-        Kind::Channel | Kind::SpscChannel => exercise_channel(name, wait, &mut out),
+        Kind::Channel | Kind::SpscChannel | Kind::StreamChannel => {
+            exercise_channel(name, wait, &mut out)
+        }
         Kind::Board => exercise_board(name, wait, &mut out),
         Kind::Broadcast => exercise_broadcast(name, wait, &mut out),
     }

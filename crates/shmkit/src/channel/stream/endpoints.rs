@@ -137,7 +137,9 @@ impl Sender {
             inner
                 .endpoint_count(self.entry)
                 .store(self.count, Ordering::Relaxed);
-            inner.data_event().notify_all();
+            // Through the readiness table too: a receiver may sleep on a
+            // descriptor (poll, tokio, asyncio, libshmkit) instead.
+            inner.notify_data();
         }
     }
 
