@@ -99,8 +99,9 @@ pub fn cat(out: &mut dyn Write, target: &Target, offset: u64, len: Option<u64>) 
 pub fn dump(out: &mut dyn Write, target: &Target, offset: u64, len: Option<u64>) -> Result<u8> {
     let window = Opened::open(target, false)?.window("read", offset, len, false)?;
     // CHUNK is a multiple of 16, so chunked lines equal one dump of the range.
+    let mut hex = show::HexDump::default();
     copy_out(&window, |pos, chunk| {
-        show::hex_lines(out, offset + pos as u64, chunk)
+        hex.feed(out, offset + pos as u64, chunk)
     })?;
     show::hex_end(out, offset + window.len() as u64)?;
     Ok(0)

@@ -2,6 +2,7 @@
 //! shell. A thin shell over the `shmkit` library: argument parsing, output
 //! formatting and exit codes live here, every mechanism lives there.
 
+#[cfg(feature = "bench")]
 mod bench;
 mod board;
 mod chan;
@@ -44,7 +45,9 @@ pub(crate) struct Cli {
 enum Command {
     /// Create a shared memory object of SIZE bytes, its space reserved, or
     /// with --sysv a System V segment (printing its id).
-    #[command(after_help = target::HELP)]
+    #[command(
+        after_help = "Examples:\n  shmkit create /jobs --size 1.5M\n  shmkit create /jobs --size 4K --mode 0660 --exclusive\n  shmkit create --sysv --key 0x1234 --size 64K     (prints the shmid)\n  shmkit create --sysv --ftok /etc/hosts:A --size 4096"
+    )]
     Create {
         /// Object name (`name` or `/name`); none with --sysv.
         #[arg(
@@ -259,8 +262,10 @@ enum Command {
     )]
     Man(completions::ManArgs),
     /// Measure latency and throughput of IPC transports between processes.
+    #[cfg(feature = "bench")]
     Bench(bench::BenchArgs),
     /// One process of a benchmark, started by `shmkit bench` (internal).
+    #[cfg(feature = "bench")]
     #[command(hide = true)]
     BenchChild {
         /// The child's specification, written by the harness.
@@ -412,7 +417,9 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Top(args) => top::run(out, args),
         Command::Completions(args) => completions::completions(out, &args),
         Command::Man(args) => completions::man(out, &args),
+        #[cfg(feature = "bench")]
         Command::Bench(args) => bench::run(out, args),
+        #[cfg(feature = "bench")]
         Command::BenchChild { spec } => Ok(shmkit_bench::child_main(&spec) as u8),
     }
 }
