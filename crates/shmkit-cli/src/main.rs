@@ -79,6 +79,10 @@ enum Command {
         offset: u64,
         /// The text; standard input when absent.
         text: Option<String>,
+        /// Write even into a shmkit channel, board or broadcast (whose
+        /// header and state raw bytes would overwrite).
+        #[arg(long)]
+        force: bool,
     },
     /// Copy an object's bytes to standard output.
     #[command(after_help = target::HELP)]
@@ -356,9 +360,12 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
                 .and_then(|()| commands::create(&name, size, mode, exclusive)),
             None => sysv_cmds::create(out, &sysv.source, size, mode, exclusive),
         },
-        Command::Write { name, offset, text } => {
-            commands::write(&Target::parse(&name)?, offset, text)
-        }
+        Command::Write {
+            name,
+            offset,
+            text,
+            force,
+        } => commands::write(&Target::parse(&name)?, offset, text, force),
         Command::Cat(a) => commands::cat(out, &Target::parse(&a.name)?, a.offset, a.len),
         Command::Dump(a) => commands::dump(out, &Target::parse(&a.name)?, a.offset, a.len),
         Command::Stat { name, json } => commands::stat(out, &name, json),

@@ -522,3 +522,16 @@ fn dump_collapses_repeats_as_hexdump_c_does() {
     ok(&["create", &half.name, "--size", "1.5K"]);
     assert_eq!(json(&["stat", "--json", &half.name])["size"], 1536);
 }
+
+#[test]
+fn raw_write_into_a_structured_object_needs_force() {
+    let board = TestObject::new("write-board");
+    ok(&["board", "create", &board.name, "--size", "64"]);
+    fails(
+        &["write", &board.name, "oops"],
+        &[&board.name, "shmkit board", "--force"],
+    );
+    // Untouched: still a board.
+    ok(&["board", "get", &board.name]);
+    ok(&["write", &board.name, "--offset", "700", "x", "--force"]);
+}
