@@ -287,6 +287,11 @@ enum ChanCommand {
         #[command(flatten)]
         chan: ChanArgs,
     },
+    /// Free the entries of producers and consumers whose processes died.
+    Reap {
+        /// Channel name.
+        name: String,
+    },
     /// Show capacity, depth, counts and the connected producers and consumers.
     Stat {
         /// Channel name.
@@ -380,6 +385,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             chan::create(&name, &chan.options())
         }
         Command::Chan(ChanCommand::Stat { name, json }) => chan::stat(out, &name, json),
+        Command::Chan(ChanCommand::Reap { name }) => chan::reap(out, &name),
         Command::Produce {
             name,
             count,
