@@ -23,9 +23,22 @@ pub fn create(name: &str, opts: &ChannelOptions) -> Result<u8> {
     Ok(0)
 }
 
+/// `chan reap`: frees the entries of dead endpoints.
+pub fn reap(out: &mut dyn Write, name: &str) -> Result<u8> {
+    let ch = Channel::open(name)?;
+    let n = ch.reap();
+    writeln!(
+        out,
+        "{}: freed {n} dead endpoint(s)",
+        show::escape_name(ch.name().as_str())
+    )?;
+    Ok(0)
+}
+
 pub fn stat(out: &mut dyn Write, name: &str, as_json: bool) -> Result<u8> {
     let ch = Channel::open(name)?;
     let s = ch.stats();
+    let dead = s.endpoints.iter().filter(|e| !e.alive).count();
     let endpoints = |role: Role| -> Vec<serde_json::Value> {
         s.endpoints
             .iter()
@@ -47,6 +60,7 @@ pub fn stat(out: &mut dyn Write, name: &str, as_json: bool) -> Result<u8> {
             "received": s.received,
             "producers": endpoints(Role::Sender),
             "consumers": endpoints(Role::Receiver),
+            "dead_endpoints": dead,
             "creator_pid": s.creator.pid,
             "creator_alive": s.creator_alive,
             "created": show::rfc3339(s.created),
@@ -60,7 +74,7 @@ pub fn stat(out: &mut dyn Write, name: &str, as_json: bool) -> Result<u8> {
         let list: Vec<String> = s
             .endpoints
             .iter()
-            .filter(|e| e.role == role)
+            .filter(|e| e.role == role && (e.alive || e.messages > 0))
             .map(|e| {
                 format!(
                     "{} ({}, {} messages)",
@@ -70,6 +84,19 @@ pub fn stat(out: &mut dyn Write, name: &str, as_json: bool) -> Result<u8> {
                 )
             })
             .collect();
+        // Dead endpoints that moved nothing (killed waiters) are counted,
+        // not listed: there may be 64 of them.
+        let idle_dead = s
+            .endpoints
+            .iter()
+            .filter(|e| e.role == role && !e.alive && e.messages == 0)
+            .count();
+        let mut list = list;
+        if idle_dead > 0 {
+            list.push(format!(
+                "{idle_dead} dead with 0 messages (`shmkit chan reap`)"
+            ));
+        }
         if list.is_empty() {
             "-".to_string()
         } else {

@@ -40,8 +40,28 @@ pub fn create(name: &str, size: u64, mode: u32, exclusive: bool) -> Result<u8> {
     Ok(0)
 }
 
-pub fn write(target: &Target, offset: u64, text: Option<String>) -> Result<u8> {
+pub fn write(target: &Target, offset: u64, text: Option<String>, force: bool) -> Result<u8> {
     let obj = Opened::open(target, true)?;
+    if let (Opened::Posix(posix), false) = (&obj, force) {
+        // Raw bytes over a structured object's header or state corrupt it
+        // for every process that uses it.
+        if let Some(kind) = shmkit::layout::peek_kind_of(posix) {
+            bail!(Error::new(
+                ErrorKind::InvalidArgument,
+                "write",
+                posix.name().as_str(),
+                format!(
+                    "it is a shmkit {}: raw bytes would overwrite its header and state (use `shmkit {}`, or --force)",
+                    kind.as_str(),
+                    match kind {
+                        shmkit::layout::Kind::Channel => "produce",
+                        shmkit::layout::Kind::Broadcast => "pub",
+                        _ => "board set",
+                    }
+                ),
+            ));
+        }
+    }
     let size = obj.size()?;
     let data = match text {
         Some(t) => t.into_bytes(),
@@ -99,8 +119,9 @@ pub fn cat(out: &mut dyn Write, target: &Target, offset: u64, len: Option<u64>) 
 pub fn dump(out: &mut dyn Write, target: &Target, offset: u64, len: Option<u64>) -> Result<u8> {
     let window = Opened::open(target, false)?.window("read", offset, len, false)?;
     // CHUNK is a multiple of 16, so chunked lines equal one dump of the range.
+    let mut hex = show::HexDump::default();
     copy_out(&window, |pos, chunk| {
-        show::hex_lines(out, offset + pos as u64, chunk)
+        hex.feed(out, offset + pos as u64, chunk)
     })?;
     show::hex_end(out, offset + window.len() as u64)?;
     Ok(0)

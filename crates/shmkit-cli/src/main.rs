@@ -2,6 +2,7 @@
 //! shell. A thin shell over the `shmkit` library: argument parsing, output
 //! formatting and exit codes live here, every mechanism lives there.
 
+#[cfg(feature = "bench")]
 mod bench;
 mod board;
 // issue 14: `shmkit bridge` execs shmkit-bridge (crate shmkit-zenoh)
@@ -46,7 +47,9 @@ pub(crate) struct Cli {
 enum Command {
     /// Create a shared memory object of SIZE bytes, its space reserved, or
     /// with --sysv a System V segment (printing its id).
-    #[command(after_help = target::HELP)]
+    #[command(
+        after_help = "Examples:\n  shmkit create /jobs --size 1.5M\n  shmkit create /jobs --size 4K --mode 0660 --exclusive\n  shmkit create --sysv --key 0x1234 --size 64K     (prints the shmid)\n  shmkit create --sysv --ftok /etc/hosts:A --size 4096"
+    )]
     Create {
         /// Object name (`name` or `/name`); none with --sysv.
         #[arg(
@@ -78,6 +81,10 @@ enum Command {
         offset: u64,
         /// The text; standard input when absent.
         text: Option<String>,
+        /// Write even into a shmkit channel, board or broadcast (whose
+        /// header and state raw bytes would overwrite).
+        #[arg(long)]
+        force: bool,
     },
     /// Copy an object's bytes to standard output.
     #[command(after_help = target::HELP)]
@@ -261,6 +268,7 @@ enum Command {
     )]
     Man(completions::ManArgs),
     /// Measure latency and throughput of IPC transports between processes.
+    #[cfg(feature = "bench")]
     Bench(bench::BenchArgs),
     // --- issue 14: Zenoh bridge ---
     /// Bridge a channel, broadcast or board between hosts over Zenoh:
@@ -275,6 +283,7 @@ enum Command {
     },
     // --- end issue 14 ---
     /// One process of a benchmark, started by `shmkit bench` (internal).
+    #[cfg(feature = "bench")]
     #[command(hide = true)]
     BenchChild {
         /// The child's specification, written by the harness.
@@ -291,6 +300,11 @@ enum ChanCommand {
         name: String,
         #[command(flatten)]
         chan: ChanArgs,
+    },
+    /// Free the entries of producers and consumers whose processes died.
+    Reap {
+        /// Channel name.
+        name: String,
     },
     /// Show capacity, depth, counts and the connected producers and consumers.
     Stat {
@@ -365,9 +379,12 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
                 .and_then(|()| commands::create(&name, size, mode, exclusive)),
             None => sysv_cmds::create(out, &sysv.source, size, mode, exclusive),
         },
-        Command::Write { name, offset, text } => {
-            commands::write(&Target::parse(&name)?, offset, text)
-        }
+        Command::Write {
+            name,
+            offset,
+            text,
+            force,
+        } => commands::write(&Target::parse(&name)?, offset, text, force),
         Command::Cat(a) => commands::cat(out, &Target::parse(&a.name)?, a.offset, a.len),
         Command::Dump(a) => commands::dump(out, &Target::parse(&a.name)?, a.offset, a.len),
         Command::Stat { name, json } => commands::stat(out, &name, json),
@@ -382,6 +399,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             chan::create(&name, &chan.options())
         }
         Command::Chan(ChanCommand::Stat { name, json }) => chan::stat(out, &name, json),
+        Command::Chan(ChanCommand::Reap { name }) => chan::reap(out, &name),
         Command::Produce {
             name,
             count,
@@ -426,7 +444,9 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Top(args) => top::run(out, args),
         Command::Completions(args) => completions::completions(out, &args),
         Command::Man(args) => completions::man(out, &args),
+        #[cfg(feature = "bench")]
         Command::Bench(args) => bench::run(out, args),
+        #[cfg(feature = "bench")]
         Command::BenchChild { spec } => Ok(shmkit_bench::child_main(&spec) as u8),
         // issue 14
         Command::Bridge { args } => bridge::exec(&args),

@@ -244,6 +244,34 @@ pub fn hex_lines(out: &mut dyn Write, start: u64, bytes: &[u8]) -> io::Result<()
     Ok(())
 }
 
+/// A hex dump fed in chunks (each a multiple of 16 bytes but the last),
+/// collapsing repeated lines into one `*` as `hexdump -C` does.
+#[derive(Default)]
+pub struct HexDump {
+    previous: Option<[u8; 16]>,
+    starred: bool,
+}
+
+impl HexDump {
+    /// Dumps `bytes`, which start at offset `start`.
+    pub fn feed(&mut self, out: &mut dyn Write, start: u64, bytes: &[u8]) -> io::Result<()> {
+        for (i, line) in bytes.chunks(16).enumerate() {
+            let full: Option<[u8; 16]> = line.try_into().ok();
+            if full.is_some() && full == self.previous {
+                if !self.starred {
+                    writeln!(out, "*")?;
+                    self.starred = true;
+                }
+                continue;
+            }
+            self.previous = full;
+            self.starred = false;
+            hex_lines(out, start + (i as u64) * 16, line)?;
+        }
+        Ok(())
+    }
+}
+
 /// The closing line of a hex dump: the offset just past the last byte.
 pub fn hex_end(out: &mut dyn Write, end: u64) -> io::Result<()> {
     writeln!(out, "{end:08x}")
@@ -297,6 +325,24 @@ mod tests {
         assert_eq!(escape_name("a\\b\tc\u{7f}"), "a\\\\b\\tc\\177");
         assert_eq!(escape_name("caf\u{e9}"), "caf\u{e9}");
         assert_eq!(escape_controls("a\\b\u{1b}"), "a\\b\\033");
+    }
+
+    #[test]
+    fn repeated_lines_collapse_into_a_star() {
+        let mut out = Vec::new();
+        let mut dump = HexDump::default();
+        let mut bytes = vec![0u8; 4096];
+        bytes[100] = 1;
+        dump.feed(&mut out, 0, &bytes[..64]).unwrap();
+        dump.feed(&mut out, 64, &bytes[64..]).unwrap();
+        hex_end(&mut out, 4096).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 6, "{text}");
+        assert_eq!(lines[1], "*");
+        assert!(lines[2].starts_with("00000060  00 00 00 00 01"), "{text}");
+        assert_eq!(lines[4], "*");
+        assert_eq!(lines[5], "00001000");
     }
 
     #[test]

@@ -2,15 +2,30 @@
 
 use anyhow::{bail, Context, Result};
 
-/// Parses a byte count: `200`, `4K`, `4KiB`, `1M`, `1GiB`, `2T`; `KB`, `MB`,
-/// `GB` and `TB` are powers of 1000 (as coreutils reads them), everything
-/// else powers of 1024. Case does not matter; `B` alone means bytes.
+/// Parses a byte count: `200`, `4K`, `4KiB`, `1M`, `1.5M`, `1GiB`, `2T`;
+/// `KB`, `MB`, `GB` and `TB` are powers of 1000 (as coreutils reads them),
+/// everything else powers of 1024. Case does not matter; `B` alone means
+/// bytes. A fraction must come to a whole number of bytes.
 pub fn parse_size(text: &str) -> Result<u64> {
     let t = text.trim();
     let split = t
         .find(|c: char| !c.is_ascii_digit() && c != '_')
         .unwrap_or(t.len());
-    let (digits, suffix) = t.split_at(split);
+    let (digits, rest) = t.split_at(split);
+    // A fraction: `1.5M`.
+    let (fraction, suffix) = match rest.strip_prefix('.') {
+        Some(after) => {
+            let end = after
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(after.len());
+            let (f, s) = after.split_at(end);
+            if f.is_empty() || f.len() > 9 {
+                bail!("invalid size {text:?}: expected digits after the point, such as 1.5M");
+            }
+            (Some(f), s)
+        }
+        None => (None, rest),
+    };
     let digits: String = digits.chars().filter(|&c| c != '_').collect();
     if digits.is_empty() {
         bail!("invalid size {text:?}: expected a number with an optional suffix such as 4K, 1M or 1GiB");
@@ -32,7 +47,19 @@ pub fn parse_size(text: &str) -> Result<u64> {
             "invalid size {text:?}: unknown suffix {other:?} (use K, M, G, T, KiB, MiB, GiB, TiB, KB, MB, GB or TB)"
         ),
     };
-    n.checked_mul(multiplier)
+    let whole = n
+        .checked_mul(multiplier)
+        .with_context(|| format!("invalid size {text:?}: too large"))?;
+    let Some(fraction) = fraction else {
+        return Ok(whole);
+    };
+    let scale = 10u128.pow(fraction.len() as u32);
+    let part = u128::from(fraction.parse::<u64>().unwrap_or(0)) * u128::from(multiplier);
+    if part % scale != 0 {
+        bail!("invalid size {text:?}: not a whole number of bytes");
+    }
+    whole
+        .checked_add((part / scale) as u64)
         .with_context(|| format!("invalid size {text:?}: too large"))
 }
 
@@ -64,12 +91,18 @@ mod tests {
         assert_eq!(parse_size("1 MiB").unwrap(), 1 << 20);
         assert_eq!(parse_size("2KB").unwrap(), 2000);
         assert_eq!(parse_size("1_000").unwrap(), 1000);
+        assert_eq!(parse_size("1.5M").unwrap(), 3 << 19);
+        assert_eq!(parse_size("0.5K").unwrap(), 512);
+        assert_eq!(parse_size("2.25 KiB").unwrap(), 2304);
+        assert_eq!(parse_size("1.5KB").unwrap(), 1500);
         for bad in [
             "",
             "K",
             "12Q",
             "-1",
-            "1.5M",
+            "1.5",
+            "1.M",
+            "1.0001K",
             "99999999999999999999",
             "20000000T",
         ] {

@@ -537,3 +537,38 @@ fn a_typo_never_creates_a_channel_and_auto_creation_is_said() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn dead_endpoints_are_counted_and_reaped() {
+    let ch = TestObject::new("reap");
+    ok(&["chan", "create", &ch.name]);
+    let mut consumers: Vec<Running> = (0..3).map(|_| spawn(&["consume", &ch.name])).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while json(&["chan", "stat", &ch.name, "--json"])["consumers"]
+        .as_array()
+        .unwrap()
+        .len()
+        < 3
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "consumers never joined"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for c in &mut consumers {
+        c.kill();
+    }
+    for c in consumers {
+        let _ = finish(c, Duration::from_secs(20), "killed consumer");
+    }
+    let st = json(&["chan", "stat", &ch.name, "--json"]);
+    assert_eq!(st["dead_endpoints"], 3, "{st}");
+    let human = String::from_utf8(ok(&["chan", "stat", &ch.name])).unwrap();
+    assert!(human.contains("3 dead with 0 messages"), "{human}");
+    let said = String::from_utf8(ok(&["chan", "reap", &ch.name])).unwrap();
+    assert!(said.contains("freed 3 dead endpoint"), "{said}");
+    let st = json(&["chan", "stat", &ch.name, "--json"]);
+    assert_eq!(st["dead_endpoints"], 0, "{st}");
+    assert!(st["consumers"].as_array().unwrap().is_empty(), "{st}");
+}

@@ -266,3 +266,30 @@ fn ten_thousand_objects_are_listed_in_one_pass() {
         }
     }
 }
+
+#[test]
+fn looking_at_an_object_leaves_its_times_alone() {
+    use std::os::unix::fs::MetadataExt;
+    let board = TestObject::new("look-board");
+    let ch = TestObject::new("look-chan");
+    ok(&["board", "create", &board.name, "--size", "64"]);
+    ok(&["chan", "create", &ch.name]);
+    let times = |o: &TestObject| {
+        let m = std::fs::metadata(o.path()).unwrap();
+        (m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec())
+    };
+    let before = (times(&board), times(&ch));
+    std::thread::sleep(Duration::from_millis(20));
+    ok(&["stat", &board.name]);
+    ok(&["board", "get", &board.name]);
+    ok(&["stat", &ch.name]);
+    ok(&["chan", "stat", &ch.name]);
+    let glob = format!("shmkit-test-{}-*-look-*", std::process::id());
+    ok(&["top", "--once", "--interval", "10ms", "--name", &glob]);
+    ok(&["ls", "--posix"]);
+    assert_eq!(
+        (times(&board), times(&ch)),
+        before,
+        "inspection changed mtime/ctime"
+    );
+}

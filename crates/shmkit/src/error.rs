@@ -49,7 +49,11 @@ pub enum ErrorKind {
 }
 
 /// A failed shared-memory operation: what was attempted, on which object, and why.
-#[derive(Debug)]
+///
+/// Its `Debug` reads like its `Display` (plus the kind), so `fn main() ->
+/// Result<(), shmkit::Error>` prints `Error: cannot open /jobs: No such
+/// file or directory (NotFound)` rather than a struct; `{:#?}` shows the
+/// fields.
 pub struct Error {
     kind: ErrorKind,
     op: &'static str,
@@ -185,6 +189,22 @@ impl fmt::Display for Error {
     }
 }
 
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            return f
+                .debug_struct("Error")
+                .field("kind", &self.kind)
+                .field("op", &self.op)
+                .field("object", &self.object)
+                .field("errno", &self.errno)
+                .field("detail", &self.detail)
+                .finish();
+        }
+        write!(f, "{self} ({:?})", self.kind)
+    }
+}
+
 impl std::error::Error for Error {}
 
 impl From<Error> for io::Error {
@@ -211,5 +231,11 @@ mod tests {
             "cannot create /big: No space left on device (/dev/shm has 1 MiB free)"
         );
         assert_eq!(e.kind(), ErrorKind::NoSpace);
+        // What `fn main() -> Result<..>` prints reads like the message.
+        assert_eq!(
+            format!("{e:?}"),
+            "cannot create /big: No space left on device (/dev/shm has 1 MiB free) (NoSpace)"
+        );
+        assert!(format!("{e:#?}").contains("errno: Some("));
     }
 }

@@ -15,6 +15,9 @@
 //!   and [`sync::Semaphore`] (spin, then shared futex; no syscall on the busy
 //!   path), a robust [`sync::Mutex`] that reports a dead owner, and the C
 //!   library's `sem_t` semaphores.
+//! - [`channel`]: crash-tolerant producer/consumer channels between
+//!   processes ([`channel::Channel`], its `Sender`s and `Receiver`s, typed
+//!   and zero-copy forms, an optional single-producer single-consumer ring).
 //! - [`board`]: a blackboard: one value, one writer at a time, any number
 //!   of readers, each seeing the latest complete version (a double-buffered
 //!   sequence lock: the writer never waits, no read is ever torn); a

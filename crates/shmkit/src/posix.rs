@@ -809,6 +809,14 @@ impl PosixObject {
     }
 
     fn reserve_keep_size(&self, offset: u64, len: u64) -> Result<()> {
+        // Every page already backed (all objects shmkit made): nothing to
+        // reserve, and no fallocate, which would set mtime and ctime and
+        // make merely opening an object look like a change.
+        let md = self.metadata()?;
+        let page = rustix::param::page_size() as u64;
+        if md.allocated >= md.size.next_multiple_of(page) {
+            return Ok(());
+        }
         loop {
             match rustix::fs::fallocate(&self.fd, FallocateFlags::KEEP_SIZE, offset, len) {
                 Ok(()) => return Ok(()),

@@ -11,6 +11,17 @@ use super::ring;
 use crate::process::{self, ProcessId};
 
 impl Channel {
+    /// Frees the entries of endpoints whose processes died (what a blocked
+    /// endpoint does on its own), adding their message counts to the
+    /// departed totals; returns how many were freed. Live endpoints are
+    /// untouched.
+    pub fn reap(&self) -> usize {
+        let dead = |s: &ChannelStats| s.endpoints.iter().filter(|e| !e.alive).count();
+        let before = dead(&self.stats());
+        self.inner.reap();
+        before.saturating_sub(dead(&self.stats()))
+    }
+
     /// A snapshot of the channel's state, for people and monitoring.
     pub fn stats(&self) -> ChannelStats {
         let inner = &*self.inner;
