@@ -420,9 +420,7 @@ impl Receiver {
         readiness: &crate::readiness::Readiness,
     ) -> Result<crate::readiness::Arm> {
         let inner = &*self.inner;
-        if !readiness.belongs_to(inner.fd_waiters()) {
-            return Err(readiness.foreign(inner.name.as_str()));
-        }
+        readiness.check(inner.fd_waiters(), inner.name.as_str())?;
         let head = self.spsc.map(|c| c.head);
         Ok(readiness.arm(|| match head {
             Some(head) => spsc::may_recv(inner, head),
