@@ -191,6 +191,32 @@ fn the_header_compiles_as_strict_c11_and_as_cpp17() {
     );
     run(&mut Command::new(c));
     run(&mut Command::new(cpp));
+    // libshmkit.a links on its own with the libraries shmkit.pc lists
+    // under Libs.private.
+    let exe = dir.join("h_static");
+    let out = Command::new("gcc")
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(include_dir())
+        .arg(&source)
+        .arg(build_dir().join("libshmkit_c.a"))
+        .args([
+            "-lgcc_s",
+            "-lutil",
+            "-lrt",
+            "-lpthread",
+            "-lm",
+            "-ldl",
+            "-o",
+        ])
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    run(&mut Command::new(exe));
 }
 
 #[test]
