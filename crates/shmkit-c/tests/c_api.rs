@@ -413,3 +413,33 @@ fn the_selftest_passes_without_valgrind_too() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "selftest ok");
     let _ = std::io::stdout().flush();
 }
+
+/// The module doc's claim: a receiver in another network namespace cannot
+/// be reached by the senders' datagrams (abstract socket addresses belong
+/// to a namespace), so it learns of messages only when its poll times out
+/// (250 ms) and it tries again; it still gets every message.
+#[test]
+fn across_network_namespaces_the_slice_bounds_the_wait() {
+    let probe = Command::new("unshare").args(["--net", "true"]).output();
+    if !matches!(&probe, Ok(o) if o.status.success()) {
+        println!("SKIPPED: cannot make a network namespace here (unshare --net needs root)");
+        return;
+    }
+    let name = Name::new("netns");
+    let ch = channel(&name);
+    let mut cmd = Command::new("unshare");
+    cmd.arg("--net").arg(peer()).args(["poll", &name.0, "3"]);
+    let (kid, out) = spawn_ready(&mut cmd);
+    let mut tx = ch.sender().unwrap();
+    for i in 0..3 {
+        std::thread::sleep(Duration::from_millis(100));
+        tx.send(format!("far {i}").as_bytes()).unwrap();
+    }
+    let mut lines = finish(kid, out);
+    let timeouts = lines.pop().unwrap();
+    assert_eq!(lines, ["far 0", "far 1", "far 2"]);
+    assert_ne!(
+        timeouts, "poll timeouts 0",
+        "a datagram crossed network namespaces?"
+    );
+}
