@@ -92,11 +92,26 @@ pub enum Scenario {
     /// each reader records publish-to-receive latency and what it received
     /// (or, on lossy transports, missed).
     Fanout,
+    /// `fanout` with the writer publishing at fixed rates
+    /// ([`BenchOptions::rates`]) instead of flat out: the latency readers
+    /// see at a given load, their CPU time, and what they lose.
+    Paced,
 }
 
 impl Scenario {
     /// Every scenario, in report order.
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
+        Scenario::Rtt,
+        Scenario::Stream,
+        Scenario::Bulk,
+        Scenario::Oversubscribed,
+        Scenario::Fanout,
+        Scenario::Paced,
+    ];
+
+    /// What runs when no scenario is named: every one but `paced` (rates
+    /// times reader counts times transports: minutes; asked for by name).
+    pub const DEFAULT: [Scenario; 5] = [
         Scenario::Rtt,
         Scenario::Stream,
         Scenario::Bulk,
@@ -112,6 +127,22 @@ impl Scenario {
             Scenario::Bulk => "bulk",
             Scenario::Oversubscribed => "oversubscribed",
             Scenario::Fanout => "fanout",
+            Scenario::Paced => "paced",
+        }
+    }
+
+    /// Whether the scenario is one writer to many readers (`fanout`,
+    /// `paced`).
+    pub fn is_fan(self) -> bool {
+        matches!(self, Scenario::Fanout | Scenario::Paced)
+    }
+
+    /// The scenario transports see: `paced` links are `fanout` links (only
+    /// the writer's pace differs).
+    pub fn link_scenario(self) -> Scenario {
+        match self {
+            Scenario::Paced => Scenario::Fanout,
+            s => s,
         }
     }
 
@@ -133,7 +164,7 @@ impl Scenario {
         match self {
             Scenario::Rtt | Scenario::Stream | Scenario::Bulk => 2,
             Scenario::Oversubscribed => 3,
-            Scenario::Fanout => 1 + readers,
+            Scenario::Fanout | Scenario::Paced => 1 + readers,
         }
     }
 
@@ -141,7 +172,7 @@ impl Scenario {
     /// [`FANOUT_MIN_MESSAGE`] for `fanout` (a sequence number and a time).
     pub fn min_message(self) -> usize {
         match self {
-            Scenario::Fanout => FANOUT_MIN_MESSAGE,
+            Scenario::Fanout | Scenario::Paced => FANOUT_MIN_MESSAGE,
             _ => MIN_MESSAGE,
         }
     }
@@ -163,6 +194,10 @@ pub const FANOUT_MIN_MESSAGE: usize = 16;
 
 /// The most readers a `fanout` measurement may have.
 pub const MAX_READERS: usize = 64;
+
+/// Message sizes `stream` measures by default, one row per transport each
+/// (`--size` gives others).
+pub const STREAM_SIZES: [usize; 4] = [8, 64, 256, 1024];
 
 /// Reader counts `fanout` runs by default.
 pub const DEFAULT_READERS: [usize; 5] = [1, 2, 4, 8, 16];
@@ -201,6 +236,10 @@ pub struct BenchOptions {
     /// `None` means 8 bytes for round trips and 64 bytes for streams and
     /// fan-outs.
     pub size: Option<usize>,
+    /// Message sizes for `rtt`, `stream`, `oversubscribed` and `fanout`,
+    /// one measurement each, when there are several (a sweep); empty means
+    /// [`size`](Self::size), or for `stream` without one [`STREAM_SIZES`].
+    pub sizes: Vec<usize>,
     /// Message size for `bulk` (default 1 MiB).
     pub bulk_size: usize,
     /// Time each measurement runs before recording starts.
@@ -220,7 +259,18 @@ pub struct BenchOptions {
     /// [`DEFAULT_READERS`], or [`QUICK_READERS`] after
     /// [`quick`](Self::quick).
     pub readers: Vec<usize>,
+    /// Rates for `paced`, messages per second, one measurement each (per
+    /// reader count): [`DEFAULT_RATES`], or [`QUICK_RATES`] after
+    /// [`quick`](Self::quick).
+    pub rates: Vec<u64>,
 }
+
+/// Rates `paced` runs by default, messages per second.
+pub const DEFAULT_RATES: [u64; 3] = [10_000, 100_000, 1_000_000];
+/// Rates `paced` runs with [`BenchOptions::quick`].
+pub const QUICK_RATES: [u64; 2] = [10_000, 1_000_000];
+/// The highest `paced` rate, messages per second.
+pub const MAX_RATE: u64 = 100_000_000;
 
 impl BenchOptions {
     /// Full-length defaults: 0.5 s of warm-up and 2 s of measurement each.
@@ -229,6 +279,7 @@ impl BenchOptions {
             scenarios: Vec::new(),
             transports: Vec::new(),
             size: None,
+            sizes: Vec::new(),
             bulk_size: 1 << 20,
             warmup: Duration::from_millis(500),
             duration: Duration::from_secs(2),
@@ -236,6 +287,7 @@ impl BenchOptions {
             progress: false,
             runs: 1,
             readers: DEFAULT_READERS.to_vec(),
+            rates: DEFAULT_RATES.to_vec(),
         }
     }
 
@@ -246,6 +298,7 @@ impl BenchOptions {
         self.warmup = Duration::from_millis(100);
         self.duration = Duration::from_millis(300);
         self.readers = QUICK_READERS.to_vec();
+        self.rates = QUICK_RATES.to_vec();
         self
     }
 
@@ -253,8 +306,18 @@ impl BenchOptions {
     pub fn msg_size(&self, scenario: Scenario) -> usize {
         match scenario {
             Scenario::Bulk => self.bulk_size,
-            Scenario::Stream | Scenario::Fanout => self.size.unwrap_or(64),
+            Scenario::Stream | Scenario::Fanout | Scenario::Paced => self.size.unwrap_or(64),
             Scenario::Rtt | Scenario::Oversubscribed => self.size.unwrap_or(8),
+        }
+    }
+
+    /// Every message size one scenario runs under these options, in order.
+    pub fn msg_sizes(&self, scenario: Scenario) -> Vec<usize> {
+        match scenario {
+            Scenario::Bulk => vec![self.bulk_size],
+            _ if !self.sizes.is_empty() => self.sizes.clone(),
+            Scenario::Stream if self.size.is_none() => STREAM_SIZES.to_vec(),
+            _ => vec![self.msg_size(scenario)],
         }
     }
 }
@@ -274,18 +337,20 @@ impl BenchOptions {
 /// `fanout` with no reader count or one outside 1..=[`MAX_READERS`].
 pub fn run(opts: &BenchOptions) -> Result<Report> {
     let scenarios = if opts.scenarios.is_empty() {
-        Scenario::ALL.to_vec()
+        Scenario::DEFAULT.to_vec()
     } else {
         opts.scenarios.clone()
     };
     let transports = transport::select(&opts.transports)?;
-    for &s in &scenarios {
-        if opts.msg_size(s) < s.min_message() {
+    for (s, size) in scenarios
+        .iter()
+        .flat_map(|&s| opts.msg_sizes(s).into_iter().map(move |n| (s, n)))
+    {
+        if size < s.min_message() {
             bail!(
-                "{s}: a message of {} bytes is too small; the least is {} ({})",
-                opts.msg_size(s),
+                "{s}: a message of {size} bytes is too small; the least is {} ({})",
                 s.min_message(),
-                if s == Scenario::Fanout {
+                if s.is_fan() {
                     "a sequence number and a time"
                 } else {
                     "a sequence number"
@@ -297,7 +362,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report> {
         bail!("at least one run is needed");
     }
     let mut readers: Vec<usize> = Vec::new();
-    if scenarios.contains(&Scenario::Fanout) {
+    if scenarios.iter().any(|s| s.is_fan()) {
         for &n in &opts.readers {
             if !(1..=MAX_READERS).contains(&n) {
                 bail!("fanout: {n} readers; choose between 1 and {MAX_READERS}");
@@ -310,18 +375,36 @@ pub fn run(opts: &BenchOptions) -> Result<Report> {
             bail!("fanout needs at least one reader count");
         }
     }
+    if scenarios.contains(&Scenario::Paced) {
+        if opts.rates.is_empty() {
+            bail!("paced needs at least one rate");
+        }
+        if let Some(r) = opts.rates.iter().find(|&&r| r == 0 || r > MAX_RATE) {
+            bail!("paced: a rate of {r} messages/s; choose between 1 and {MAX_RATE}");
+        }
+    }
     let mut plan = Vec::new();
     for &s in &scenarios {
-        // One reader count (unused) outside fanout.
-        let counts = if s == Scenario::Fanout {
+        // One reader count (unused) outside fanout and paced; one rate
+        // (none: flat out) outside paced.
+        let counts: Vec<Option<usize>> = if s.is_fan() {
             readers.iter().map(|&n| Some(n)).collect()
         } else {
             vec![None]
         };
-        for n in counts {
-            for t in &transports {
-                if t.supports(s) {
-                    plan.push((s, *t, n));
+        let rates: Vec<Option<u64>> = if s == Scenario::Paced {
+            opts.rates.iter().map(|&r| Some(r)).collect()
+        } else {
+            vec![None]
+        };
+        for size in opts.msg_sizes(s) {
+            for &rate in &rates {
+                for &n in &counts {
+                    for t in &transports {
+                        if t.supports(s.link_scenario()) {
+                            plan.push((s, *t, n, rate, size));
+                        }
+                    }
                 }
             }
         }
@@ -346,17 +429,19 @@ pub fn run(opts: &BenchOptions) -> Result<Report> {
     let mut runs = Vec::with_capacity(opts.runs);
     for run in 0..opts.runs {
         let mut results = Vec::with_capacity(plan.len());
-        for (index, &(scenario, t, readers)) in plan.iter().enumerate() {
-            let what = match readers {
+        for (index, &(scenario, t, readers, rate, msg_size)) in plan.iter().enumerate() {
+            let mut what = match readers {
                 Some(n) => format!("{scenario} over {}, {n} readers", t.name()),
-                None => format!("{scenario} over {}", t.name()),
+                None => format!("{scenario} over {}, {msg_size} B", t.name()),
             };
+            if let Some(r) = rate {
+                what.push_str(&format!(", {} msgs/s", report::fmt_count(Some(r as f64))));
+            }
             if opts.runs > 1 {
                 progress.set_message(format!("run {}/{}: {what}", run + 1, opts.runs));
             } else {
                 progress.set_message(what);
             }
-            let msg_size = opts.msg_size(scenario);
             // Unique across runs: it names the links' objects.
             let measurement = run * plan.len() + index;
             let row = match process::measure(
@@ -365,10 +450,16 @@ pub fn run(opts: &BenchOptions) -> Result<Report> {
                 scenario,
                 msg_size,
                 readers.unwrap_or(1),
+                rate,
                 measurement,
             ) {
                 Ok(m) => Row::from_measurement(scenario, t.name(), msg_size, &m),
-                Err(e) => Row::failed(scenario, t.name(), msg_size, readers, format!("{e:#}")),
+                Err(e) => {
+                    let mut row =
+                        Row::failed(scenario, t.name(), msg_size, readers, format!("{e:#}"));
+                    row.rate = rate;
+                    row
+                }
             };
             results.push(row);
             progress.inc(1);

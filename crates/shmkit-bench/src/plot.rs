@@ -3,9 +3,11 @@
 //!
 //! One panel per scenario that ran: round-trip latency (min, p50, p99,
 //! p99.9 per transport, log scale), lap latency of the oversubscribed ring,
-//! stream messages/s, bulk GB/s, and for `fanout` the messages/s each
+//! stream messages/s, bulk GB/s, for `fanout` the messages/s each
 //! reader received against the number of readers (one line per transport,
-//! log scale). Failed transports are left out.
+//! log scale), and for `paced` the p99 latency against the number of
+//! readers (one line per transport and rate, log scale). Failed transports
+//! are left out.
 
 use std::path::Path;
 
@@ -18,6 +20,8 @@ use plotters::prelude::*;
 
 use crate::report::{Report, Row};
 use crate::Scenario;
+
+mod sweep;
 
 const WIDTH: u32 = 1100;
 const PANEL: u32 = 380;
@@ -44,6 +48,9 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
                 "oversubscribed: lap of a token around 3 processes on 2 cores",
                 &rows,
             )?,
+            Scenario::Stream if report.sizes(Scenario::Stream).len() > 1 => {
+                sweep::stream_by_size(area, &report.sizes(Scenario::Stream), &rows)?
+            }
             Scenario::Stream => bars(
                 area,
                 "stream: messages per second",
@@ -60,7 +67,22 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
                 |r| r.bytes_per_s.map(|b| b / 1e9),
                 false,
             )?,
-            Scenario::Fanout => fanout(area, &rows)?,
+            Scenario::Fanout => by_readers(
+                area,
+                "fanout: messages per second each reader received, by number of readers (x)",
+                "messages/s per reader (log)",
+                &rows,
+                |r| r.transport.clone(),
+                |r| r.msgs_per_s,
+            )?,
+            Scenario::Paced => by_readers(
+                area,
+                "paced: p99 publish-to-receive latency in µs at each rate, by number of readers (x)",
+                "p99 µs (log)",
+                &rows,
+                |r| r.label_rate(),
+                |r| r.p99_ns.map(|ns| ns as f64 / 1e3),
+            )?,
         }
     }
     root.present().map_err(err)?;
@@ -232,7 +254,7 @@ fn bars(
     Ok(())
 }
 
-/// Line colours, one per transport in the fan-out panel.
+/// Line colours, one per transport in the fan-out and sweep panels.
 const PALETTE: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -242,22 +264,30 @@ const PALETTE: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
-/// Messages per second each reader received, by reader count: one line per
-/// transport, log scale.
-fn fanout(area: &DrawingArea<SVGBackend, Shift>, rows: &[&Row]) -> Result<()> {
+/// A figure by reader count: one line per series (`series` names a row's),
+/// log scale.
+fn by_readers(
+    area: &DrawingArea<SVGBackend, Shift>,
+    title: &str,
+    y_label: &str,
+    rows: &[&Row],
+    series: impl Fn(&Row) -> String,
+    value: impl Fn(&Row) -> Option<f64>,
+) -> Result<()> {
     let mut counts: Vec<usize> = rows.iter().filter_map(|r| r.readers).collect();
     counts.sort_unstable();
     counts.dedup();
     let names: Vec<String> = counts.iter().map(|n| n.to_string()).collect();
-    let mut transports: Vec<&str> = Vec::new();
+    let mut transports: Vec<String> = Vec::new();
     for r in rows {
-        if !transports.contains(&r.transport.as_str()) {
-            transports.push(&r.transport);
+        let name = series(r);
+        if !transports.contains(&name) {
+            transports.push(name);
         }
     }
     let values: Vec<f64> = rows
         .iter()
-        .filter_map(|r| r.msgs_per_s)
+        .filter_map(|r| value(r))
         .filter(|&v| v > 0.0)
         .collect();
     let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
@@ -268,15 +298,8 @@ fn fanout(area: &DrawingArea<SVGBackend, Shift>, rows: &[&Row]) -> Result<()> {
         // Headroom above the highest point for the legend.
         (lo / 2.0, hi * 8.0)
     };
-    let mut chart = log_panel(
-        area,
-        "fanout: messages per second each reader received, by number of readers (x)",
-        &names,
-        (lo, hi),
-        "messages/s per reader (log)",
-        &exponent,
-    )?;
-    for (i, &t) in transports.iter().enumerate() {
+    let mut chart = log_panel(area, title, &names, (lo, hi), y_label, &exponent)?;
+    for (i, t) in transports.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         let points: Vec<(SegmentValue<usize>, f64)> = counts
             .iter()
@@ -284,8 +307,8 @@ fn fanout(area: &DrawingArea<SVGBackend, Shift>, rows: &[&Row]) -> Result<()> {
             .filter_map(|(x, &n)| {
                 let r = rows
                     .iter()
-                    .find(|r| r.transport == t && r.readers == Some(n))?;
-                let v = r.msgs_per_s.filter(|&v| v > 0.0)?;
+                    .find(|r| series(r) == *t && r.readers == Some(n))?;
+                let v = value(r).filter(|&v| v > 0.0)?;
                 Some((SegmentValue::CenterOf(x), v))
             })
             .collect();
@@ -295,7 +318,7 @@ fn fanout(area: &DrawingArea<SVGBackend, Shift>, rows: &[&Row]) -> Result<()> {
                 color.stroke_width(2),
             )))
             .map_err(err)?
-            .label(t)
+            .label(t.as_str())
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
             });
@@ -308,4 +331,32 @@ fn fanout(area: &DrawingArea<SVGBackend, Shift>, rows: &[&Row]) -> Result<()> {
             .map_err(err)?;
     }
     legend(&mut chart, SeriesLabelPosition::UpperRight)
+}
+
+/// The transports of `rows`, each once, in order.
+fn transports_of<'r>(rows: &[&'r Row]) -> Vec<&'r str> {
+    let mut transports: Vec<&str> = Vec::new();
+    for r in rows {
+        if !transports.contains(&r.transport.as_str()) {
+            transports.push(&r.transport);
+        }
+    }
+    transports
+}
+
+/// The log scale's range for the messages/s of `rows`, with headroom above
+/// the highest point for the legend.
+fn msgs_range(rows: &[&Row]) -> (f64, f64) {
+    let values: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| r.msgs_per_s)
+        .filter(|&v| v > 0.0)
+        .collect();
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(0.0, f64::max);
+    if values.is_empty() {
+        (1.0, 10.0)
+    } else {
+        (lo / 2.0, hi * 8.0)
+    }
 }

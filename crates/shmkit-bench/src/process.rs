@@ -59,6 +59,9 @@ pub(crate) struct ChildSpec {
     cpu: Option<usize>,
     warmup_ns: u64,
     duration_ns: u64,
+    /// `paced`: the writer's rate, messages per second.
+    #[serde(default)]
+    rate: Option<u64>,
     /// The link ends this process owns, in [`Ports`] order.
     ends: Vec<ChildEnd>,
     ports: (usize, usize),
@@ -134,7 +137,7 @@ fn plan(scenario: Scenario, in_one_process: bool, readers: usize) -> (usize, Vec
             (n, procs)
         }
         // One link: process 0 writes, process k + 1 is reader k.
-        Scenario::Fanout => {
+        Scenario::Fanout | Scenario::Paced => {
             let mut procs = vec![(vec![(0, a)], both)];
             procs.extend((0..readers).map(|k| (vec![(0, Take::Reader(k))], both)));
             (1, procs)
@@ -332,6 +335,7 @@ pub(crate) fn measure(
     scenario: Scenario,
     msg_size: usize,
     readers: usize,
+    rate: Option<u64>,
     run_index: usize,
 ) -> Result<Measurement> {
     let pid = std::process::id();
@@ -350,7 +354,7 @@ pub(crate) fn measure(
     for l in 0..link_count {
         let spec = LinkSpec {
             msg_size,
-            scenario,
+            scenario: scenario.link_scenario(),
             tag: format!("shmkit-bench-{pid}-{run_index}-{l}"),
             deadline_ms: child_deadline.as_millis() as u64,
             readers,
@@ -386,11 +390,12 @@ pub(crate) fn measure(
             // each for two processes, three processes on two cores. A
             // fan-out spreads over every allowed CPU: the (i % n)-th.
             cpu: (cpus.len() >= 2).then(|| match scenario {
-                Scenario::Fanout => cpus[index % cpus.len()],
+                Scenario::Fanout | Scenario::Paced => cpus[index % cpus.len()],
                 _ => cpus[index % 2],
             }),
             warmup_ns: opts.warmup.as_nanos() as u64,
             duration_ns: opts.duration.as_nanos() as u64,
+            rate,
             ends: child_ends,
             ports: (ports.tx, ports.rx),
             in_one_process: t.in_one_process(),
@@ -451,8 +456,8 @@ pub(crate) fn measure(
         c.wait_until(until);
     }
     drop(children); // kills any that did not exit
-    if scenario == Scenario::Fanout {
-        return scenario::fold_fanout(results, readers);
+    if scenario.is_fan() {
+        return scenario::fold_fanout(results, readers, rate);
     }
     results
         .pop()
@@ -559,6 +564,7 @@ fn child_run(args: &[String]) -> Result<Option<Measurement>> {
     let timing = Timing {
         warmup: Duration::from_nanos(spec.warmup_ns),
         duration: Duration::from_nanos(spec.duration_ns),
+        rate: spec.rate,
     };
     scenario::run(role, &mut conns, ports, msg_size, timing)
 }

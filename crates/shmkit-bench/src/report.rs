@@ -140,6 +140,13 @@ pub struct Row {
     /// that readers did not receive (overwritten, or skipped by a board's
     /// latest-value reads); 0 for lossless transports.
     pub lost: Option<f64>,
+    /// `paced`: the rate the writer was asked for, messages per second
+    /// (`null` elsewhere).
+    pub rate: Option<u64>,
+    /// `fanout`, `paced`: the CPU readers used while recording, in cores,
+    /// the mean over readers (about 1: spinning throughout; near 0:
+    /// asleep between messages).
+    pub reader_cpu: Option<f64>,
     /// Why the transport failed: in every run, when there were several (see
     /// `failed_runs`).
     pub error: Option<String>,
@@ -183,7 +190,7 @@ impl Row {
         };
         let bytes_per_s = matches!(
             scenario,
-            Scenario::Stream | Scenario::Bulk | Scenario::Fanout
+            Scenario::Stream | Scenario::Bulk | Scenario::Fanout | Scenario::Paced
         )
         .then_some(msgs_per_s * msg_size as f64);
         let lat = m.latency.as_ref();
@@ -203,6 +210,8 @@ impl Row {
             slowest_msgs_per_s: fan.map(|f| f.slowest_msgs_per_s),
             published_per_s: fan.map(|f| f.published_per_s),
             lost: fan.map(|f| f.lost),
+            rate: fan.and_then(|f| f.rate),
+            reader_cpu: fan.map(|f| f.reader_cpu),
             error: None,
             runs: 1,
             failed_runs: 0,
@@ -241,6 +250,8 @@ impl Row {
             slowest_msgs_per_s: None,
             published_per_s: None,
             lost: None,
+            rate: None,
+            reader_cpu: None,
             error: Some(e),
             runs: 0,
             failed_runs: 1,
@@ -257,16 +268,19 @@ impl Row {
     pub(crate) fn main_figure(&self) -> Option<f64> {
         match self.scenario {
             Scenario::Rtt | Scenario::Oversubscribed => self.p50_ns.map(|v| v as f64),
+            Scenario::Paced => self.p99_ns.map(|v| v as f64),
             Scenario::Stream | Scenario::Bulk | Scenario::Fanout => self.msgs_per_s,
         }
     }
 
     /// The figure the ratio columns compare, and whether lower is better:
     /// p50 for `rtt`, laps/s for `oversubscribed`, messages/s for `stream`,
-    /// bytes/s for `bulk`, messages/s per reader for `fanout`.
+    /// bytes/s for `bulk`, messages/s per reader for `fanout`, p99 for
+    /// `paced`.
     fn key_figure(&self) -> Option<(f64, bool)> {
         match self.scenario {
             Scenario::Rtt => self.p50_ns.map(|v| (v as f64, true)),
+            Scenario::Paced => self.p99_ns.map(|v| (v as f64, true)),
             Scenario::Oversubscribed | Scenario::Stream | Scenario::Fanout => {
                 self.msgs_per_s.map(|v| (v, false))
             }
@@ -275,19 +289,35 @@ impl Row {
     }
 
     /// Whether `other` is this row's counterpart in another transport or
-    /// run: the same scenario and, in `fanout`, as many readers.
+    /// run: the same scenario and message size and, in `fanout` and
+    /// `paced`, as many readers (and in `paced` the same rate).
     pub fn same_measure(&self, other: &Row) -> bool {
-        self.scenario == other.scenario && self.readers == other.readers
+        self.scenario == other.scenario
+            && self.readers == other.readers
+            && self.rate == other.rate
+            && self.msg_size == other.msg_size
+    }
+
+    /// The transport's name, with the rate in `paced` (`shmkit, 10k/s`).
+    pub fn label_rate(&self) -> String {
+        match self.rate {
+            Some(rate) => format!("{}, {}/s", self.transport, fmt_count(Some(rate as f64))),
+            None => self.transport.clone(),
+        }
     }
 
     /// The transport's name, with the reader count in `fanout`
     /// (`pipe, 4 readers`).
     pub fn label(&self) -> String {
-        match self.readers {
+        let mut label = match self.readers {
             Some(1) => format!("{}, 1 reader", self.transport),
             Some(n) => format!("{}, {n} readers", self.transport),
             None => self.transport.clone(),
+        };
+        if let Some(rate) = self.rate {
+            let _ = write!(label, ", {}/s", fmt_count(Some(rate as f64)));
         }
+        label
     }
 }
 
@@ -295,6 +325,7 @@ impl Row {
 fn spread_of(scenario: Scenario) -> &'static str {
     match scenario {
         Scenario::Rtt | Scenario::Oversubscribed => "p50_ns",
+        Scenario::Paced => "p99_ns",
         Scenario::Stream | Scenario::Bulk | Scenario::Fanout => "msgs_per_s",
     }
 }
@@ -414,9 +445,84 @@ impl Report {
         line
     }
 
-    /// The table of one scenario, `None` when nothing ran in it.
-    fn table(&self, scenario: Scenario) -> Option<Table> {
-        let rows: Vec<&Row> = self.rows(scenario).collect();
+    /// Every table: one per scenario and message size (in the order run),
+    /// then for a stream of several sizes the sweep.
+    fn tables(&self) -> Vec<Table> {
+        let mut tables = Vec::new();
+        for scenario in Scenario::ALL {
+            let sizes = self.sizes(scenario);
+            tables.extend(sizes.iter().filter_map(|&n| self.table(scenario, n)));
+            if scenario == Scenario::Stream && sizes.len() > 1 {
+                tables.push(self.sweep_table(&sizes));
+            }
+        }
+        tables
+    }
+
+    /// The message sizes one scenario ran, in the order run.
+    pub fn sizes(&self, scenario: Scenario) -> Vec<usize> {
+        let mut sizes = Vec::new();
+        for r in self.rows(scenario) {
+            if !sizes.contains(&r.msg_size) {
+                sizes.push(r.msg_size);
+            }
+        }
+        sizes
+    }
+
+    /// `stream` at every size side by side: messages/s and GB/s, and the
+    /// ratio to the floor, per transport.
+    fn sweep_table(&self, sizes: &[usize]) -> Table {
+        let floor = floor_of(Scenario::Stream);
+        let mut head = vec!["transport".to_string()];
+        for n in sizes {
+            head.push(format!("{n} B msgs/s"));
+            head.push(format!("{n} B GB/s"));
+            head.push(format!("{n} B vs {floor}"));
+        }
+        let mut lines: Vec<Vec<String>> = Vec::new();
+        for r in self.rows(Scenario::Stream) {
+            let i = match lines.iter().position(|l| l[0] == r.transport) {
+                Some(i) => i,
+                None => {
+                    let mut line = vec!["-".to_string(); head.len()];
+                    line[0] = r.transport.clone();
+                    lines.push(line);
+                    lines.len() - 1
+                }
+            };
+            if r.error.is_some() {
+                continue;
+            }
+            let col = 1 + 3 * sizes.iter().position(|&n| n == r.msg_size).unwrap_or(0);
+            lines[i][col] = fmt_count(r.msgs_per_s);
+            lines[i][col + 1] = r
+                .bytes_per_s
+                .map_or("-".into(), |b| format!("{:.2}", b / 1e9));
+            lines[i][col + 2] = fmt_ratio(r.vs_floor);
+        }
+        Table {
+            title: format!(
+                "stream by message size ({} bytes)",
+                sizes
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            head,
+            lines,
+            notes: Vec::new(),
+        }
+    }
+
+    /// The table of one scenario at one message size, `None` when nothing
+    /// ran there.
+    fn table(&self, scenario: Scenario, msg_size: usize) -> Option<Table> {
+        let rows: Vec<&Row> = self
+            .rows(scenario)
+            .filter(|r| r.msg_size == msg_size)
+            .collect();
         let first = rows.first()?;
         let floor = floor_of(scenario);
         let (title, headers, range): (String, &[&str], &str) = match scenario {
@@ -463,6 +569,24 @@ impl Report {
                     "lost",
                 ],
                 "msgs/s each range",
+            ),
+            Scenario::Paced => (
+                format!(
+                    "paced: one writer at fixed rates, {}-byte messages to N reader processes",
+                    first.msg_size
+                ),
+                &[
+                    "readers",
+                    "rate",
+                    "p50",
+                    "p99",
+                    "p99.9",
+                    "max",
+                    "msgs/s each",
+                    "lost",
+                    "reader CPU",
+                ],
+                "p99 range",
             ),
         };
         let several = self.runs > 1;
@@ -532,11 +656,21 @@ impl Report {
                     cells.push(fmt_count(r.total_msgs_per_s));
                     cells.push(fmt_lost(r.lost));
                 }
+                Scenario::Paced => {
+                    cells.push(r.readers.map_or("-".into(), |n| n.to_string()));
+                    cells.push(fmt_count(r.rate.map(|v| v as f64)));
+                    for v in [r.p50_ns, r.p99_ns, r.p999_ns, r.max_ns] {
+                        cells.push(ns(v));
+                    }
+                    cells.push(fmt_count(r.msgs_per_s));
+                    cells.push(fmt_lost(r.lost));
+                    cells.push(r.reader_cpu.map_or("-".into(), |c| format!("{c:.2}")));
+                }
             }
             if several {
                 let cell = match (r.spread_min, r.spread_max) {
                     (Some(lo), Some(hi)) => match scenario {
-                        Scenario::Rtt | Scenario::Oversubscribed => {
+                        Scenario::Rtt | Scenario::Oversubscribed | Scenario::Paced => {
                             format!("{}–{}", fmt_ns(lo as u64), fmt_ns(hi as u64))
                         }
                         Scenario::Stream | Scenario::Fanout => {
@@ -589,6 +723,14 @@ impl Report {
                  value, a broadcast overwrites what a slow reader has not read).",
             );
         }
+        if self.rows(Scenario::Paced).next().is_some() {
+            text.push_str(
+                " paced: as fanout, with the writer publishing on a fixed schedule at the \
+                 rate given; ratios by p99 latency (lower is better); reader CPU: CPU time \
+                 over recording time, the mean over readers, in cores (1: spinning \
+                 throughout).",
+            );
+        }
         text
     }
 
@@ -596,7 +738,7 @@ impl Report {
     pub fn render_table(&self) -> String {
         let mut out = self.machine_line();
         out.push('\n');
-        for table in Scenario::ALL.into_iter().filter_map(|s| self.table(s)) {
+        for table in self.tables() {
             let _ = writeln!(out, "\n{}", table.title);
             let mut cells = vec![table.head];
             cells.extend(table.lines);
@@ -644,7 +786,7 @@ impl Report {
             self.runs,
             if self.runs == 1 { "" } else { "s (medians)" }
         );
-        for table in Scenario::ALL.into_iter().filter_map(|s| self.table(s)) {
+        for table in self.tables() {
             let _ = writeln!(out, "**{}**\n", table.title);
             let row = |cells: &[String]| {
                 let cells: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
@@ -717,7 +859,7 @@ pub fn fmt_ns(ns: u64) -> String {
 }
 
 /// `950`, `12.3k`, `4.56M`.
-fn fmt_count(v: Option<f64>) -> String {
+pub(crate) fn fmt_count(v: Option<f64>) -> String {
     match v {
         None => "-".into(),
         Some(v) if v < 1e3 => format!("{v:.0}"),
@@ -794,6 +936,8 @@ mod tests {
                 slowest_msgs_per_s: each / 2.0,
                 published_per_s: each * 4.0 / 3.0,
                 lost: 0.25,
+                rate: None,
+                reader_cpu: 0.5,
             }),
             ..Measurement::default()
         };

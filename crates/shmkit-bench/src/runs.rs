@@ -59,6 +59,7 @@ fn median_row(samples: &[&Row]) -> Row {
             last.readers,
             last.error.clone().unwrap_or_default(),
         );
+        row.rate = last.rate;
         row.failed_runs = failed;
         return row;
     }
@@ -81,6 +82,8 @@ fn median_row(samples: &[&Row]) -> Row {
         slowest_msgs_per_s: f(|r| r.slowest_msgs_per_s),
         published_per_s: f(|r| r.published_per_s),
         lost: f(|r| r.lost),
+        rate: last.rate,
+        reader_cpu: f(|r| r.reader_cpu),
         error: None,
         runs: ok.len(),
         failed_runs: failed,

@@ -11,6 +11,7 @@
 //! | `stream`, `bulk` | produces | consumes and records | |
 //! | `oversubscribed` | starts the token, records each lap | forwards | forwards |
 //! | `fanout` | publishes stamped messages, counts them | reader 0: receives, records latency | reader 1, … |
+//! | `paced` | as `fanout`, at a fixed rate | as `fanout`, and its CPU time | reader 1, … |
 //! | one-process `bulk` | copies each message once, records | | |
 //!
 //! # Fan-out messages
@@ -56,6 +57,10 @@ pub struct Measurement {
     /// combined every process's report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fanout: Option<FanoutFigures>,
+    /// A `fanout` or `paced` reader: the CPU time it used while recording
+    /// (`CLOCK_PROCESS_CPUTIME_ID`), nanoseconds.
+    #[serde(default)]
+    pub cpu_ns: u64,
 }
 
 /// The figures of one `fanout` measurement, every process together.
@@ -74,6 +79,14 @@ pub struct FanoutFigures {
     /// The fraction of the messages published while recording that readers
     /// did not receive (0 for a lossless transport).
     pub lost: f64,
+    /// `paced`: the rate the writer was asked for, messages per second.
+    #[serde(default)]
+    pub rate: Option<u64>,
+    /// The CPU readers used while recording, in cores (CPU time over
+    /// recording time), the mean over readers: about 1 for a reader that
+    /// spins all the time, near 0 for one that sleeps between messages.
+    #[serde(default)]
+    pub reader_cpu: f64,
 }
 
 /// Percentiles of a latency histogram (3 significant digits), nanoseconds.
@@ -96,6 +109,8 @@ pub struct Latency {
 pub(crate) struct Timing {
     pub warmup: Duration,
     pub duration: Duration,
+    /// `paced`: messages per second the writer publishes (`None`: flat out).
+    pub rate: Option<u64>,
 }
 
 /// Which of the process's connections to send and receive on.
@@ -136,8 +151,8 @@ impl Role {
             (Scenario::Rtt | Scenario::Oversubscribed, _) => Role::Forwarder,
             (Scenario::Stream | Scenario::Bulk, 0) => Role::Producer { bulk },
             (Scenario::Stream | Scenario::Bulk, _) => Role::Consumer { bulk },
-            (Scenario::Fanout, 0) => Role::Writer,
-            (Scenario::Fanout, _) => Role::Reader { lossy },
+            (Scenario::Fanout | Scenario::Paced, 0) => Role::Writer,
+            (Scenario::Fanout | Scenario::Paced, _) => Role::Reader { lossy },
         }
     }
 }
@@ -526,10 +541,59 @@ fn stamp(msg: &[u8]) -> u64 {
     )
 }
 
+/// The CPU time this process has used, nanoseconds.
+fn process_cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// A writer's pace: when the next message is due. Flat out, always now;
+/// at a rate, on a fixed schedule from the start (a writer that fell
+/// behind, held back by a lossless transport, sends at once until it is on
+/// schedule again, so the rate is kept on average).
+struct Pace {
+    period_ns: Option<f64>,
+    start_ns: u64,
+    sent: u64,
+}
+
+/// A gap longer than this is slept through (less this margin, spun), so a
+/// slow-paced writer leaves the CPU to its readers.
+const PACE_SLEEP_NS: u64 = 60_000;
+
+impl Pace {
+    fn new(rate: Option<u64>, start_ns: u64) -> Self {
+        Pace {
+            period_ns: rate.map(|r| 1e9 / r as f64),
+            start_ns,
+            sent: 0,
+        }
+    }
+
+    /// Waits until the next message is due; returns the time then.
+    fn wait(&mut self) -> u64 {
+        let Some(period) = self.period_ns else {
+            return monotonic_ns();
+        };
+        let due = self.start_ns + (self.sent as f64 * period) as u64;
+        self.sent += 1;
+        let mut now = monotonic_ns();
+        if due > now + PACE_SLEEP_NS {
+            std::thread::sleep(Duration::from_nanos(due - now - PACE_SLEEP_NS / 2));
+            now = monotonic_ns();
+        }
+        while now < due {
+            std::hint::spin_loop();
+            now = monotonic_ns();
+        }
+        now
+    }
+}
+
 /// The `fanout` writer: one message at a time, each stamped just before it
 /// is sent, as fast as the transport takes them (a lossless transport waits
-/// for its slowest reader; a lossy one never waits). Reports how many it
-/// published while recording.
+/// for its slowest reader; a lossy one never waits), or in `paced` at the
+/// rate asked for. Reports how many it published while recording.
 fn fan_write(
     conns: &mut [Box<dyn Conn>],
     ports: Ports,
@@ -540,22 +604,27 @@ fn fan_write(
     let mut msg = vec![0x5a; msg_size];
     let mut seq = 0;
     let warm_end = monotonic_ns() + nanos(timing.warmup);
-    let mut now = monotonic_ns();
+    let mut pace = Pace::new(timing.rate, monotonic_ns());
+    let mut now = pace.wait();
     while now < warm_end {
         put_stamped(&mut msg, seq, now);
         conn.send(&msg)?;
         seq += 1;
-        now = monotonic_ns();
+        now = pace.wait();
     }
     let start = now;
     let end = start + nanos(timing.duration);
+    // The schedule starts again with recording: a backlog left by a stall
+    // in the warm-up is not sent in a burst that would inflate the rate.
+    pace = Pace::new(timing.rate, start);
+    pace.sent = 1;
     let mut count = 0;
     while now < end {
         put_stamped(&mut msg, seq | RECORDING, now);
         conn.send(&msg)?;
         seq += 1;
         count += 1;
-        now = monotonic_ns();
+        now = pace.wait();
     }
     // The last message: a lossy transport keeps it, being the latest.
     put_stamped(&mut msg, STOP, now);
@@ -587,8 +656,9 @@ fn fan_read(
     let mut hist = new_histogram()?;
     let mut expected = 0;
     let mut count = 0;
-    // When the first recorded message arrived.
+    // When the first recorded message arrived, and the CPU time then.
     let mut first = None;
+    let mut cpu_at_first = 0;
     loop {
         let n = conns[ports.rx].recv_batch(&mut buf, msg_size)?;
         let now = monotonic_ns();
@@ -601,6 +671,7 @@ fn fan_read(
                     latency: (count > 0).then(|| latency(&hist)),
                     histogram: buckets(&hist),
                     fanout: None,
+                    cpu_ns: first.map_or(0, |_| process_cpu_ns() - cpu_at_first),
                 });
             }
             let seq = h & !RECORDING;
@@ -612,7 +683,10 @@ fn fan_read(
             }
             expected = seq + 1;
             if h & RECORDING != 0 {
-                first.get_or_insert(now);
+                if first.is_none() {
+                    first = Some(now);
+                    cpu_at_first = process_cpu_ns();
+                }
                 count += 1;
                 hist.saturating_record(now.saturating_sub(stamp(m)).max(1));
             }
@@ -628,6 +702,7 @@ fn fan_read(
 pub(crate) fn fold_fanout(
     mut results: Vec<(usize, Measurement)>,
     readers: usize,
+    paced_rate: Option<u64>,
 ) -> Result<Measurement> {
     results.sort_by_key(|(i, _)| *i);
     let (writer, reports) = match results.split_first() {
@@ -655,6 +730,13 @@ pub(crate) fn fold_fanout(
         }
     }
     let latency = (!hist.is_empty()).then(|| latency(&hist));
+    let cpu: f64 = reports
+        .iter()
+        .map(|(_, m)| match m.elapsed_ns {
+            0 => 0.0,
+            ns => m.cpu_ns as f64 / ns as f64,
+        })
+        .sum();
     Ok(Measurement {
         count: received,
         elapsed_ns: writer.elapsed_ns,
@@ -671,7 +753,10 @@ pub(crate) fn fold_fanout(
             } else {
                 1.0 - received as f64 / due as f64
             },
+            rate: paced_rate,
+            reader_cpu: cpu / readers as f64,
         }),
+        cpu_ns: 0,
     })
 }
 
@@ -731,6 +816,7 @@ mod tests {
             latency: Some(latency(&h)),
             histogram: buckets(&h),
             fanout: None,
+            cpu_ns: 0,
         }
     }
 
@@ -746,7 +832,7 @@ mod tests {
             (0, writer.clone()),
             (1, reader(1000, &[1000, 2000, 3000])),
         ];
-        let m = fold_fanout(results, 2).unwrap();
+        let m = fold_fanout(results, 2, None).unwrap();
         let f = m.fanout.unwrap();
         assert_eq!(f.readers, 2);
         assert_eq!(f.total_msgs_per_s, 1500.0);
@@ -760,11 +846,11 @@ mod tests {
         assert!(l.p50_ns >= 300 && l.p50_ns <= 1000, "{l:?}");
 
         let missing = vec![(0, writer.clone()), (1, reader(1, &[1]))];
-        assert!(fold_fanout(missing, 2).is_err());
+        assert!(fold_fanout(missing, 2, None).is_err());
         let too_many = vec![(0, writer), (1, reader(1001, &[1]))];
-        assert!(fold_fanout(too_many, 1).is_err());
+        assert!(fold_fanout(too_many, 1, None).is_err());
         let no_writer = vec![(1, reader(1, &[1]))];
-        assert!(fold_fanout(no_writer, 1).is_err());
+        assert!(fold_fanout(no_writer, 1, None).is_err());
     }
 
     #[test]

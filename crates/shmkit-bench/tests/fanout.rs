@@ -1,7 +1,7 @@
 //! `fanout` through the real harness: a writer and 2 reader processes over
-//! `shmkit` (broadcast), `shmkit-board`, `pipe` and `raw-spin`, very
-//! briefly. Every row measures something sane, and nothing is left in
-//! `/dev/shm`.
+//! `shmkit` (broadcast), `shmkit-lossless`, `shmkit-board`, `pipe` and
+//! `raw-spin`, very briefly; then `paced` at one rate. Every row measures
+//! something sane, and nothing is left in `/dev/shm`.
 //!
 //! The harness re-executes its child program; this test binary is that
 //! program too (`fanout bench-child SPEC` goes to `child_main`), hence
@@ -37,15 +37,21 @@ fn main() {
 fn fanout_rows_are_sane() {
     let mut opts = BenchOptions::new(ChildCommand::current_exe(&["bench-child"]).unwrap());
     opts.scenarios = vec![Scenario::Fanout];
-    opts.transports = ["shmkit", "shmkit-board", "pipe", "raw-spin"]
-        .map(String::from)
-        .to_vec();
+    opts.transports = [
+        "shmkit",
+        "shmkit-lossless",
+        "shmkit-board",
+        "pipe",
+        "raw-spin",
+    ]
+    .map(String::from)
+    .to_vec();
     opts.readers = vec![2];
     opts.warmup = Duration::from_millis(20);
     opts.duration = Duration::from_millis(100);
     let report = shmkit_bench::run(&opts).unwrap();
     let table = report.render_table();
-    assert_eq!(report.results.len(), 4, "{table}");
+    assert_eq!(report.results.len(), 5, "{table}");
     for r in &report.results {
         assert_eq!(r.scenario, Scenario::Fanout);
         assert!(r.error.is_none(), "{}: {:?}\n{table}", r.transport, r.error);
@@ -70,7 +76,7 @@ fn fanout_rows_are_sane() {
         assert!(max < 10_000_000_000, "{table}");
         let lost = r.lost.unwrap();
         assert!((0.0..1.0).contains(&lost), "{table}");
-        if r.transport == "pipe" || r.transport == "raw-spin" {
+        if ["pipe", "raw-spin", "shmkit-lossless"].contains(&r.transport.as_str()) {
             assert_eq!(lost, 0.0, "{} is lossless\n{table}", r.transport);
         }
     }
@@ -100,6 +106,8 @@ fn fanout_rows_are_sane() {
         "{svg:.300}"
     );
 
+    paced_rows_are_sane(opts);
+
     let tag = format!("shmkit-bench-{}-", std::process::id());
     let left: Vec<String> = std::fs::read_dir("/dev/shm")
         .unwrap()
@@ -108,4 +116,50 @@ fn fanout_rows_are_sane() {
         .filter(|n| n.starts_with(&tag))
         .collect();
     assert!(left.is_empty(), "left in /dev/shm: {left:?}");
+}
+
+/// `paced` at 20 k messages/s: the writer keeps to the schedule (never
+/// above the rate), lossless transports lose nothing, reader CPU is a
+/// fraction of a core or so, and the table and chart show the rate.
+fn paced_rows_are_sane(mut opts: BenchOptions) {
+    const RATE: u64 = 20_000;
+    opts.scenarios = vec![Scenario::Paced];
+    opts.transports = ["shmkit", "shmkit-lossless", "raw-futex"]
+        .map(String::from)
+        .to_vec();
+    opts.rates = vec![RATE];
+    let report = shmkit_bench::run(&opts).unwrap();
+    let table = report.render_table();
+    assert_eq!(report.results.len(), 3, "{table}");
+    for r in &report.results {
+        assert!(r.error.is_none(), "{}: {:?}\n{table}", r.transport, r.error);
+        assert_eq!(
+            (r.scenario, r.rate, r.readers),
+            (Scenario::Paced, Some(RATE), Some(2))
+        );
+        let published = r.published_per_s.unwrap();
+        assert!(published > 0.0 && published <= RATE as f64 * 1.2, "{table}");
+        let cpu = r.reader_cpu.unwrap();
+        assert!((0.0..=2.0).contains(&cpu), "{table}");
+        assert!(r.p99_ns.unwrap() > 0, "{table}");
+        if r.transport != "shmkit" {
+            assert_eq!(r.lost, Some(0.0), "{} is lossless\n{table}", r.transport);
+        }
+    }
+    assert!(
+        table.contains("paced: one writer at fixed rates"),
+        "{table}"
+    );
+    assert!(table.contains("20.0k"), "{table}");
+    let json = report.to_json();
+    assert_eq!(json["results"][0]["rate"], RATE);
+    assert!(json["results"][0]["reader_cpu"].is_number());
+    let plot = std::env::temp_dir().join(format!("shmkit-bench-paced-{}.svg", std::process::id()));
+    report.write_svg(&plot).unwrap();
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    let _ = std::fs::remove_file(&plot);
+    assert!(
+        svg.contains("paced") && svg.contains("shmkit-lossless, 20.0k/s"),
+        "{svg:.300}"
+    );
 }

@@ -16,22 +16,28 @@ pub struct BenchArgs {
     /// everything in about a minute.
     #[arg(long)]
     quick: bool,
-    /// Run only this scenario (rtt, stream, bulk, oversubscribed, fanout);
-    /// repeatable.
+    /// Run only this scenario (rtt, stream, bulk, oversubscribed, fanout,
+    /// paced); repeatable.
     #[arg(long = "scenario", value_name = "S")]
     scenarios: Vec<String>,
     /// Run only this transport (see --list); repeatable.
     #[arg(long = "transport", value_name = "T")]
     transports: Vec<String>,
-    /// Message size for rtt, stream, oversubscribed and fanout (default 8
-    /// bytes for round trips, 64 for streams and fan-outs).
-    #[arg(long, value_parser = units::parse_size)]
-    size: Option<u64>,
+    /// Message size for rtt, stream, oversubscribed and fanout, or a list
+    /// of sizes (8,64,1K), one measurement each (default 8 bytes for round
+    /// trips, 64 for fan-outs; streams sweep 8,64,256,1024).
+    #[arg(long, value_delimiter = ',', value_parser = units::parse_size)]
+    size: Vec<u64>,
     /// Reader counts for fanout, one measurement each: a list (1,2,4) or
     /// repeated [default: 1,2,4,8,16; 1,2,4 with --quick].
     #[arg(long = "readers", value_name = "N", value_delimiter = ',',
           value_parser = clap::value_parser!(u32).range(1..=shmkit_bench::MAX_READERS as i64))]
     readers: Vec<u32>,
+    /// Rates for paced, messages per second, one measurement each per
+    /// reader count: a list (10k,100k,1M; k and M are 1000 and a million)
+    /// or repeated [default: 10k,100k,1M; 10k,1M with --quick].
+    #[arg(long = "rate", value_name = "R", value_delimiter = ',', value_parser = parse_rate)]
+    rates: Vec<u64>,
     /// Message size for bulk.
     #[arg(long, default_value = "1MiB", value_parser = units::parse_size)]
     bulk_size: u64,
@@ -63,12 +69,34 @@ pub struct BenchArgs {
     list: bool,
 }
 
+/// A rate in messages per second: `250000`, `10k`, `1.5M`.
+fn parse_rate(text: &str) -> Result<u64> {
+    let (number, unit) = match text.strip_suffix(['k', 'K']) {
+        Some(n) => (n, 1e3),
+        None => match text.strip_suffix('M') {
+            Some(n) => (n, 1e6),
+            None => (text, 1.0),
+        },
+    };
+    let value: f64 = number
+        .parse()
+        .with_context(|| format!("{text:?} is not a rate (10k, 1M, 250000)"))?;
+    let rate = value * unit;
+    if !(1.0..=shmkit_bench::MAX_RATE as f64).contains(&rate) || rate.fract() != 0.0 {
+        bail!(
+            "a rate of {text} messages/s; choose a whole number from 1 to {}",
+            shmkit_bench::MAX_RATE
+        );
+    }
+    Ok(rate as u64)
+}
+
 pub fn run(out: &mut dyn Write, args: BenchArgs) -> Result<u8> {
     if args.list {
         for t in shmkit_bench::transport::all() {
             let scenarios: Vec<&str> = Scenario::ALL
                 .into_iter()
-                .filter(|&s| t.supports(s))
+                .filter(|&s| t.supports(s.link_scenario()))
                 .map(Scenario::name)
                 .collect();
             writeln!(
@@ -91,7 +119,16 @@ pub fn run(out: &mut dyn Write, args: BenchArgs) -> Result<u8> {
         .map(|s| Scenario::from_name(s))
         .collect::<Result<_>>()?;
     opts.transports = args.transports;
-    opts.size = args.size.map(usize::try_from).transpose()?;
+    let sizes: Vec<usize> = args
+        .size
+        .iter()
+        .map(|&n| usize::try_from(n))
+        .collect::<Result<_, _>>()?;
+    match sizes.as_slice() {
+        [] => {}
+        [one] => opts.size = Some(*one),
+        _ => opts.sizes = sizes,
+    }
     opts.bulk_size = usize::try_from(args.bulk_size)?;
     if let Some(d) = args.duration {
         opts.duration = d;
@@ -101,6 +138,9 @@ pub fn run(out: &mut dyn Write, args: BenchArgs) -> Result<u8> {
     }
     if !args.readers.is_empty() {
         opts.readers = args.readers.iter().map(|&n| n as usize).collect();
+    }
+    if !args.rates.is_empty() {
+        opts.rates = args.rates;
     }
     opts.progress = true;
     opts.runs = args.runs as usize;

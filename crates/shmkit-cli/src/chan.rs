@@ -4,7 +4,9 @@ use std::io::{BufRead, Write};
 
 use anyhow::Result;
 use serde_json::json;
-use shmkit::channel::{Channel, ChannelOptions, Role};
+use std::time::Instant;
+
+use shmkit::channel::{Channel, ChannelOptions, RecvSlot, Role};
 use shmkit::ErrorKind;
 
 use crate::show;
@@ -39,6 +41,7 @@ pub fn stat(out: &mut dyn Write, name: &str, as_json: bool) -> Result<u8> {
             "max_msg": s.max_message,
             "type_size": s.type_size,
             "spsc": s.spsc,
+            "stream": s.stream,
             "depth": s.depth,
             "sent": s.sent,
             "received": s.received,
@@ -80,7 +83,9 @@ pub fn stat(out: &mut dyn Write, name: &str, as_json: bool) -> Result<u8> {
         ("max msg", format!("{} bytes", s.max_message)),
         (
             "ring",
-            if s.spsc {
+            if s.stream {
+                "single producer, single consumer, framed byte stream"
+            } else if s.spsc {
                 "single producer, single consumer"
             } else {
                 "any number of producers and consumers"
@@ -110,42 +115,87 @@ pub fn stat(out: &mut dyn Write, name: &str, as_json: bool) -> Result<u8> {
     Ok(0)
 }
 
+/// Messages `produce` hands to one `send_batch` at most.
+const BATCH: usize = 256;
+
 /// `produce`: each line of standard input as one message, or `count`
 /// numbered messages `TAG I` (TAG defaults to the pid).
+///
+/// Lines are sent in batches (one publish and at most one wake-up for
+/// each), but a batch never waits for input: it holds the lines already
+/// read into the input buffer, so a line typed at a terminal goes out at
+/// once.
 pub fn produce(
     name: &str,
     count: Option<u64>,
     tag: Option<String>,
     opts: &ChannelOptions,
 ) -> Result<u8> {
-    let ch = Channel::open_or_create(name, opts)?;
+    let ch = match Channel::open(name) {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            let ch = Channel::open_or_create(name, opts)?;
+            // A typo must not pass silently for the name meant.
+            eprintln!(
+                "shmkit: created channel {} ({} messages of up to {} bytes)",
+                show::escape_controls(ch.name().as_str()),
+                ch.capacity(),
+                ch.max_message()
+            );
+            ch
+        }
+        other => other?,
+    };
+    crate::foreign::check(name);
     let mut tx = ch.sender()?;
+    // Messages end to end in one buffer, and where each ends.
+    let mut bytes = Vec::new();
+    let mut ends = Vec::with_capacity(BATCH);
+    let mut send = |bytes: &mut Vec<u8>, ends: &mut Vec<usize>| -> Result<()> {
+        let mut start = 0;
+        tx.send_batch(ends.iter().map(|&end| {
+            let msg = &bytes[start..end];
+            start = end;
+            msg
+        }))?;
+        bytes.clear();
+        ends.clear();
+        Ok(())
+    };
     match count {
         Some(n) => {
+            use std::io::Write as _;
             let tag = tag.unwrap_or_else(|| std::process::id().to_string());
-            let mut msg = String::new();
             for i in 0..n {
-                msg.clear();
-                use std::fmt::Write as _;
-                let _ = write!(msg, "{tag} {i}");
-                tx.send(msg.as_bytes())?;
+                write!(bytes, "{tag} {i}")?;
+                ends.push(bytes.len());
+                if ends.len() == BATCH {
+                    send(&mut bytes, &mut ends)?;
+                }
             }
         }
         None => {
-            let stdin = std::io::stdin();
-            let mut line = Vec::new();
-            let mut reader = stdin.lock();
+            // Our own buffer, to see whether more lines are already in.
+            let mut reader = std::io::BufReader::with_capacity(64 << 10, std::io::stdin().lock());
             loop {
-                line.clear();
-                if reader.read_until(b'\n', &mut line)? == 0 {
+                let start = bytes.len();
+                if reader.read_until(b'\n', &mut bytes)? == 0 {
                     break;
                 }
-                if line.last() == Some(&b'\n') {
-                    line.pop();
+                if bytes.last() == Some(&b'\n') {
+                    bytes.pop();
                 }
-                tx.send(&line)?;
+                debug_assert!(start <= bytes.len());
+                ends.push(bytes.len());
+                // Another whole line already read in: it joins the batch;
+                // otherwise the batch goes before we wait for input.
+                if ends.len() == BATCH || !reader.buffer().contains(&b'\n') {
+                    send(&mut bytes, &mut ends)?;
+                }
             }
         }
+    }
+    if !ends.is_empty() {
+        send(&mut bytes, &mut ends)?;
     }
     Ok(0)
 }
@@ -153,48 +203,60 @@ pub fn produce(
 /// `consume`: prints each message as a line, until `count` messages or
 /// until every producer is gone and the channel is empty.
 ///
-/// A message's slot is released only after its line is written (and, with
-/// `unbuffered`, flushed): a consumer killed at any point leaves what it had
-/// not yet printed in the channel. On a single-consumer (`--spsc`) channel
-/// the next consumer receives it, so with `--unbuffered` nothing is lost to
-/// a kill (a line may be printed twice). Without `--unbuffered`, lines still
-/// in the output buffer when the process is killed are lost.
+/// Messages are taken in batches (`recv_batch`: one wake-up of a waiting
+/// producer per batch), and a message is released only after its line is
+/// written (and, with `unbuffered`, flushed): a consumer killed at any
+/// point leaves what it had not yet printed in the channel. On a
+/// single-consumer (`--spsc`, `--stream`) channel the next consumer
+/// receives it, so with `--unbuffered` nothing is lost to a kill (a line
+/// may be printed twice). Without `--unbuffered`, lines still in the
+/// output buffer when the process is killed are lost. The output is
+/// flushed before every wait, so a person watching sees every line as soon
+/// as it arrives.
 pub fn consume(
     out: &mut dyn Write,
     name: &str,
     count: Option<u64>,
     unbuffered: bool,
+    create: bool,
     opts: &ChannelOptions,
 ) -> Result<u8> {
-    let ch = Channel::open_or_create(name, opts)?;
+    let ch = if create {
+        Channel::open_or_create(name, opts)?
+    } else {
+        Channel::open(name).map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                anyhow::anyhow!(
+                    "{e} (no such channel: check the name, create it with `shmkit chan create`, or pass --create)"
+                )
+            } else {
+                e.into()
+            }
+        })?
+    };
+    crate::foreign::check(name);
     let mut rx = ch.receiver()?;
     let mut line = Vec::new();
     let mut received = 0u64;
+    // A write error stops the batch; it is reported as itself.
+    let mut write_error: Option<std::io::Error> = None;
     while count.is_none_or(|n| received < n) {
-        // Take what is there without blocking; flush before we wait, so a
-        // person watching sees every line as soon as it arrives.
-        let first = rx.try_recv_slot();
-        let got = if matches!(&first, Err(e) if e.kind() == ErrorKind::WouldBlock) {
-            drop(first);
+        let max = count.map_or(BATCH, |n| (n - received).min(BATCH as u64) as usize);
+        // What is there, without waiting; then flush and wait.
+        let mut got = rx.recv_batch(max, Some(Instant::now()), |slot| {
+            print_line(&mut *out, slot, &mut line, unbuffered, &mut write_error)
+        });
+        if matches!(&got, Err(e) if e.kind() == ErrorKind::TimedOut) && write_error.is_none() {
             out.flush()?;
-            rx.recv_slot()
-        } else {
-            first
-        };
+            got = rx.recv_batch(max, None, |slot| {
+                print_line(&mut *out, slot, &mut line, unbuffered, &mut write_error)
+            });
+        }
+        if let Some(e) = write_error.take() {
+            return Err(e.into());
+        }
         match got {
-            Ok(slot) => {
-                line.clear();
-                line.resize(slot.len(), 0);
-                slot.read_at(0, &mut line)?;
-                line.push(b'\n');
-                out.write_all(&line)?;
-                if unbuffered {
-                    out.flush()?;
-                }
-                // Released here, once the line is out.
-                drop(slot);
-                received += 1;
-            }
+            Ok(n) => received += n as u64,
             Err(e) if e.kind() == ErrorKind::Disconnected => {
                 if let Some(n) = count {
                     anyhow::bail!(
@@ -208,4 +270,26 @@ pub fn consume(
         }
     }
     Ok(0)
+}
+
+/// Writes one message as a line (flushed when `unbuffered`); a write error
+/// is kept in `failed` and stops the batch.
+fn print_line(
+    out: &mut dyn Write,
+    slot: &RecvSlot<'_>,
+    line: &mut Vec<u8>,
+    unbuffered: bool,
+    failed: &mut Option<std::io::Error>,
+) -> shmkit::Result<()> {
+    line.clear();
+    line.resize(slot.len(), 0);
+    slot.read_at(0, line)?;
+    line.push(b'\n');
+    let written = out
+        .write_all(line)
+        .and_then(|()| if unbuffered { out.flush() } else { Ok(()) });
+    written.map_err(|e| {
+        *failed = Some(e);
+        shmkit::Error::new(ErrorKind::Other, "write", "standard output", "write failed")
+    })
 }

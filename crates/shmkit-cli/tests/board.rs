@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -21,50 +21,6 @@ impl Drop for Guard {
             let _ = self.0.wait();
         }
     }
-}
-
-/// Polls `stat --json` until `ready` holds (at most 30 s); returns it. The
-/// object may not exist yet, or not be initialised yet: those are retried.
-fn stat_until(
-    name: &str,
-    what: &str,
-    ready: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = shmkit(&["stat", name, "--json"]);
-        let st: serde_json::Value = if out.status.success() {
-            serde_json::from_slice(&out.stdout).expect("valid JSON")
-        } else {
-            serde_json::Value::Null
-        };
-        if ready(&st) {
-            return st;
-        }
-        assert!(Instant::now() < deadline, "waiting for {what}: {st}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// The number of subscribers `stat` shows, 0 if it shows none (yet).
-fn subscriber_count(st: &serde_json::Value) -> usize {
-    st.get("subscribers")
-        .and_then(|s| s.as_array())
-        .map_or(0, |s| s.len())
-}
-
-fn subscribers(st: &serde_json::Value) -> &[serde_json::Value] {
-    st.get("subscribers")
-        .and_then(|s| s.as_array())
-        .map_or(&[], |s| s.as_slice())
-}
-
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(ok.success(), "kill {sig} {pid}");
 }
 
 #[test]
@@ -163,15 +119,12 @@ fn board_get_watch_prints_each_new_version() {
     assert!(watcher.0.wait().unwrap().success());
 }
 
-#[test]
-fn one_board_writer_at_a_time_and_a_killed_one_is_taken_over() {
-    let b = TestObject::new("board-writer");
-    ok(&["board", "create", &b.name, "--size", "32"]);
-    ok(&["board", "set", &b.name, "before"]);
-    // `set` reading a standard input that never ends holds the writer role.
+/// `board set ARGS` reading a standard input that never ends: it holds
+/// the writer role until killed. Returns it and its pid.
+fn hold_writer(args: &[&str]) -> (Guard, u32) {
     let mut holder = Guard(
         shmkit_cmd()
-            .args(["board", "set", &b.name])
+            .args(args)
             .stdin(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -185,6 +138,15 @@ fn one_board_writer_at_a_time_and_a_killed_one_is_taken_over() {
         .unwrap()
         .write_all(b"never fin")
         .unwrap();
+    (holder, pid)
+}
+
+#[test]
+fn one_board_writer_at_a_time_and_a_killed_one_is_taken_over() {
+    let b = TestObject::new("board-writer");
+    ok(&["board", "create", &b.name, "--size", "32"]);
+    ok(&["board", "set", &b.name, "before"]);
+    let (mut holder, pid) = hold_writer(&["board", "set", &b.name]);
     let st = stat_until(&b.name, "the writer", |st| st["writer_pid"] == pid);
     assert_eq!(st["writer_alive"], true);
     fails(
@@ -206,32 +168,6 @@ fn one_board_writer_at_a_time_and_a_killed_one_is_taken_over() {
         json(&["stat", &b.name, "--json"])["writer_pid"],
         serde_json::Value::Null
     );
-}
-
-/// Parses `sub` output lines `TAG I` into indices, checking the tag.
-fn indices(out: &str, tag: &str) -> Vec<u64> {
-    out.lines()
-        .map(|l| {
-            let (t, i) = l
-                .rsplit_once(' ')
-                .unwrap_or_else(|| panic!("bad line {l:?}"));
-            assert_eq!(t, tag, "bad line {l:?}");
-            i.parse().unwrap_or_else(|_| panic!("bad line {l:?}"))
-        })
-        .collect()
-}
-
-/// Sums the `lagged: missed N messages` reports on standard error.
-fn reported_lag(err: &str) -> u64 {
-    err.lines()
-        .map(|l| {
-            let n = l
-                .strip_prefix("lagged: missed ")
-                .and_then(|r| r.strip_suffix(" messages"))
-                .unwrap_or_else(|| panic!("unexpected stderr line {l:?}"));
-            n.parse::<u64>().unwrap()
-        })
-        .sum()
 }
 
 #[test]
@@ -430,4 +366,151 @@ fn pub_and_sub_lines_from_standard_input() {
         &["sub", &b.name, "--count", "5"],
         &["the writer left after 0 of 5 messages"],
     );
+}
+
+// ---- Keyed boards ------------------------------------------------------------
+
+#[test]
+fn keyed_board_set_get_snapshot_ls_and_json() {
+    let b = TestObject::new("keyed");
+    ok(&[
+        "board",
+        "create",
+        &b.name,
+        "--key",
+        "pose=24",
+        "--key",
+        "status=100",
+    ]);
+    fails(
+        &["board", "create", &b.name, "--key", "x=1"],
+        &["File exists"],
+    );
+    let v = json(&["board", "set", &b.name, "pose", "1,2,3", "--json"]);
+    assert_eq!(
+        (v["key"].as_str(), v["version"].as_u64()),
+        (Some("pose"), Some(1))
+    );
+    let out = shmkit_stdin(&["board", "set", &b.name, "status"], b"all good\n");
+    assert!(out.status.success());
+    assert_eq!(ok(&["board", "get", &b.name, "pose"]), b"1,2,3\n");
+    assert_eq!(
+        ok(&["board", "get", &b.name, "status", "--with-version"]),
+        b"1\tall good\n"
+    );
+    // No key: a snapshot of every key, `KEY<TAB>VALUE` lines.
+    assert_eq!(
+        ok(&["board", "get", &b.name]),
+        b"pose\t1,2,3\nstatus\tall good\n"
+    );
+    let snap = json(&["board", "get", &b.name, "status", "pose", "--json"]);
+    let keys = snap["keys"].as_array().unwrap();
+    assert_eq!(keys[0]["key"], "status");
+    assert_eq!(keys[1]["value"], "1,2,3");
+    assert_eq!(keys[1]["version"], 1);
+    let ls = String::from_utf8(ok(&["board", "ls", &b.name])).unwrap();
+    assert!(ls.starts_with("KEY"), "{ls}");
+    assert!(ls.contains("pose    1        5     24"), "{ls}");
+    let ls = json(&["board", "ls", &b.name, "--json"]);
+    assert_eq!(ls["object"], "keyed-board");
+    assert_eq!(ls["keys"][1]["max_size"], 100);
+    assert_eq!(ls["keys"][1]["size"], 9);
+    assert_eq!(ls["keys"][0]["writer_pid"], serde_json::Value::Null);
+    let st = json(&["stat", &b.name, "--json"]);
+    assert_eq!(st["object"], "keyed-board");
+    assert_eq!(st["keys"].as_array().unwrap().len(), 2);
+    // Clear errors.
+    fails(
+        &["board", "set", &b.name, "nope", "x"],
+        &["has no key \"nope\"", "keys: pose, status"],
+    );
+    fails(
+        &["board", "set", &b.name, "pose", &"x".repeat(25)],
+        &["exceeds key \"pose\"'s maximum of 24"],
+    );
+    fails(&["board", "set", &b.name], &["name the key"]);
+    fails(&["board", "get", &b.name, "--watch"], &["watches one key"]);
+    // A plain board keeps its forms and refuses keys.
+    let p = TestObject::new("plain-with-keys");
+    ok(&["board", "create", &p.name, "--size", "16"]);
+    ok(&["board", "set", &p.name, "hi"]);
+    assert_eq!(ok(&["board", "get", &p.name]), b"hi\n");
+    fails(&["board", "get", &p.name, "k"], &["without keys"]);
+    fails(&["board", "set", &p.name, "k", "v"], &["without keys"]);
+    let ls = json(&["board", "ls", &p.name, "--json"]);
+    assert_eq!(ls["keys"][0]["key"], serde_json::Value::Null);
+    assert_eq!(ls["keys"][0]["size"], 2);
+    assert_eq!(json(&["board", "get", &p.name, "--json"])["value"], "hi");
+}
+
+#[test]
+fn each_key_has_its_own_writer_and_a_killed_one_is_taken_over() {
+    let b = TestObject::new("keyed-writer");
+    ok(&[
+        "board",
+        "create",
+        &b.name,
+        "--key",
+        "pose=24",
+        "--key",
+        "status=32",
+    ]);
+    ok(&["board", "set", &b.name, "pose", "before"]);
+    let (mut holder, pid) = hold_writer(&["board", "set", &b.name, "pose"]);
+    stat_until(&b.name, "the pose writer", |st| {
+        st["keys"][0]["writer_pid"] == pid
+    });
+    fails(
+        &["board", "set", &b.name, "pose", "second"],
+        &[&format!(
+            "key \"pose\" of board has a live writer pid {pid}"
+        )],
+    );
+    // Another key is free meanwhile.
+    ok(&["board", "set", &b.name, "status", "fine"]);
+    holder.0.kill().unwrap();
+    holder.0.wait().unwrap();
+    let ls = json(&["board", "ls", &b.name, "--json"]);
+    assert_eq!(ls["keys"][0]["writer_alive"], false);
+    assert_eq!(ok(&["board", "get", &b.name, "pose"]), b"before\n");
+    ok(&["board", "set", &b.name, "pose", "after"]);
+    assert_eq!(
+        ok(&["board", "get", &b.name, "pose", "--with-version"]),
+        b"2\tafter\n"
+    );
+}
+
+#[test]
+fn watching_one_key_prints_only_its_versions() {
+    let b = TestObject::new("keyed-watch");
+    ok(&[
+        "board",
+        "create",
+        &b.name,
+        "--key",
+        "pose=24",
+        "--key",
+        "status=32",
+    ]);
+    let watcher = spawn(&[
+        "board", "get", &b.name, "status", "--watch", "--count", "2", "--json",
+    ]);
+    // The watcher has printed version 0 once it registered; give it time.
+    std::thread::sleep(Duration::from_millis(200));
+    for i in 0..6 {
+        ok(&["board", "set", &b.name, "pose", &i.to_string()]);
+    }
+    ok(&["board", "set", &b.name, "status", "changed"]);
+    let (status, out, err) = finish(watcher, Duration::from_secs(60), "watcher");
+    assert!(status.success(), "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(
+        (lines[0]["version"].as_u64(), lines[1]["version"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert_eq!(lines[1]["value"], "changed");
 }

@@ -25,10 +25,6 @@ use shmkit::ErrorKind;
 /// Longer than any verb needs, short enough that a hang fails the test.
 const LIMIT: Duration = Duration::from_secs(20);
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
 /// Runs `shmkit ARGS` with no input, failing the test if it runs past
 /// LIMIT (the FIFO defect blocked in open for ever) or dies of a signal.
 fn run_bounded(args: &[&str]) -> Output {
@@ -174,6 +170,9 @@ fn opening_verbs(name: &str) -> Vec<Vec<String>> {
         v(&["resize", name, "1M"]),
         v(&["board", "get", name]),
         v(&["board", "set", name, "PWNED"]),
+        v(&["board", "set", name, "key", "PWNED"]),
+        v(&["board", "get", name, "key"]),
+        v(&["board", "ls", name]),
         v(&["chan", "stat", name]),
         v(&["consume", name, "--count", "1"]),
         v(&["produce", name, "--count", "1"]),
@@ -485,31 +484,6 @@ fn resize_refuses_to_shrink_what_someone_uses() {
     assert_eq!(json(&["stat", &chan.name, "--json"])["size"], 0);
 }
 
-/// A uid with no privileges: `shmkit-unpriv` where CI made it, else nobody.
-fn unprivileged() -> Option<u32> {
-    if !is_root() {
-        eprintln!("skipping: running as another user needs root");
-        return None;
-    }
-    if Command::new("setpriv").arg("--version").output().is_err() {
-        eprintln!("skipping: setpriv (util-linux) is not installed");
-        return None;
-    }
-    Some(shmkit::inventory::uid_of("shmkit-unpriv").unwrap_or(65534))
-}
-
-fn as_user(uid: u32, args: &[&str]) -> Output {
-    Command::new("setpriv")
-        .arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={uid}"))
-        .arg("--clear-groups")
-        .arg(env!("CARGO_BIN_EXE_shmkit"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn a_listing_that_could_not_see_every_process_says_so() {
     let Some(uid) = unprivileged() else { return };
@@ -577,6 +551,7 @@ fn names_that_would_be_ambiguous_or_reach_the_terminal_raw() {
     for args in [
         &["chan", "create", "id:x"][..],
         &["board", "create", "key:1", "--size", "8"],
+        &["board", "create", "key:1", "--key", "a=8"],
         &["produce", "id:3", "--count", "1"],
         &["consume", "id:3", "--count", "1"],
         &["pub", "key:7", "--count", "1"],

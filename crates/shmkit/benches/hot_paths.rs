@@ -27,15 +27,20 @@ const BATCH: usize = 64;
 /// A sender and a receiver on a fresh channel whose name is already
 /// removed, so nothing is left in `/dev/shm` even if the benchmark panics.
 fn channel(max_message: usize, spsc: bool) -> (Sender, Receiver) {
+    let mut opts = ChannelOptions::new();
+    opts.capacity(BATCH).max_message(max_message).spsc(spsc);
+    connect(&opts)
+}
+
+/// As [`channel`], with any options.
+fn connect(opts: &ChannelOptions) -> (Sender, Receiver) {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let name = format!(
         "/shmkit-bench-hot-{}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
-    let mut opts = ChannelOptions::new();
-    opts.capacity(BATCH).max_message(max_message).spsc(spsc);
-    let ch = Channel::create(&name, &opts).expect("create the channel");
+    let ch = Channel::create(&name, opts).expect("create the channel");
     let endpoints = (ch.sender(), ch.receiver());
     ch.unlink().expect("remove the channel's name");
     (
@@ -98,6 +103,61 @@ fn channels(c: &mut Criterion) {
     g.finish();
 }
 
+/// The byte ring of a stream channel (`ChannelOptions::stream`): a batch
+/// of records framed end to end and published with one store, then taken
+/// with one load and one store, copying (`send_batch`, `recv_batch`) or in
+/// place (`reserve_batch`): the per-record cost of streaming.
+fn streams(c: &mut Criterion) {
+    let mut g = c.benchmark_group("channel/stream");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    for size in [8, 64] {
+        let mut opts = ChannelOptions::new();
+        opts.capacity(BATCH).max_message(size).stream(true);
+        let (mut tx, mut rx) = connect(&opts);
+        let msgs = vec![7u8; size * BATCH];
+        let mut buf = vec![0u8; size * BATCH];
+        g.bench_function(format!("send_batch+recv_batch/{BATCH}x{size}B"), |b| {
+            b.iter(|| {
+                tx.send_batch(black_box(&msgs).chunks_exact(size)).unwrap();
+                let mut out = buf.chunks_exact_mut(size);
+                let n = rx
+                    .recv_batch(BATCH, None, |slot| {
+                        slot.read_at(0, out.next().expect("at most BATCH messages"))
+                    })
+                    .unwrap();
+                assert_eq!(n, BATCH);
+                black_box(&buf);
+            })
+        });
+        g.bench_function(format!("reserve_batch+recv_batch/{BATCH}x{size}B"), |b| {
+            b.iter(|| {
+                let mut batch = tx.reserve_batch(BATCH, size).unwrap();
+                for i in 0..BATCH {
+                    // SAFETY: record i of the batch has `size` bytes, ours
+                    // until commit; `msgs` is private memory.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            black_box(&msgs).as_ptr(),
+                            batch.as_mut_ptr(i),
+                            size,
+                        )
+                    };
+                }
+                batch.commit(BATCH).unwrap();
+                let mut out = buf.chunks_exact_mut(size);
+                let n = rx
+                    .recv_batch(BATCH, None, |slot| {
+                        slot.read_at(0, out.next().expect("at most BATCH messages"))
+                    })
+                    .unwrap();
+                assert_eq!(n, BATCH);
+                black_box(&buf);
+            })
+        });
+    }
+    g.finish();
+}
+
 fn sync(c: &mut Criterion) {
     let region = Region::anonymous(4096).expect("map anonymous shared memory");
     let mut g = c.benchmark_group("sync");
@@ -140,6 +200,7 @@ fn config() -> Criterion {
 fn main() {
     let mut c = config().configure_from_args();
     channels(&mut c);
+    streams(&mut c);
     sync(&mut c);
     c.final_summary();
 }

@@ -220,15 +220,17 @@ pub(crate) fn identity_alive(word: u64) -> bool {
     if pid == 0 {
         return false;
     }
+    #[cfg(test)]
+    tests::PROBES.with(|n| n.set(n.get() + 1));
     let start = (word >> WORD_START_SHIFT) & WORD_START_MASK;
-    match start_time(pid) {
+    // One read of /proc/PID/stat answers both questions: same process
+    // (start time), and still running (not a zombie).
+    match read_stat(pid) {
         // A recorded start time of 0 is "unknown" (its process had no
         // /proc): the pid is all there is to go by.
-        Some(actual) if start == 0 || actual & WORD_START_MASK == start => ProcessId {
-            pid,
-            start_time: actual,
+        Some(stat) if start == 0 || stat.start_time & WORD_START_MASK == start => {
+            stat.state != 'Z' && stat.state != 'X'
         }
-        .is_alive(),
         // Readable, another start time: the pid was reused.
         Some(_) => false,
         // Unreadable (hidepid, another user): alive while the pid exists.
@@ -236,14 +238,98 @@ pub(crate) fn identity_alive(word: u64) -> bool {
     }
 }
 
+/// How long a cached "alive" verdict is trusted (see [`Liveness`]).
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) const RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Verdicts of [`identity_alive`] kept by one mapped object, so that the
+/// endpoints blocked on it do not re-read every peer's `/proc` entry at
+/// every liveness slice (issue 15, defect 11: 64 entries every 50 ms per
+/// blocked endpoint).
+///
+/// A "dead" verdict is final: an identity word names one process (pid and
+/// start time), which never runs again. An "alive" verdict is trusted for
+/// [`RECHECK`], so a peer that dies is noticed within that much more time.
+/// A word not seen before (someone joined: the table changed) is probed at
+/// once.
+#[cfg_attr(loom, allow(dead_code))]
+#[derive(Debug, Default)]
+pub(crate) struct Liveness {
+    verdicts: std::sync::Mutex<Vec<Verdict>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Verdict {
+    word: u64,
+    alive: bool,
+    at: std::time::Instant,
+}
+
+/// Verdicts one cache keeps; beyond, the oldest are dropped (a table has 64
+/// to 128 entries, and hostile words must not grow the cache).
+const MAX_VERDICTS: usize = 256;
+
+#[cfg_attr(loom, allow(dead_code))]
+impl Liveness {
+    /// Whether the process `word` names runs, from the cache when it can.
+    /// The caller's bits 22 and 23 (a role) do not matter.
+    pub(crate) fn alive(&self, word: u64) -> bool {
+        let word = word & !(0b11 << WORD_PID_BITS);
+        if identity_pid(word) == 0 {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        let cached = self
+            .lock()
+            .iter()
+            .find(|v| v.word == word)
+            .filter(|v| !v.alive || now.duration_since(v.at) < RECHECK)
+            .map(|v| v.alive);
+        if let Some(alive) = cached {
+            return alive;
+        }
+        // Probed without the lock: /proc is slow, and others may ask.
+        let alive = identity_alive(word);
+        let mut verdicts = self.lock();
+        verdicts.retain(|v| v.word != word);
+        if verdicts.len() >= MAX_VERDICTS {
+            verdicts.remove(0);
+        }
+        verdicts.push(Verdict {
+            word,
+            alive,
+            at: now,
+        });
+        alive
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Verdict>> {
+        // A panic elsewhere while holding it leaves a list of verdicts
+        // that is still a valid list.
+        self.verdicts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::cell::RefCell;
 
     thread_local! {
         /// Where this thread's `/proc` lookups go (None: `/proc`).
         pub(super) static PROC_ROOT: RefCell<Option<String>> = const { RefCell::new(None) };
+        /// How many identities this thread probed in `/proc`.
+        pub(crate) static PROBES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Probes of `/proc` made by `f` on this thread.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn probes_in(f: impl FnOnce()) -> usize {
+        let before = PROBES.with(|n| n.get());
+        f();
+        PROBES.with(|n| n.get()) - before
     }
 
     /// Runs `f` with this thread's `/proc` lookups sent to `root`.

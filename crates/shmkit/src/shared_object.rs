@@ -1,6 +1,9 @@
-//! What the board and the broadcast ring share: creating and opening a
-//! structured object over a named POSIX object, and the one-writer identity
-//! word (claimed by compare-and-swap, taken over only from the dead).
+//! What channels, boards and broadcasts share: creating and opening a
+//! structured object over a named POSIX object (header written, published
+//! ready, a half-made object removed; on open a bounded wait for a young
+//! object's creator and the header checked), capacities and flags judged
+//! as the caller gave them, and the one-writer identity word of boards and
+//! broadcasts (claimed by compare-and-swap, taken over only from the dead).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -24,6 +27,37 @@ pub(crate) fn create(
     mode: u32,
     init: impl FnOnce(&Region) -> Result<()>,
 ) -> Result<(ShmName, Region, HeaderInfo)> {
+    create_built(
+        name,
+        kind,
+        total,
+        mode,
+        |name, region| {
+            init(&region)?;
+            Ok((name, region))
+        },
+        |(_, region)| region,
+    )
+    .and_then(|(name, region)| {
+        let info = layout::wait_ready(&region, kind, Duration::ZERO)?;
+        Ok((name, region, info))
+    })
+}
+
+/// [`create`] for a kind whose initialisation needs its own handle over
+/// the mapping (a channel initialises its ring through the `RingWords` of
+/// the mapped channel): `build` gets the name and the region, with the
+/// common header written, and returns what owns the region (`region_of`
+/// finds it again); the object is then published ready. On any failure
+/// the half-made object is removed.
+pub(crate) fn create_built<T>(
+    name: &str,
+    kind: Kind,
+    total: u64,
+    mode: u32,
+    build: impl FnOnce(ShmName, Region) -> Result<T>,
+    region_of: impl FnOnce(&T) -> &Region,
+) -> Result<T> {
     let obj = OpenOptions::new()
         .create_new(true)
         .size(total)
@@ -32,10 +66,9 @@ pub(crate) fn create(
     let made = (|| {
         let region = obj.map()?;
         layout::write_initialising(&region, kind, total)?;
-        init(&region)?;
-        layout::publish_ready(&region)?;
-        let info = layout::wait_ready(&region, kind, Duration::ZERO)?;
-        Ok((obj.name().clone(), region, info))
+        let built = build(obj.name().clone(), region)?;
+        layout::publish_ready(region_of(&built))?;
+        Ok(built)
     })();
     if made.is_err() {
         let _ = obj.unlink();
@@ -223,4 +256,30 @@ pub(crate) fn writer_of(writer: &AtomicU64) -> Option<(u32, bool)> {
 /// An error about a damaged object.
 pub(crate) fn corrupt(name: &ShmName, op: &'static str, why: impl Into<String>) -> Error {
     Error::new(ErrorKind::Corrupt, op, name.as_str(), why)
+}
+
+/// For unit tests of every kind: a POSIX object name no other test (in
+/// this or another process) uses, removed when the guard drops, even if
+/// the test fails.
+#[cfg(all(test, not(loom)))]
+pub(crate) struct TestName(pub String);
+
+#[cfg(all(test, not(loom)))]
+impl TestName {
+    pub(crate) fn new(tag: &str) -> TestName {
+        use std::sync::atomic::AtomicUsize;
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        TestName(format!(
+            "/shmkit-test-{}-{n}-unit-{tag}",
+            std::process::id()
+        ))
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+impl Drop for TestName {
+    fn drop(&mut self) {
+        let _ = crate::posix::unlink(&self.0);
+    }
 }

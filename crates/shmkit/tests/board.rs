@@ -306,6 +306,90 @@ fn a_slow_subscriber_learns_exactly_how_many_it_missed() {
     );
 }
 
+/// Lossless mode in one process: a subscriber that stops reading holds
+/// the writer at one lap, is evicted after the creator's time, and learns
+/// it; a late joiner starts at the head; a policy is kept in the header.
+#[test]
+fn a_lossless_writer_waits_then_evicts_a_stopped_subscriber() {
+    use shmkit::broadcast::SlowSubscriber;
+    let name = Name::new("bcast-lossless");
+    let mut opts = BroadcastOptions::new();
+    opts.capacity(4)
+        .max_message(8)
+        .lossless(SlowSubscriber::EvictAfter(Duration::from_millis(20)));
+    let b = Broadcast::create(&name.0, &opts).unwrap();
+    assert_eq!(
+        Broadcast::open(&name.0).unwrap().lossless(),
+        Some(SlowSubscriber::EvictAfter(Duration::from_millis(20)))
+    );
+    let mut stopped = b.subscribe().unwrap();
+    let mut reader = b.subscribe().unwrap();
+    let mut p = b.publisher().unwrap();
+    for i in 0..4u64 {
+        p.send(&i.to_le_bytes()).unwrap();
+        assert_eq!(message(reader.recv_timeout(WAIT).unwrap()).0, i);
+    }
+    let s = b.stats();
+    assert!(s.subscribers.iter().all(|e| e.gating));
+    assert_eq!(s.subscribers.iter().filter(|e| e.holds_writer).count(), 1);
+    // The fifth would overwrite what `stopped` has not read: the writer
+    // waits 20 ms for it, then cuts it off.
+    let start = std::time::Instant::now();
+    p.send(&4u64.to_le_bytes()).unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(20));
+    let late = b.subscribe().unwrap();
+    assert_eq!(late.cursor(), 5, "a late joiner starts at the head");
+    let s = b.stats();
+    assert_eq!((s.evictions, s.writer_waits), (1, 1));
+    assert_eq!(s.subscribers.iter().filter(|e| e.evicted).count(), 1);
+    let err = stopped.recv_timeout(WAIT).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Disconnected);
+    assert!(err.to_string().contains("evicted by the writer"), "{err}");
+    assert!(stopped.evicted());
+    assert_eq!(message(reader.recv_timeout(WAIT).unwrap()).0, 4);
+    // Nobody lags now: the writer goes on without waiting.
+    for i in 5..9u64 {
+        p.send(&i.to_le_bytes()).unwrap();
+        assert_eq!(message(reader.recv_timeout(WAIT).unwrap()).0, i);
+    }
+    assert_eq!(b.stats().writer_waits, 1);
+    drop(late);
+    // An eviction time out of range is refused.
+    let mut bad = BroadcastOptions::new();
+    bad.lossless(SlowSubscriber::EvictAfter(Duration::ZERO));
+    let other = Name::new("bcast-lossless-bad");
+    let e = Broadcast::create(&other.0, &bad).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+}
+
+/// A lossless broadcast's mode words are checked on open: an unknown mode,
+/// or an eviction time that does not go with its mode, is corruption.
+#[test]
+fn garbage_mode_words_are_corruption() {
+    use shmkit::broadcast::SlowSubscriber;
+    let name = Name::new("bcast-mode");
+    let mut opts = BroadcastOptions::new();
+    opts.capacity(4).lossless(SlowSubscriber::Block);
+    Broadcast::create(&name.0, &opts).unwrap();
+    let raw = OpenOptions::new().open(&name.0).unwrap().map().unwrap();
+    // Control::mode at 120, Control::evict_after_ns at 136.
+    let (mode, evict) = (raw.atomic_u64(120).unwrap(), raw.atomic_u64(136).unwrap());
+    assert_eq!(mode.load(Ordering::Relaxed), 1, "the layout moved");
+    mode.store(9, Ordering::Relaxed);
+    let e = Broadcast::open(&name.0).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains("mode word 9"), "{e}");
+    mode.store(1, Ordering::Relaxed);
+    evict.store(5, Ordering::Relaxed);
+    let e = Broadcast::open(&name.0).unwrap_err();
+    assert!(e.to_string().contains("does not go with mode 1"), "{e}");
+    evict.store(0, Ordering::Relaxed);
+    assert_eq!(
+        Broadcast::open(&name.0).unwrap().lossless(),
+        Some(SlowSubscriber::Block)
+    );
+}
+
 /// Issue 15, defect 8: a garbage head (header bytes 256..264) is reported
 /// as corruption, never turned into a `Lagged` of billions of messages by
 /// a late subscriber or a writer taking over.

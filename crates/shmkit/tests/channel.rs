@@ -318,6 +318,20 @@ fn child_role() {
             println!("ready");
             std::thread::sleep(Duration::from_secs(60));
         }
+        "hang-mid-batch" => {
+            // Takes a batch of up to 5 and stops for good in the third.
+            let mut rx = ch.receiver().unwrap();
+            let mut seen = 0;
+            let _ = rx.recv_batch(5, None, |slot| {
+                seen += 1;
+                if seen == 3 {
+                    println!("ready {:?}", slot.to_vec());
+                    std::thread::sleep(Duration::from_secs(60));
+                }
+                Ok(())
+            });
+            unreachable!("killed in the batch");
+        }
         "sender-idle" => {
             let _tx = ch.sender().unwrap();
             println!("ready");
@@ -787,4 +801,40 @@ fn spsc_batches_free_their_slots_when_they_end() {
     tx.try_send(&[7]).unwrap();
     let rest: Vec<u8> = (0..4).map(|_| rx.recv().unwrap()[0]).collect();
     assert_eq!(rest, vec![4, 5, 6, 7]);
+}
+
+/// Issue 15, defect 5: a receiver killed in the middle of a batch leaves
+/// only the message it was reading, as the docs promise, not the whole
+/// batch: the SPSC ring redelivered every message of the batch (its
+/// position was published once, at the batch's end), the shared ring loses
+/// just the held one.
+#[test]
+fn a_consumer_killed_mid_batch_leaves_only_the_message_it_held() {
+    for spsc in [true, false] {
+        let name = Name::new();
+        let opts = if spsc {
+            spsc_options(8, 8)
+        } else {
+            options(8, 8)
+        };
+        let ch = Channel::create(&name.0, &opts).unwrap();
+        let mut tx = ch.sender().unwrap();
+        for i in 0..6u8 {
+            tx.send(&[i]).unwrap();
+        }
+        let child = spawn_child("hang-mid-batch", &name.0);
+        kill(child);
+        let mut rx = ch.receiver().unwrap();
+        let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        // SPSC: the held message 2 again; messages 0 and 1 are not. Shared
+        // ring: 2 was lost with its reader, 3 comes next.
+        let expected = if spsc { 2 } else { 3 };
+        assert_eq!(first, [expected], "spsc {spsc}");
+        let rest: Vec<u8> = (expected + 1..6)
+            .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap()[0])
+            .collect();
+        assert_eq!(rest, (expected + 1..6).collect::<Vec<_>>(), "spsc {spsc}");
+        let stats = ch.stats();
+        assert!(stats.received <= stats.sent, "spsc {spsc}: {stats:?}");
+    }
 }

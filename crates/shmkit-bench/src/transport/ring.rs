@@ -87,7 +87,7 @@ impl Layout {
             Scenario::Rtt | Scenario::Oversubscribed => {
                 ((PAYLOAD + spec.msg_size).next_multiple_of(LINE), 4)
             }
-            Scenario::Stream | Scenario::Bulk | Scenario::Fanout => {
+            Scenario::Stream | Scenario::Bulk | Scenario::Fanout | Scenario::Paced => {
                 let stride = (PAYLOAD + spec.msg_size).next_multiple_of(8);
                 let fit = ((256 << 10) / stride).clamp(4, 512);
                 // Round down to a power of two.

@@ -7,6 +7,10 @@
 //!   sleep). A reader that falls more than the capacity behind is told how
 //!   many it missed and resumes half a ring behind the newest: lossy
 //!   by design, the sequence numbers show the gap.
+//! - `shmkit-lossless` (`fanout` only): the same broadcast created
+//!   lossless ([`SlowSubscriber::Block`]): the writer waits (spin, then a
+//!   shared futex) while the slowest reader is a whole ring behind, so
+//!   every reader gets every message; a gap fails the run.
 //! - `shmkit-board`: a [`Board`] holding the latest message. The writer
 //!   replaces it and never waits; each reader waits for a new version
 //!   (`wait_for_change`: spin, then futex) and copies the latest one. Every
@@ -19,7 +23,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use shmkit::board::{Board, BoardOptions, BoardWriter};
-use shmkit::broadcast::{Broadcast, BroadcastOptions, Publisher, Received, Subscriber};
+use shmkit::broadcast::{
+    Broadcast, BroadcastOptions, Publisher, Received, SlowSubscriber, Subscriber,
+};
 
 use super::{Conn, End, Handoff, Link, LinkSpec, Named, Transport};
 use crate::Scenario;
@@ -29,6 +35,9 @@ pub(super) const BROADCAST_CAPACITY: usize = 1024;
 
 /// shmkit's board: the latest value, lossy (`fanout` only).
 pub struct ShmkitBoard;
+
+/// shmkit's broadcast in lossless mode (`fanout` only).
+pub struct ShmkitLossless;
 
 /// A link over one named object: the writer and every reader get its name.
 fn named_link(spec: &LinkSpec, name: String) -> Link {
@@ -46,9 +55,17 @@ fn named_link(spec: &LinkSpec, name: String) -> Link {
 
 /// The broadcast of a `fanout` link over `shmkit`.
 pub(super) fn broadcast_link(spec: &LinkSpec) -> Result<Link> {
+    broadcast_link_with(spec, None)
+}
+
+/// The broadcast of a `fanout` link, lossless when `policy` is `Some`.
+fn broadcast_link_with(spec: &LinkSpec, policy: Option<SlowSubscriber>) -> Result<Link> {
     let name = format!("/{}", spec.tag);
     let mut opts = BroadcastOptions::new();
     opts.capacity(BROADCAST_CAPACITY).max_message(spec.msg_size);
+    if let Some(policy) = policy {
+        opts.lossless(policy);
+    }
     Broadcast::create(&name, &opts)?;
     Ok(named_link(spec, name))
 }
@@ -98,8 +115,16 @@ impl Conn for BroadcastReader {
     /// harness sees the gap in the sequence numbers).
     fn recv(&mut self, buf: &mut [u8]) -> Result<()> {
         loop {
-            let left = self.deadline.saturating_duration_since(Instant::now());
-            match self.sub.recv_into(&mut self.msg, Some(left))? {
+            // What is there first, without reading the clock; the deadline
+            // (a harness guard) only bounds a wait.
+            let got = match self.sub.try_recv_into(&mut self.msg) {
+                Err(e) if e.kind() == shmkit::ErrorKind::WouldBlock => {
+                    let left = self.deadline.saturating_duration_since(Instant::now());
+                    self.sub.recv_into(&mut self.msg, Some(left))?
+                }
+                other => other?,
+            };
+            match got {
                 Received::Message { .. } => return copy_message(&self.msg, buf),
                 Received::Lagged { .. } => {}
             }
@@ -159,6 +184,24 @@ impl Conn for BoardReader {
             self.version = self.board.read_into(&mut self.value)?;
         }
         copy_message(&self.value, buf)
+    }
+}
+
+impl Transport for ShmkitLossless {
+    fn name(&self) -> &'static str {
+        "shmkit-lossless"
+    }
+    fn about(&self) -> &'static str {
+        "shmkit broadcast, lossless mode: the writer waits for the slowest live reader (spin, then futex); every reader gets every message"
+    }
+    fn supports(&self, scenario: Scenario) -> bool {
+        scenario == Scenario::Fanout
+    }
+    fn link(&self, spec: &LinkSpec) -> Result<Link> {
+        broadcast_link_with(spec, Some(SlowSubscriber::Block))
+    }
+    fn open(&self, spec: &LinkSpec, end: End, handoff: Handoff) -> Result<Box<dyn Conn>> {
+        broadcast_open(spec, end, &handoff)
     }
 }
 

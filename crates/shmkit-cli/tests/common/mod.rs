@@ -215,3 +215,155 @@ pub fn finish(
     let err = run.stderr.take().unwrap().join().unwrap();
     (status, out, err)
 }
+
+// ---- Broadcasts: stat, signals, `sub` output --------------------------------
+
+/// Polls `stat --json` until `ready` holds (at most 30 s); returns it. The
+/// object may not exist yet, or not be initialised yet: those are retried.
+pub fn stat_until(
+    name: &str,
+    what: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = shmkit(&["stat", name, "--json"]);
+        let st: serde_json::Value = if out.status.success() {
+            serde_json::from_slice(&out.stdout).expect("valid JSON")
+        } else {
+            serde_json::Value::Null
+        };
+        if ready(&st) {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "waiting for {what}: {st}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The number of subscribers `stat` shows, 0 if it shows none (yet).
+pub fn subscriber_count(st: &serde_json::Value) -> usize {
+    st.get("subscribers")
+        .and_then(|s| s.as_array())
+        .map_or(0, |s| s.len())
+}
+
+pub fn subscribers(st: &serde_json::Value) -> &[serde_json::Value] {
+    st.get("subscribers")
+        .and_then(|s| s.as_array())
+        .map_or(&[], |s| s.as_slice())
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(ok.success(), "kill {sig} {pid}");
+}
+
+/// Parses `sub` output lines `TAG I` into indices, checking the tag.
+pub fn indices(out: &str, tag: &str) -> Vec<u64> {
+    out.lines()
+        .map(|l| {
+            let (t, i) = l
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("bad line {l:?}"));
+            assert_eq!(t, tag, "bad line {l:?}");
+            i.parse().unwrap_or_else(|_| panic!("bad line {l:?}"))
+        })
+        .collect()
+}
+
+/// Sums the `lagged: missed N messages` reports on standard error.
+pub fn reported_lag(err: &str) -> u64 {
+    err.lines()
+        .map(|l| {
+            let n = l
+                .strip_prefix("lagged: missed ")
+                .and_then(|r| r.strip_suffix(" messages"))
+                .unwrap_or_else(|| panic!("unexpected stderr line {l:?}"));
+            n.parse::<u64>().unwrap()
+        })
+        .sum()
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// A uid with no privileges: `shmkit-unpriv` where CI made it (`.ci/run`),
+/// else nobody (65534); None, with the reason printed, where this test
+/// cannot run commands as another user (not root, no setpriv).
+pub fn unprivileged() -> Option<u32> {
+    if !is_root() {
+        eprintln!("skipping: running as another user needs root");
+        return None;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipping: setpriv (util-linux) is not installed");
+        return None;
+    }
+    Some(shmkit::inventory::uid_of("shmkit-unpriv").unwrap_or(65534))
+}
+
+/// The unprivileged user's own group: `shmkit-unpriv`'s, else nogroup.
+pub fn unprivileged_gid() -> u32 {
+    shmkit::inventory::gid_of("shmkit-unpriv").unwrap_or(65534)
+}
+
+/// `shmkit ARGS` as `uid` with group `uid` (as hostile_fs always did).
+pub fn as_user(uid: u32, args: &[&str]) -> Output {
+    as_user_in_group(uid, uid, args)
+}
+
+/// `shmkit ARGS` as `uid` with real and effective group `gid` and no
+/// supplementary groups, no standard input.
+pub fn as_user_in_group(uid: u32, gid: u32, args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .arg("--clear-groups")
+        .arg(env!("CARGO_BIN_EXE_shmkit"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Removes a System V segment on drop, even when the test fails.
+pub struct SegmentRemover(pub i32);
+
+impl Drop for SegmentRemover {
+    fn drop(&mut self) {
+        if let Ok(s) = shmkit::sysv::Segment::from_id(self.0) {
+            let _ = s.remove();
+        }
+    }
+}
+
+/// `shmkit create --sysv --key 0xPPnnnnnn --size SIZE --exclusive` (PP the
+/// test's own prefix, n this process): the key, the id and a remover; None
+/// (with the reason printed) when the key is taken or System V is absent.
+pub fn sysv_segment(prefix: u8, size: &str) -> Option<(String, i32, SegmentRemover)> {
+    let key = format!("0x{prefix:02x}{:06x}", std::process::id() & 0xffffff);
+    let out = shmkit(&[
+        "create",
+        "--sysv",
+        "--key",
+        &key,
+        "--size",
+        size,
+        "--exclusive",
+    ]);
+    if !out.status.success() {
+        eprintln!("skipping: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let id: i32 = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    Some((key, id, SegmentRemover(id)))
+}

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::gate::{self, GateWords, EVICTED};
 use super::ring::{self, RingWords, Step};
 use crate::bell::Bell;
 use crate::error::{Error, ErrorKind, Result};
@@ -27,6 +28,18 @@ pub const MAX_SUBSCRIBERS: usize = 128;
 pub const MAX_CAPACITY: usize = 1 << 24;
 /// The largest message, in bytes.
 pub const MAX_MESSAGE: usize = 1 << 30;
+/// A lossless writer that the gate holds back first waits this long
+/// (spinning up to the bell's spin budget, then sleeping the rest) before
+/// it checks whether the subscribers holding it back are alive; later it
+/// checks after every [`GATE_LIVENESS_SLICE`] of waiting. So a subscriber
+/// that is dead when it starts holding the writer back costs the writer
+/// this window plus one liveness check, and one killed while the writer
+/// sleeps at most one slice more.
+pub const GATE_SPIN_WINDOW: Duration = Duration::from_micros(50);
+/// How long a lossless writer held back by live subscribers sleeps between
+/// two checks that they are still alive (each reads `/proc/PID/stat` of
+/// those holding it back: a few µs per 10 ms).
+pub const GATE_LIVENESS_SLICE: Duration = Duration::from_millis(10);
 
 /// The broadcast's fixed part, right after the common header. Atomics only
 /// (padding included), so a shared reference over memory other processes
@@ -51,20 +64,44 @@ struct Control {
     type_size: AtomicU32,
     /// `align_of::<T>()` for a typed broadcast, 0 for bytes (written once).
     type_align: AtomicU32,
-    _pad0: [AtomicU64; 1],
+    /// `MODE_LOSSY`, `MODE_BLOCK` or `MODE_EVICT` (written once; 0 in
+    /// broadcasts made before lossless ones existed).
+    mode: AtomicU64,
     /// The writer's identity word (pid | start time), 0 when none.
     writer: AtomicU64,
-    _pad1: [AtomicU64; 15],
+    /// For `MODE_EVICT`: how long the writer waits for a subscriber a lap
+    /// behind before it cuts it off, in nanoseconds (written once).
+    evict_after_ns: AtomicU64,
+    /// How many times the writer found the gate closed and waited
+    /// (statistic, written by the writer).
+    writer_waits: AtomicU64,
+    /// Subscribers the writer evicted (statistic).
+    evictions: AtomicU64,
+    /// Dead subscribers the writer dropped from the gate (statistic).
+    dropped_dead: AtomicU64,
+    _pad1: [AtomicU64; 11],
     /// The next position the writer will write.
     head: AtomicU64,
     _pad2: [AtomicU64; 15],
     /// Bumped after every message (and when the writer leaves).
     bell: Bell,
-    _pad3: [AtomicU32; 14],
+    /// Lossless mode: rung by subscribers as they free slots (every
+    /// `gate_step` messages, when they run dry, when they leave), waited
+    /// on by a writer the gate holds back. It shares the bell's line: both
+    /// words are only loaded on the busy path (written only to park).
+    gate_bell: Bell,
+    _pad3: [AtomicU32; 12],
     /// Readiness descriptors of subscribers (`crate::readiness`), at 448:
     /// the bell block's second line, padding (zero) in broadcasts made before.
     fd_waiters: FdWaiters,
 }
+
+/// `Control::mode`: the writer overwrites whoever lags.
+const MODE_LOSSY: u64 = 0;
+/// `Control::mode`: lossless, the writer waits for live laggards.
+const MODE_BLOCK: u64 = 1;
+/// `Control::mode`: lossless, laggards are evicted after a while.
+const MODE_EVICT: u64 = 2;
 
 /// One subscriber's entry in the table: written by that subscriber only
 /// (and by whoever reaps it once it is dead), read by `stats`.
@@ -79,7 +116,10 @@ struct Entry {
     missed: AtomicU64,
     /// The position it joined at.
     joined_at: AtomicU64,
-    _pad: [AtomicU64; 4],
+    /// Lossless mode: 0, `gate::GATING` or `gate::EVICTED` (the `gate`
+    /// module).
+    state: AtomicU64,
+    _pad: [AtomicU64; 3],
 }
 
 const CONTROL_OFFSET: usize = HEADER_SIZE;
@@ -98,6 +138,7 @@ const _: () = {
     // adjacent-line prefetcher pulls 64-byte lines in pairs).
     assert!(CONTROL_OFFSET + offset_of!(Control, head) == 256);
     assert!(CONTROL_OFFSET + offset_of!(Control, bell) == 384);
+    assert!(CONTROL_OFFSET + offset_of!(Control, gate_bell) == 392);
     assert!(CONTROL_OFFSET + offset_of!(Control, fd_waiters) == 448);
     assert!(ENTRIES_OFFSET == 512);
     // One entry per cache line: subscribers never share a line.
@@ -116,6 +157,47 @@ struct Layout {
     /// `max_msg` bytes), 0 for bytes.
     type_size: u32,
     type_align: u32,
+    /// `Some` for a lossless broadcast.
+    policy: Option<SlowSubscriber>,
+}
+
+/// The header's mode words for `policy`.
+fn mode_words(policy: Option<SlowSubscriber>) -> (u64, u64) {
+    match policy {
+        None => (MODE_LOSSY, 0),
+        Some(SlowSubscriber::Block) => (MODE_BLOCK, 0),
+        Some(SlowSubscriber::EvictAfter(d)) => (MODE_EVICT, d.as_nanos() as u64),
+    }
+}
+
+/// The policy the header's mode words say, or why they make no sense.
+fn policy_of(mode: u64, evict_ns: u64) -> std::result::Result<Option<SlowSubscriber>, String> {
+    let policy = match mode {
+        MODE_LOSSY => None,
+        MODE_BLOCK => Some(SlowSubscriber::Block),
+        MODE_EVICT => Some(SlowSubscriber::EvictAfter(Duration::from_nanos(evict_ns))),
+        other => {
+            return Err(format!(
+                "its mode word {other} is not a mode this build knows"
+            ))
+        }
+    };
+    check_policy(policy)?;
+    if mode_words(policy) != (mode, evict_ns) {
+        return Err(format!(
+            "its eviction time {evict_ns} ns does not go with mode {mode}"
+        ));
+    }
+    Ok(policy)
+}
+
+fn check_policy(policy: Option<SlowSubscriber>) -> std::result::Result<(), String> {
+    match policy {
+        Some(SlowSubscriber::EvictAfter(d)) if d.is_zero() || d > MAX_EVICT_AFTER => Err(format!(
+            "an eviction time of {d:?} is not from 1 ns to {MAX_EVICT_AFTER:?}"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The largest alignment a typed broadcast's type may have (values are
@@ -167,9 +249,28 @@ impl Layout {
             total,
             type_size,
             type_align,
+            policy: None,
         })
     }
 }
+
+/// What a lossless broadcast's writer does about a live subscriber a whole
+/// ring (the capacity) behind it: chosen at creation
+/// ([`BroadcastOptions::lossless`]), the same for every writer after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowSubscriber {
+    /// Wait for it as long as it lives (a dead one is dropped from the gate
+    /// as soon as the writer finds it holding it back).
+    Block,
+    /// Wait at most this long, then cut it off: its next receive fails
+    /// with [`ErrorKind::Disconnected`] ("evicted …") and the writer no
+    /// longer waits for it.
+    EvictAfter(Duration),
+}
+
+/// The longest [`SlowSubscriber::EvictAfter`] (a day): the header keeps
+/// nanoseconds in 64 bits, and longer is better said with `Block`.
+pub const MAX_EVICT_AFTER: Duration = Duration::from_secs(86_400);
 
 /// How to create a broadcast.
 #[derive(Debug, Clone)]
@@ -177,6 +278,7 @@ pub struct BroadcastOptions {
     capacity: usize,
     max_msg: usize,
     mode: u32,
+    lossless: Option<SlowSubscriber>,
 }
 
 impl Default for BroadcastOptions {
@@ -192,7 +294,19 @@ impl BroadcastOptions {
             capacity: 1024,
             max_msg: 1024,
             mode: 0o600,
+            lossless: None,
         }
+    }
+
+    /// Makes the broadcast lossless: the writer never overwrites a message
+    /// that a live subscriber has not read, waiting (bounded spin, then a
+    /// shared futex) while the slowest is a whole ring behind, and doing
+    /// about a live laggard what `policy` says. Subscribers that die are
+    /// dropped from the gate as soon as they hold the writer back. The
+    /// default is lossy: the writer never waits.
+    pub fn lossless(&mut self, policy: SlowSubscriber) -> &mut Self {
+        self.lossless = Some(policy);
+        self
     }
 
     /// How many messages the ring keeps for slow subscribers; rounded up
@@ -298,36 +412,69 @@ impl Inner {
 
     /// Clears the entries of dead subscribers; returns how many.
     fn reap(&self) -> usize {
-        let mut reaped = 0;
-        for i in 0..MAX_SUBSCRIBERS {
-            let e = self.entry(i);
-            // Acquire: pairs with the joiner's Release CAS.
-            let word = e.identity.load(Ordering::Acquire);
-            if word == 0 || word == REAPING || process::identity_alive(word) {
-                continue;
-            }
-            // AcqRel: only one reaper wins, and a joiner cannot claim the
-            // entry until we store 0 below.
-            if e.identity
-                .compare_exchange(word, REAPING, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                clear(e);
-                reaped += 1;
-            }
+        (0..MAX_SUBSCRIBERS).filter(|&i| self.reap_entry(i)).count()
+    }
+
+    /// Clears entry `i` if its subscriber is dead (reads /proc); returns
+    /// whether it did.
+    fn reap_entry(&self, i: usize) -> bool {
+        let e = self.entry(i);
+        // Acquire: pairs with the joiner's Release CAS.
+        let word = e.identity.load(Ordering::Acquire);
+        if word == 0 || word == REAPING || process::identity_alive(word) {
+            return false;
         }
-        reaped
+        // AcqRel: only one reaper wins, and a joiner cannot claim the
+        // entry until we store 0 below.
+        let won = e
+            .identity
+            .compare_exchange(word, REAPING, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
+        if won {
+            clear(e);
+        }
+        won
+    }
+
+    fn is_lossless(&self) -> bool {
+        self.layout.policy.is_some()
+    }
+
+    /// Subscribers ring the gate bell each time their cursor crosses a
+    /// multiple of this (a power of two): a writer asleep at the gate is
+    /// woken once per batch of freed slots, not once per message, and a
+    /// subscriber pays the bell's fence once per batch.
+    fn gate_step(&self) -> u64 {
+        (self.layout.capacity / 8).max(1)
     }
 }
 
 /// Zeroes an entry we hold (as subscriber or reaper) and frees it.
 fn clear(e: &Entry) {
+    // Release: out of the gate first (pairs with the writer's Acquire load
+    // of the state), so the writer never waits for the zero cursor below.
+    e.state.store(0, Ordering::Release);
     // Relaxed: statistics, ordered before the Release store below.
     e.cursor.store(0, Ordering::Relaxed);
     e.missed.store(0, Ordering::Relaxed);
     e.joined_at.store(0, Ordering::Relaxed);
     // Release: pairs with the Acquire of the next joiner's CAS.
     e.identity.store(0, Ordering::Release);
+}
+
+impl GateWords for Inner {
+    fn lap(&self) -> u64 {
+        self.layout.capacity
+    }
+    fn entries(&self) -> usize {
+        MAX_SUBSCRIBERS
+    }
+    fn state(&self, entry: usize) -> &AtomicU64 {
+        &self.entry(entry).state
+    }
+    fn cursor(&self, entry: usize) -> &AtomicU64 {
+        &self.entry(entry).cursor
+    }
 }
 
 impl RingWords for Inner {
@@ -403,8 +550,11 @@ impl Broadcast {
         } else {
             options.max_msg as u64
         };
-        let layout = Layout::typed(capacity, max_msg, type_size, type_align)
+        let mut layout = Layout::typed(capacity, max_msg, type_size, type_align)
+            .and_then(|l| check_policy(options.lossless).map(|()| l))
             .map_err(|why| Error::new(ErrorKind::InvalidArgument, "create", name, why))?;
+        layout.policy = options.lossless;
+        let (mode, evict_ns) = mode_words(layout.policy);
         let (name, region, info) = shared_object::create(
             name,
             Kind::Broadcast,
@@ -422,6 +572,8 @@ impl Broadcast {
                 let at32 = |field: usize| region.atomic_u32(CONTROL_OFFSET + field);
                 at32(offset_of!(Control, type_size))?.store(layout.type_size, Ordering::Relaxed);
                 at32(offset_of!(Control, type_align))?.store(layout.type_align, Ordering::Relaxed);
+                at(offset_of!(Control, mode))?.store(mode, Ordering::Relaxed);
+                at(offset_of!(Control, evict_after_ns))?.store(evict_ns, Ordering::Relaxed);
                 Ok(())
             },
         )?;
@@ -480,7 +632,10 @@ impl Broadcast {
         let word32 = |field: usize| region.load_u32(CONTROL_OFFSET + field, Ordering::Relaxed);
         let type_size = word32(offset_of!(Control, type_size))?;
         let type_align = word32(offset_of!(Control, type_align))?;
-        let layout = Layout::typed(capacity, max_msg, type_size, type_align).map_err(bad)?;
+        let mode = word(offset_of!(Control, mode))?;
+        let evict_ns = word(offset_of!(Control, evict_after_ns))?;
+        let mut layout = Layout::typed(capacity, max_msg, type_size, type_align).map_err(bad)?;
+        layout.policy = policy_of(mode, evict_ns).map_err(bad)?;
         if slot_size != layout.slot_size
             || slots != SLOTS_START as u64
             || info.total_size != layout.total
@@ -538,6 +693,8 @@ impl Broadcast {
             inner: self.inner.clone(),
             claim,
             position,
+            // Lossless: look at the gate before the first message.
+            limit: if inner.is_lossless() { 0 } else { u64::MAX },
         })
     }
 
@@ -552,7 +709,10 @@ impl Broadcast {
     }
 
     /// Joins as a subscriber that receives, first, the messages still in
-    /// the ring (up to its capacity), then everything published after.
+    /// the ring (up to its capacity), then everything published after. On
+    /// a lossless broadcast the writer waits for it from the moment it
+    /// joined; messages of that history the writer overwrote while it was
+    /// joining are reported as one [`Received::Lagged`] first.
     pub fn subscribe_from_oldest(&self) -> Result<Subscriber> {
         self.join(true)
     }
@@ -577,14 +737,28 @@ impl Broadcast {
                 clear(e);
                 return Err(inner.head_corrupt("subscribe to"));
             };
-            let cursor = if oldest {
+            let mut cursor = if oldest {
                 head.saturating_sub(inner.layout.capacity)
             } else {
                 head
             };
+            if inner.is_lossless() {
+                // Into the gate without a window (the `gate` module): a
+                // late joiner starts at the head as it is once the writer
+                // must see it; one from the oldest keeps what is left.
+                cursor = gate::join(inner, i, cursor, || {
+                    if oldest {
+                        cursor
+                    } else {
+                        ring::head(inner)
+                    }
+                });
+            } else {
+                // Relaxed: a statistic for `stats`.
+                e.cursor.store(cursor, Ordering::Relaxed);
+            }
             // Relaxed: statistics for `stats`; only we write them now.
             e.joined_at.store(cursor, Ordering::Relaxed);
-            e.cursor.store(cursor, Ordering::Relaxed);
             e.missed.store(0, Ordering::Relaxed);
             c.joins.fetch_add(1, Ordering::Relaxed);
             return Ok(Subscriber {
@@ -596,6 +770,7 @@ impl Broadcast {
                 received: 0,
                 missed: 0,
                 writer_seen: Default::default(),
+                evicted: false,
             });
         }
         Err(inner.err(
@@ -626,6 +801,12 @@ impl Broadcast {
         self.inner.layout.max_msg as usize
     }
 
+    /// `Some` for a lossless broadcast: what its writer does about a live
+    /// subscriber a whole ring behind.
+    pub fn lossless(&self) -> Option<SlowSubscriber> {
+        self.inner.layout.policy
+    }
+
     /// How many messages were ever published (the next position).
     pub fn published(&self) -> u64 {
         ring::head(&*self.inner)
@@ -649,13 +830,19 @@ impl Broadcast {
             let cursor = e.cursor.load(Ordering::Relaxed);
             let missed = e.missed.load(Ordering::Relaxed);
             let joined_at = e.joined_at.load(Ordering::Relaxed);
+            let state = e.state.load(Ordering::Relaxed);
+            let gating = inner.is_lossless() && state == gate::GATING;
+            let lag = published.saturating_sub(cursor);
             subscribers.push(SubscriberInfo {
                 pid: process::identity_pid(word),
                 alive: process::identity_alive(word),
                 cursor,
-                lag: published.saturating_sub(cursor),
+                lag,
                 missed,
                 received: cursor.saturating_sub(joined_at).saturating_sub(missed),
+                gating,
+                holds_writer: gating && lag >= inner.layout.capacity,
+                evicted: inner.is_lossless() && state == EVICTED,
             });
         }
         BroadcastStats {
@@ -674,6 +861,11 @@ impl Broadcast {
             creator_alive: inner.info.creator.is_alive(),
             created: inner.info.created,
             size: inner.layout.total,
+            lossless: inner.layout.policy,
+            // Relaxed: statistics.
+            writer_waits: c.writer_waits.load(Ordering::Relaxed),
+            evictions: c.evictions.load(Ordering::Relaxed),
+            dropped_dead: c.dropped_dead.load(Ordering::Relaxed),
         }
     }
 
@@ -700,6 +892,14 @@ pub struct SubscriberInfo {
     pub missed: u64,
     /// Messages it received so far.
     pub received: u64,
+    /// Lossless mode: whether the writer waits for it (it is in the gate,
+    /// not evicted).
+    pub gating: bool,
+    /// Lossless mode: whether it holds the writer back now (in the gate
+    /// and a whole ring behind).
+    pub holds_writer: bool,
+    /// Lossless mode: whether the writer cut it off.
+    pub evicted: bool,
 }
 
 /// A snapshot of a broadcast, from [`Broadcast::stats`].
@@ -732,6 +932,16 @@ pub struct BroadcastStats {
     pub created: SystemTime,
     /// Bytes of shared memory the broadcast uses.
     pub size: u64,
+    /// `Some` for a lossless broadcast: what its writer does about a live
+    /// subscriber a whole ring behind.
+    pub lossless: Option<SlowSubscriber>,
+    /// Lossless mode: how many times the writer found the gate closed and
+    /// waited.
+    pub writer_waits: u64,
+    /// Lossless mode: subscribers the writer evicted.
+    pub evictions: u64,
+    /// Lossless mode: dead subscribers the writer dropped from the gate.
+    pub dropped_dead: u64,
 }
 
 /// The one writer of a broadcast. Dropping it gives the role back.
@@ -739,6 +949,10 @@ pub struct Publisher {
     inner: Arc<Inner>,
     claim: Claim,
     position: u64,
+    /// Lossless mode: positions below this are free to write without
+    /// looking at the subscribers (the `gate` module); `u64::MAX` when
+    /// lossy.
+    limit: u64,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -751,8 +965,10 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    /// Publishes `msg`; returns its position. Never waits: when the ring is
-    /// full the oldest message is overwritten.
+    /// Publishes `msg`; returns its position. On a lossy broadcast it never
+    /// waits: when the ring is full the oldest message is overwritten. On a
+    /// lossless one it waits while a live subscriber is a whole ring
+    /// behind (see [`SlowSubscriber`]).
     ///
     /// # Errors
     /// [`ErrorKind::InvalidArgument`] for a message over the maximum, or,
@@ -785,10 +1001,79 @@ impl Publisher {
             ));
         }
         let position = self.position;
+        if position >= self.limit {
+            self.wait_for_room()?;
+        }
+        let inner = &*self.inner;
         self.position = ring::send(inner, position, msg);
         let c = inner.control();
         c.bell.ring_and(&c.fd_waiters);
         Ok(position)
+    }
+
+    /// Lossless mode, at the limit: computes a new one, and while the
+    /// slowest gating subscriber is a whole ring behind, waits (spin, then
+    /// the gate bell), drops the dead subscribers that hold it back and
+    /// evicts live ones as the policy says.
+    #[cold]
+    fn wait_for_room(&mut self) -> Result<()> {
+        let inner = &*self.inner;
+        let c = inner.control();
+        let position = self.position;
+        let lap = inner.layout.capacity;
+        let mut since: Option<Instant> = None;
+        loop {
+            let limit = gate::limit(inner, position);
+            if position < limit {
+                self.limit = limit;
+                return Ok(());
+            }
+            let now = Instant::now();
+            let (start, first) = match since {
+                Some(start) => (start, false),
+                None => {
+                    // Relaxed: a statistic.
+                    c.writer_waits.fetch_add(1, Ordering::Relaxed);
+                    since = Some(now);
+                    (now, true)
+                }
+            };
+            let evict_at = match inner.layout.policy {
+                Some(SlowSubscriber::EvictAfter(d)) => start.checked_add(d),
+                _ => None,
+            };
+            let mut until = now
+                + if first {
+                    GATE_SPIN_WINDOW
+                } else {
+                    GATE_LIVENESS_SLICE
+                };
+            if let Some(at) = evict_at {
+                until = until.min(at.max(now));
+            }
+            // Subscribers ring the gate bell after storing their cursor.
+            let room = || gate::slowest(inner, position).saturating_add(lap) > position;
+            if c.gate_bell.wait_until(room, Some(until))? {
+                continue;
+            }
+            // Still no room: drop those holding the writer back that are
+            // dead (their identity, pid and start time, is gone).
+            let dropped = (0..MAX_SUBSCRIBERS)
+                .filter(|&i| gate::blocks(inner, i, position) && inner.reap_entry(i))
+                .count() as u64;
+            // Relaxed: a statistic.
+            c.dropped_dead.fetch_add(dropped, Ordering::Relaxed);
+            if dropped == 0 && evict_at.is_some_and(|at| Instant::now() >= at) {
+                let evicted = (0..MAX_SUBSCRIBERS)
+                    .filter(|&i| gate::blocks(inner, i, position) && gate::evict(inner, i))
+                    .count() as u64;
+                // Relaxed: a statistic.
+                c.evictions.fetch_add(evicted, Ordering::Relaxed);
+                // An evicted subscriber waiting for news looks again.
+                c.bell.ring();
+                since = None;
+            }
+        }
     }
 
     /// Begins a message in place and stops there, as a writer killed
@@ -870,6 +1155,8 @@ pub struct Subscriber {
     /// header's claim counter can be zeroed by a peer, which must not make
     /// "the writer is gone" wait for a first writer for ever.
     writer_seen: std::sync::atomic::AtomicBool,
+    /// Lossless mode: the writer cut this subscriber off.
+    evicted: bool,
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -955,6 +1242,13 @@ impl Subscriber {
         self.recv_vec(&mut buf, false, None)
     }
 
+    /// Receives what is there now into `buf` (cleared first), reusing its
+    /// allocation, as [`try_recv`](Self::try_recv) does: no allocation, no
+    /// clock read, [`ErrorKind::WouldBlock`] if nothing.
+    pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<Received<usize>> {
+        self.next(buf, false, None)
+    }
+
     /// Receives into `buf` (cleared first), reusing its allocation; the
     /// message's value is its length. `None` waits for ever.
     pub fn recv_into(
@@ -995,6 +1289,10 @@ impl Subscriber {
             ));
         }
         let mut writer_gone = false;
+        let lossless = self.inner.is_lossless();
+        if lossless {
+            self.check_evicted()?;
+        }
         loop {
             let inner = &*self.inner;
             match ring::try_recv(inner, self.cursor, buf) {
@@ -1002,15 +1300,27 @@ impl Subscriber {
                     let position = self.cursor;
                     self.cursor += 1;
                     self.received += 1;
-                    // Relaxed: a statistic for `stats`.
-                    inner
-                        .entry(self.entry)
-                        .cursor
-                        .store(self.cursor, Ordering::Relaxed);
+                    if lossless {
+                        // The slot is free for the writer now.
+                        gate::advance(inner, self.entry, self.cursor);
+                        if self.cursor & (inner.gate_step() - 1) == 0 {
+                            inner.control().gate_bell.ring();
+                        }
+                    } else {
+                        // Relaxed: a statistic for `stats`.
+                        inner
+                            .entry(self.entry)
+                            .cursor
+                            .store(self.cursor, Ordering::Relaxed);
+                    }
                     return Ok(Received::Message {
                         position,
                         value: len,
                     });
+                }
+                Step::Lagged { .. } if lossless && self.evicted_word() => {
+                    self.evicted = true;
+                    return Err(self.evicted_error());
                 }
                 Step::Lagged { resume } => {
                     let missed = resume - self.cursor;
@@ -1057,6 +1367,10 @@ impl Subscriber {
                 _ => slice_end,
             };
             let c = inner.control();
+            if lossless {
+                // Run dry: a writer asleep at the gate may go on.
+                c.gate_bell.ring();
+            }
             // Acquire: pairs with the claim's Release CAS and the release
             // store in `Publisher::drop`.
             let writer = c.writer.load(Ordering::Acquire);
@@ -1092,9 +1406,48 @@ impl Subscriber {
         self.missed += resume - self.cursor;
         self.cursor = resume;
         let e = self.inner.entry(self.entry);
-        // Relaxed: statistics for `stats`.
+        // Relaxed: a statistic for `stats`.
         e.missed.store(self.missed, Ordering::Relaxed);
-        e.cursor.store(self.cursor, Ordering::Relaxed);
+        // Release: as `gate::advance` (lossless mode waits for it).
+        e.cursor.store(self.cursor, Ordering::Release);
+    }
+
+    /// Whether the writer has cut this subscriber off (lossless mode).
+    fn evicted_word(&self) -> bool {
+        // Relaxed: our own entry's word; the writer's CAS is the only other
+        // store, and acting on it late only delays the error.
+        self.inner.entry(self.entry).state.load(Ordering::Relaxed) == EVICTED
+    }
+
+    fn check_evicted(&mut self) -> Result<()> {
+        if self.evicted || self.evicted_word() {
+            self.evicted = true;
+            return Err(self.evicted_error());
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn evicted_error(&self) -> Error {
+        let after = match self.inner.layout.policy {
+            Some(SlowSubscriber::EvictAfter(d)) => format!("{d:?}"),
+            _ => "its limit".into(),
+        };
+        self.inner.err(
+            ErrorKind::Disconnected,
+            "receive from",
+            format!(
+                "evicted by the writer: this subscriber was a whole ring ({} messages) behind for more than {after}; subscribe again to read on",
+                self.inner.layout.capacity
+            ),
+        )
+    }
+
+    /// Whether the writer of a lossless broadcast cut this subscriber off
+    /// for lagging (every receive then fails with
+    /// [`ErrorKind::Disconnected`]).
+    pub fn evicted(&self) -> bool {
+        self.evicted
     }
 
     /// The next position this subscriber will read.
@@ -1134,6 +1487,10 @@ impl Drop for Subscriber {
             .is_ok()
         {
             clear(e);
+            if self.inner.is_lossless() {
+                // A writer waiting for us goes on at once.
+                self.inner.control().gate_bell.ring();
+            }
         }
     }
 }

@@ -11,15 +11,23 @@ use crate::error::{ErrorKind, Result};
 use crate::process::{self, ProcessId};
 
 impl Inner {
-    /// Whether the endpoint that owns slots as `owner` is gone. Reads /proc:
-    /// called only from slow paths.
+    /// Whether the endpoint that owns slots as `owner` is gone. May read
+    /// /proc (a cached verdict, see `peer_alive`): slow paths only.
     pub(super) fn owner_dead(&self, owner: u8) -> bool {
         let i = usize::from(owner);
         if i == 0 || i > MAX_ENDPOINTS {
             return true; // nobody, or garbage: nobody will finish it
         }
         let word = self.endpoint_identity(i - 1).load(Ordering::Acquire);
-        word == 0 || !identity_alive(word)
+        word == 0 || !self.peer_alive(word)
+    }
+
+    /// Whether a peer's process runs, as a blocked endpoint asks it every
+    /// liveness slice: from this mapping's cache (`process::Liveness`), so
+    /// each peer's /proc entry is read once per `process::RECHECK` at most,
+    /// and a new peer at once. Joining asks `identity_alive` afresh.
+    pub(super) fn peer_alive(&self, word: u64) -> bool {
+        self.liveness.alive(word)
     }
 
     /// Joins the endpoint table with `role`, taking over a dead endpoint's
@@ -47,6 +55,8 @@ impl Inner {
                     self.retire(i, word);
                 }
                 self.endpoint_count(i).store(0, Ordering::Relaxed);
+                self.endpoint_claim(i).store(0, Ordering::Relaxed);
+                self.endpoint_leaked(i).store(0, Ordering::Relaxed);
                 let ever = if role == ROLE_PRODUCER {
                     OFF_PRODUCERS_EVER
                 } else {
@@ -90,7 +100,7 @@ impl Inner {
     /// The caller claimed entry `mine` before: `spsc::rival`'s fence makes
     /// two concurrent joiners see each other's claims (Dekker).
     pub(super) fn other_live(&self, mine: usize, role: u64) -> Option<u64> {
-        self.reap();
+        self.reap(identity_alive);
         spsc::rival(
             MAX_ENDPOINTS,
             mine,
@@ -106,7 +116,7 @@ impl Inner {
         // The SPSC ring records no owners in its slots: a dead producer
         // published nothing half-way, a dead consumer's message stays.
         if !self.layout.spsc() {
-            ring::recover_owner(self, (i + 1) as u8);
+            self.recover_slots_of(i);
         }
         let count = self.endpoint_count(i).swap(0, Ordering::Relaxed);
         match role_of(old) {
@@ -120,6 +130,35 @@ impl Inner {
         };
     }
 
+    /// Records that entry `i`'s endpoint forgot a claimed slot (it claims
+    /// again with one still open): from now on its slots are found by a
+    /// scan when it leaves or dies, not by its last claim alone.
+    #[cold]
+    pub(super) fn note_leak(&self, i: usize) {
+        // Relaxed: read by this endpoint (leave) or after its death.
+        self.endpoint_leaked(i).store(1, Ordering::Relaxed);
+    }
+
+    /// Frees the slots entry `i`'s endpoint holds on the shared ring (it is
+    /// dead, or leaving). An endpoint holds at most the one slot it claimed
+    /// last, unless it forgot a slot (`mem::forget` of a `SendSlot` or
+    /// `RecvSlot`, recorded in its entry): only then is the whole ring
+    /// scanned, so a takeover costs one slot, not up to 2^24 (issue 15,
+    /// defect 11). The entry's words are untrusted; the slot must hold
+    /// exactly this owner's claim to be freed.
+    pub(super) fn recover_slots_of(&self, i: usize) {
+        let owner = (i + 1) as u8;
+        if self.endpoint_leaked(i).load(Ordering::Relaxed) != 0 {
+            ring::recover_owner(self, owner);
+        } else if let Some(pos) = self
+            .endpoint_claim(i)
+            .load(Ordering::Relaxed)
+            .checked_sub(1)
+        {
+            ring::recover_claim(self, pos, owner);
+        }
+    }
+
     /// Leaves the table (a handle dropped): entry `i`, where the handle
     /// stored `word`. Only an entry that still holds `word` is cleared, by
     /// compare-and-swap: one a reaper took (judging us dead) is its own.
@@ -129,6 +168,11 @@ impl Inner {
         if id.load(Ordering::Relaxed) != word {
             return;
         }
+        // Slots this endpoint forgot would otherwise look claimed by the
+        // next occupant of the entry, alive: give them back first.
+        if !self.layout.spsc() && self.endpoint_leaked(i).load(Ordering::Relaxed) != 0 {
+            ring::recover_owner(self, (i + 1) as u8);
+        }
         // A reaper racing with us swaps the count too: it is added once.
         let count = self.endpoint_count(i).swap(0, Ordering::Relaxed);
         let departed = if role == ROLE_PRODUCER {
@@ -137,12 +181,10 @@ impl Inner {
             OFF_DEPARTED_RECEIVED
         };
         self.word64(departed).fetch_add(count, Ordering::Relaxed);
-        // Release: pairs with the Acquire in `join`, so the next occupant
-        // sees the count settled.
-        if id
-            .compare_exchange(word, 0, Ordering::Release, Ordering::Relaxed)
-            .is_ok()
-        {
+        // Release (leave_entry): pairs with the Acquire in `join`, so the
+        // next occupant sees the count settled, and in `all_gone`, so a
+        // receiver that sees us gone sees what we sent (a loom model).
+        if ring::leave_entry(id, word) {
             self.announce();
         }
     }
@@ -156,12 +198,14 @@ impl Inner {
     }
 
     /// Takes over the entries of dead endpoints, recovering their slots.
-    pub(super) fn reap(&self) {
+    /// `alive` judges each occupant: afresh when joining, from the cache
+    /// when blocked (`all_gone`).
+    pub(super) fn reap(&self, alive: impl Fn(u64) -> bool) {
         let reaper = identity_word(ProcessId::current(), ROLE_REAPING);
         for i in 0..MAX_ENDPOINTS {
             let id = self.endpoint_identity(i);
             let word = id.load(Ordering::Acquire);
-            if word == 0 || identity_alive(word) {
+            if word == 0 || alive(word) {
                 continue;
             }
             if id
@@ -187,10 +231,10 @@ impl Inner {
         if self.word32(ever).load(Ordering::Relaxed) != 0 {
             seen.store(true, Ordering::Relaxed);
         }
-        self.reap();
+        self.reap(|word| self.peer_alive(word));
         let any_alive = (0..MAX_ENDPOINTS).any(|i| {
-            let word = self.endpoint_identity(i).load(Ordering::Acquire);
-            role_of(word) == role && identity_alive(word)
+            let word = ring::endpoint_word(self.endpoint_identity(i));
+            role_of(word) == role && self.peer_alive(word)
         });
         if any_alive {
             seen.store(true, Ordering::Relaxed);
@@ -215,4 +259,182 @@ pub(super) fn role_of(word: u64) -> u64 {
 /// Whether the process an identity word names is still running.
 pub(super) fn identity_alive(word: u64) -> bool {
     process::identity_alive(word)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::channel::{Channel, ChannelOptions};
+    use crate::process::tests::probes_in;
+    use std::process::{Child, Command};
+    use std::time::{Duration, Instant};
+
+    use crate::shared_object::TestName as Name;
+
+    /// A live process of our own to name in the table, killed on drop.
+    struct Peer(Child);
+
+    impl Peer {
+        fn start() -> Peer {
+            Peer(Command::new("sleep").arg("30").spawn().unwrap())
+        }
+
+        fn identity(&self, role: u64) -> u64 {
+            let pid = self.0.id();
+            let start_time = process::start_time(pid).unwrap();
+            identity_word(ProcessId { pid, start_time }, role)
+        }
+
+        fn kill(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    impl Drop for Peer {
+        fn drop(&mut self) {
+            self.kill();
+        }
+    }
+
+    /// The identity of a process that has exited.
+    fn dead_identity(role: u64) -> u64 {
+        let mut child = Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        identity_word(
+            ProcessId {
+                pid: child.id(),
+                start_time: 12345,
+            },
+            role,
+        )
+    }
+
+    fn channel(name: &Name, capacity: usize) -> Channel {
+        let mut o = ChannelOptions::new();
+        o.capacity(capacity).max_message(8);
+        Channel::create(&name.0, &o).unwrap()
+    }
+
+    /// Issue 15, defect 11: a blocked endpoint asks "is every sender
+    /// gone?" every liveness slice; it used to read every occupied
+    /// entry's /proc twice each time (64 entries every 50 ms).
+    #[test]
+    fn blocked_endpoints_do_not_reread_every_peer_each_slice() {
+        let name = Name::new("probes");
+        let ch = channel(&name, 4);
+        let _rx = ch.receiver().unwrap();
+        let _senders: Vec<_> = (0..8).map(|_| ch.sender().unwrap()).collect();
+        let peers: Vec<Peer> = (0..5).map(|_| Peer::start()).collect();
+        for (k, peer) in peers.iter().enumerate() {
+            ch.inner
+                .endpoint_identity(20 + k)
+                .store(peer.identity(ROLE_CONSUMER), Ordering::Release);
+        }
+        // Six processes in the table (this one in 9 entries, 5 peers).
+        let probes = probes_in(|| {
+            for _ in 0..50 {
+                assert!(!ch.inner.all_gone(ROLE_PRODUCER));
+            }
+        });
+        assert!(
+            probes <= 2 * 6,
+            "50 slices probed /proc {probes} times for 6 processes"
+        );
+    }
+
+    /// The cache does not hide a death: a peer that dies is found gone
+    /// once its verdict is old (`process::RECHECK`), a dead one at once.
+    #[test]
+    fn a_peer_that_dies_is_still_noticed() {
+        let name = Name::new("dies");
+        let ch = channel(&name, 4);
+        let _rx = ch.receiver().unwrap();
+        let mut peer = Peer::start();
+        let entry = ch.inner.endpoint_identity(30);
+        entry.store(peer.identity(ROLE_PRODUCER), Ordering::Release);
+        assert!(!ch.inner.all_gone(ROLE_PRODUCER), "a live sender");
+        peer.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ch.inner.all_gone(ROLE_PRODUCER) {
+            assert!(Instant::now() < deadline, "the dead sender never noticed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(entry.load(Ordering::Acquire), 0, "reaped");
+        // A dead identity never seen before is reaped at the first look.
+        entry.store(dead_identity(ROLE_PRODUCER), Ordering::Release);
+        assert!(ch.inner.all_gone(ROLE_PRODUCER));
+        assert_eq!(entry.load(Ordering::Acquire), 0);
+    }
+
+    /// Issue 15, defect 11: taking over a dead endpoint scanned every slot
+    /// (up to 2^24); it now frees the slot of the endpoint's last claim,
+    /// and scans only for an endpoint that forgot a slot.
+    #[test]
+    fn a_takeover_frees_the_last_claim_without_scanning_the_ring() {
+        use super::ring::{Phase, RingWords, State};
+        for leaked in [false, true] {
+            let name = Name::new("takeover");
+            let ch = channel(&name, 8);
+            let inner = &*ch.inner;
+            let (entry, owner) = (5, 6u8);
+            let writing = |pos| {
+                State {
+                    pos,
+                    phase: Phase::Writing,
+                    owner,
+                }
+                .encode()
+            };
+            // The dead endpoint's recorded claim, position 2, and a slot it
+            // holds that no record names, position 6.
+            inner.slot_state(2).store(writing(2), Ordering::Release);
+            inner.slot_state(6).store(writing(6), Ordering::Release);
+            inner.endpoint_claim(entry).store(3, Ordering::Relaxed);
+            inner
+                .endpoint_leaked(entry)
+                .store(u64::from(leaked), Ordering::Relaxed);
+            inner
+                .endpoint_identity(entry)
+                .store(dead_identity(ROLE_PRODUCER), Ordering::Release);
+            inner.reap(identity_alive);
+            assert_eq!(inner.endpoint_identity(entry).load(Ordering::Acquire), 0);
+            let freed = |index: usize| {
+                let s = State::decode(inner.slot_state(index).load(Ordering::Acquire));
+                s.phase == Phase::Empty && s.pos == index as u64 + 8
+            };
+            assert!(freed(2), "the recorded claim is freed (leaked {leaked})");
+            assert_eq!(
+                freed(6),
+                leaked,
+                "only an endpoint that forgot a slot costs a scan"
+            );
+        }
+    }
+
+    /// A sender that forgot its slots (`mem::forget` of a `SendSlot`)
+    /// gives them back when it leaves, so the next sender in its entry is
+    /// not taken for their owner and the ring is not wedged.
+    #[test]
+    fn forgotten_slots_are_given_back_when_their_sender_leaves() {
+        let name = Name::new("forgot");
+        let ch = channel(&name, 2);
+        let mut rx = ch.receiver().unwrap();
+        let mut tx = ch.sender().unwrap();
+        for _ in 0..2 {
+            std::mem::forget(tx.try_reserve().unwrap());
+        }
+        assert_eq!(
+            tx.try_send(b"x").unwrap_err().kind(),
+            ErrorKind::WouldBlock,
+            "both slots are held"
+        );
+        drop(tx);
+        let mut tx = ch.sender().unwrap();
+        for m in [b"a", b"b"] {
+            tx.send_timeout(m, Duration::from_secs(5)).unwrap();
+        }
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), b"a");
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), b"b");
+    }
 }

@@ -24,6 +24,10 @@ pub const MAX_CAPACITY: usize = 1 << 24;
 pub const MAX_MESSAGE: usize = 1 << 30;
 
 pub(super) const ENDPOINT_SIZE: usize = 64;
+// The words of an endpoint entry (after its identity word, word 0).
+const ENTRY_COUNT: usize = 1;
+const ENTRY_CLAIM: usize = 2;
+const ENTRY_LEAKED: usize = 3;
 /// Where a slot's payload starts: after its state word and length.
 pub(super) const SLOT_HEADER: usize = 16;
 pub(super) const MAX_TYPE_ALIGN: usize = SLOT_HEADER;
@@ -62,8 +66,11 @@ pub(super) const SLOTS_START: usize = OFF_ENDPOINTS + MAX_ENDPOINTS * ENDPOINT_S
 
 /// The channel runs the single-producer / single-consumer ring (`spsc`).
 pub(super) const FLAG_SPSC: u32 = 1;
+/// The channel runs the framed byte ring (`stream`); always with
+/// [`FLAG_SPSC`] (one sender, one receiver: the same admission).
+pub(super) const FLAG_STREAM: u32 = 2;
 /// Every flag this build knows; others make `open` refuse the channel.
-pub(super) const KNOWN_FLAGS: u32 = FLAG_SPSC;
+pub(super) const KNOWN_FLAGS: u32 = FLAG_SPSC | FLAG_STREAM;
 
 // Roles in an endpoint's identity word (bits 22-23, see `identity_word`).
 pub(super) const ROLE_PRODUCER: u64 = 1;
@@ -82,6 +89,8 @@ pub(super) struct Layout {
     pub(super) type_align: u32,
     pub(super) flags: u32,
     pub(super) total: u64,
+    /// Bytes of slots (`capacity × slot_size`): a stream's data area.
+    pub(super) ring_bytes: u64,
 }
 
 impl Layout {
@@ -95,6 +104,12 @@ impl Layout {
         if flags & !KNOWN_FLAGS != 0 {
             return Err(format!(
                 "flags {flags:#x} include ones this build does not know (a newer format?)"
+            ));
+        }
+        let stream = flags & FLAG_STREAM != 0;
+        if stream && flags & FLAG_SPSC == 0 {
+            return Err(format!(
+                "flags {flags:#x} ask for a byte stream without one sender and one receiver"
             ));
         }
         if capacity == 0 || capacity > MAX_CAPACITY as u64 || !capacity.is_power_of_two() {
@@ -111,7 +126,8 @@ impl Layout {
             && (u64::from(type_size) != max_msg
                 || type_align == 0
                 || !type_align.is_power_of_two()
-                || type_align as usize > MAX_TYPE_ALIGN)
+                || type_align as usize > MAX_TYPE_ALIGN
+                || (stream && u64::from(type_align) > super::stream::HEADER))
         {
             return Err(format!(
                 "message type of {type_size} bytes aligned to {type_align} does not fit (alignment up to {MAX_TYPE_ALIGN})"
@@ -122,8 +138,13 @@ impl Layout {
         // apart (the payload's alignment): producer and consumer are far
         // apart but when the ring is nearly empty, and a 64-byte message
         // then costs 80 bytes of cache traffic, not 128.
-        let large = max_msg >= LARGE_MESSAGE;
-        let payload_offset = if large {
+        // The byte ring: `capacity` records of the largest message end to
+        // end (smaller ones take less room); each record's payload follows
+        // its 8-byte header.
+        let large = max_msg >= LARGE_MESSAGE && !stream;
+        let payload_offset = if stream {
+            super::stream::HEADER as usize
+        } else if large {
             LARGE_SLOT_HEADER
         } else {
             SLOT_HEADER
@@ -133,7 +154,11 @@ impl Layout {
         } else {
             64
         };
-        let slot_size = (payload_offset + max_msg).next_multiple_of(stride);
+        let slot_size = if stream {
+            super::stream::record_bytes(max_msg)
+        } else {
+            (payload_offset + max_msg).next_multiple_of(stride)
+        };
         let total = capacity
             .checked_mul(slot_size)
             .and_then(|s| s.checked_add(SLOTS_START as u64))
@@ -148,11 +173,18 @@ impl Layout {
             type_align,
             flags,
             total,
+            ring_bytes: capacity * slot_size,
         })
     }
 
+    /// One sender and one receiver at a time (the slot or the byte ring).
     pub(super) fn spsc(&self) -> bool {
         self.flags & FLAG_SPSC != 0
+    }
+
+    /// The framed byte ring ([`FLAG_STREAM`]).
+    pub(super) fn stream(&self) -> bool {
+        self.flags & FLAG_STREAM != 0
     }
 }
 
@@ -174,6 +206,9 @@ pub(super) struct Inner {
     /// zeroed by a peer, which must not make "every sender is gone" wait
     /// for a first sender for ever.
     pub(super) seen: [std::sync::atomic::AtomicBool; 2],
+    /// Liveness verdicts about the peers in the endpoint table, so blocked
+    /// endpoints do not re-read their /proc entries every slice.
+    pub(super) liveness: crate::process::Liveness,
 }
 
 // SAFETY: `base` points into `region`, which Inner owns and which is Send +
@@ -184,6 +219,26 @@ unsafe impl Send for Inner {}
 unsafe impl Sync for Inner {}
 
 impl Inner {
+    /// The mapped channel `name`, its region's first byte `base` writable.
+    pub(super) fn new(
+        name: ShmName,
+        region: Region,
+        base: *mut u8,
+        layout: Layout,
+        info: crate::layout::HeaderInfo,
+    ) -> Inner {
+        Inner {
+            object: name.as_str().into(),
+            name,
+            layout,
+            base,
+            info,
+            region,
+            seen: Default::default(),
+            liveness: Default::default(),
+        }
+    }
+
     /// The u64 atomic at a header offset.
     #[inline]
     pub(super) fn word64(&self, off: usize) -> &AtomicU64 {
@@ -285,12 +340,36 @@ impl Inner {
 
     #[inline]
     pub(super) fn endpoint_count(&self, i: usize) -> &AtomicU64 {
-        assert!(i < MAX_ENDPOINTS);
-        // SAFETY: as above, the entry's second word.
+        self.endpoint_word(i, ENTRY_COUNT)
+    }
+
+    /// The position + 1 of the last slot entry `i`'s endpoint claimed on
+    /// the shared ring (0: none yet), so that taking over a dead endpoint
+    /// looks at that one slot instead of the whole ring.
+    #[inline]
+    pub(super) fn endpoint_claim(&self, i: usize) -> &AtomicU64 {
+        self.endpoint_word(i, ENTRY_CLAIM)
+    }
+
+    /// Non-zero once entry `i`'s endpoint may hold more than one claim (a
+    /// slot was forgotten with `mem::forget`): taking it over, or its
+    /// leaving, then scans the ring for its slots.
+    #[inline]
+    pub(super) fn endpoint_leaked(&self, i: usize) -> &AtomicU64 {
+        self.endpoint_word(i, ENTRY_LEAKED)
+    }
+
+    /// Word `word` (below 8) of entry `i` of the endpoint table.
+    #[inline]
+    fn endpoint_word(&self, i: usize, word: usize) -> &AtomicU64 {
+        assert!(i < MAX_ENDPOINTS && word < ENDPOINT_SIZE / 8);
+        // SAFETY: a word of entry i of the endpoint table: 64-byte entries
+        // from an aligned constant offset inside the header area, checked
+        // above; 8-aligned; only atomics access it.
         unsafe {
             &*self
                 .base
-                .add(OFF_ENDPOINTS + i * ENDPOINT_SIZE + 8)
+                .add(OFF_ENDPOINTS + i * ENDPOINT_SIZE + word * 8)
                 .cast::<AtomicU64>()
         }
     }
@@ -380,6 +459,17 @@ impl RingWords for Inner {
     #[inline]
     fn dequeue_pos(&self) -> &AtomicU64 {
         self.word64(OFF_DEQUEUE)
+    }
+    #[inline(always)]
+    fn note_claim(&self, owner: u8, pos: u64) {
+        // Owners are entry indexes + 1 (checked: an entry of this table).
+        if let Some(i) = usize::from(owner).checked_sub(1) {
+            // Relaxed: read by this endpoint and by whoever takes its entry
+            // over once its process is dead, when every store it made is
+            // visible; one store to the endpoint's own entry line per claim.
+            self.endpoint_claim(i)
+                .store(pos.wrapping_add(1), Ordering::Relaxed);
+        }
     }
     #[inline]
     fn slot_state(&self, index: usize) -> &AtomicU64 {

@@ -47,7 +47,8 @@
 //!   stalls the channel: its half-written slot is skipped once a blocked
 //!   peer sees it is dead.
 //! - A consumer killed mid-receive loses at most the message it held (SPSC:
-//!   loses nothing; the next receiver gets that message again).
+//!   loses nothing; the next receiver gets that message again), inside a
+//!   `recv_batch` too: a batch frees each slot as it is read.
 //! - A new process may take over any role at any time.
 //! - Committed messages are otherwise delivered exactly once, and each
 //!   producer's messages are received in the order it sent them.
@@ -60,6 +61,7 @@
 
 pub(crate) mod ring;
 pub(crate) mod spsc;
+pub(crate) mod stream;
 
 // The channel itself, file by file (none is built under loom: the models
 // exercise `ring` and `spsc` directly):
@@ -93,11 +95,13 @@ pub use layout::{LIVENESS_SLICE, MAX_CAPACITY, MAX_ENDPOINTS, MAX_MESSAGE};
 #[cfg(not(loom))]
 pub use object::{Channel, ChannelOptions};
 #[cfg(not(loom))]
-pub use receiver::{Receiver, RecvSlot};
+pub use receiver::{Messages, Receiver, RecvSlot};
 #[cfg(not(loom))]
 pub use sender::{SendSlot, Sender};
 #[cfg(not(loom))]
 pub use stats::{ChannelStats, EndpointInfo, Role};
+#[cfg(not(loom))]
+pub use stream::SendBatch;
 #[cfg(not(loom))]
 pub use typed::{TypedChannel, TypedReceiver, TypedSender};
 #[cfg(not(loom))]

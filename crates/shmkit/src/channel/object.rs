@@ -10,10 +10,11 @@ use super::receiver::Receiver;
 use super::ring;
 use super::sender::Sender;
 use super::spsc;
+use super::stream;
 use super::wait::WaitStrategy;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{self, Kind};
-use crate::posix::{OpenOptions, PosixObject, ShmName};
+use crate::posix::ShmName;
 use crate::process::{Home, ProcessId};
 
 /// How to create a channel.
@@ -23,6 +24,7 @@ pub struct ChannelOptions {
     max_msg: usize,
     mode: u32,
     spsc: bool,
+    stream: bool,
 }
 
 impl Default for ChannelOptions {
@@ -39,6 +41,7 @@ impl ChannelOptions {
             max_msg: 1024,
             mode: 0o600,
             spsc: false,
+            stream: false,
         }
     }
 
@@ -73,6 +76,32 @@ impl ChannelOptions {
         self.spsc = on;
         self
     }
+
+    /// One sender and one receiver over the framed byte ring (default:
+    /// off); implies [`spsc`](Self::spsc) admission.
+    ///
+    /// Messages are records `[header | payload]` laid end to end in a ring
+    /// of `capacity` × (largest message + 8) bytes, so small messages take
+    /// only their own size (an 8-byte message 16 bytes, a 64-byte one 72)
+    /// and the ring holds more of them than `capacity`. The producer
+    /// publishes a whole batch ([`Sender::send_batch`],
+    /// [`Sender::reserve_batch`]) with one store, the consumer takes every
+    /// published record in one call ([`Receiver::recv_batch`]): the fastest
+    /// way to stream small messages. Single messages cost one cache line
+    /// more than on the slot ring ([`spsc`](Self::spsc) alone), which
+    /// polls the slot itself: choose this one for streams, that one for
+    /// request and reply.
+    ///
+    /// Crashes: a sender killed at any instruction published only whole
+    /// batches (its unpublished records are written over by the next
+    /// sender). A receiver publishes its position after each single
+    /// receive and at the end of each batch; one killed mid-batch leaves
+    /// every record of that batch to the next receiver (delivered again,
+    /// never lost).
+    pub fn stream(&mut self, on: bool) -> &mut Self {
+        self.stream = on;
+        self
+    }
 }
 
 /// A channel: a named shared memory object that senders and receivers in
@@ -97,7 +126,7 @@ impl Channel {
     ///
     /// # Errors
     /// [`ErrorKind::InvalidArgument`] for a capacity or message size out of
-    /// range; anything [`OpenOptions::open`] reports (exists, no space…).
+    /// range; anything [`OpenOptions::open`](crate::posix::OpenOptions::open) reports (exists, no space…).
     pub fn create(name: &str, options: &ChannelOptions) -> Result<Channel> {
         Self::create_with(name, options, 0, 0)
     }
@@ -110,7 +139,11 @@ impl Channel {
     ) -> Result<Channel> {
         let capacity =
             crate::shared_object::ring_capacity(options.capacity, MAX_CAPACITY, "channel", name)?;
-        let flags = if options.spsc { FLAG_SPSC } else { 0 };
+        let flags = match (options.spsc, options.stream) {
+            (_, true) => FLAG_SPSC | FLAG_STREAM,
+            (true, false) => FLAG_SPSC,
+            (false, false) => 0,
+        };
         let layout = Layout::new(
             capacity,
             options.max_msg as u64,
@@ -119,68 +152,49 @@ impl Channel {
             flags,
         )
         .map_err(|why| Error::new(ErrorKind::InvalidArgument, "create", name, why))?;
-        let obj = OpenOptions::new()
-            .create_new(true)
-            .size(layout.total)
-            .mode(options.mode)
-            .open(name)?;
-        let made = (|| {
-            let region = obj.map()?;
-            layout::write_initialising(&region, Kind::Channel, layout.total)?;
-            let base = region.as_mut_ptr()?;
-            region
-                .atomic_u64(OFF_CAPACITY)?
-                .store(layout.capacity, Ordering::Relaxed);
-            region
-                .atomic_u64(OFF_MAX_MSG)?
-                .store(layout.max_msg, Ordering::Relaxed);
-            region
-                .atomic_u64(OFF_SLOT_SIZE)?
-                .store(layout.slot_size, Ordering::Relaxed);
-            region
-                .atomic_u64(OFF_SLOTS)?
-                .store(SLOTS_START as u64, Ordering::Relaxed);
-            region
-                .atomic_u32(OFF_TYPE_SIZE)?
-                .store(type_size, Ordering::Relaxed);
-            region
-                .atomic_u32(OFF_TYPE_ALIGN)?
-                .store(type_align, Ordering::Relaxed);
-            region
-                .atomic_u32(OFF_FLAGS)?
-                .store(layout.flags, Ordering::Relaxed);
-            let info = layout::HeaderInfo {
-                kind: Kind::Channel,
-                total_size: layout.total,
-                creator: ProcessId::current(),
-                created: SystemTime::now(),
-            };
-            let inner = Inner {
-                name: obj.name().clone(),
-                object: obj.name().as_str().into(),
-                layout,
-                base,
-                info,
-                region,
-                seen: Default::default(),
-            };
-            if layout.spsc() {
-                spsc::init(&inner);
-            } else {
-                ring::init(&inner);
-            }
-            layout::publish_ready(&inner.region)?;
-            Ok(inner)
-        })();
-        match made {
-            Ok(inner) => Ok(Channel {
-                inner: Arc::new(inner),
-            }),
-            Err(e) => {
-                let _ = obj.unlink();
-                Err(e)
-            }
-        }
+        let inner = crate::shared_object::create_built(
+            name,
+            Kind::Channel,
+            layout.total,
+            options.mode,
+            |name, region| {
+                let base = region.as_mut_ptr()?;
+                for (off, value) in [
+                    (OFF_CAPACITY, layout.capacity),
+                    (OFF_MAX_MSG, layout.max_msg),
+                    (OFF_SLOT_SIZE, layout.slot_size),
+                    (OFF_SLOTS, SLOTS_START as u64),
+                ] {
+                    region.atomic_u64(off)?.store(value, Ordering::Relaxed);
+                }
+                for (off, value) in [
+                    (OFF_TYPE_SIZE, type_size),
+                    (OFF_TYPE_ALIGN, type_align),
+                    (OFF_FLAGS, layout.flags),
+                ] {
+                    region.atomic_u32(off)?.store(value, Ordering::Relaxed);
+                }
+                let info = layout::HeaderInfo {
+                    kind: Kind::Channel,
+                    total_size: layout.total,
+                    creator: ProcessId::current(),
+                    created: SystemTime::now(),
+                };
+                let inner = Inner::new(name, region, base, layout, info);
+                if layout.stream() {
+                    stream::init(&inner);
+                } else if layout.spsc() {
+                    spsc::init(&inner);
+                } else {
+                    ring::init(&inner);
+                }
+                Ok(inner)
+            },
+            |inner| &inner.region,
+        )?;
+        Ok(Channel {
+            inner: Arc::new(inner),
+        })
     }
 
     /// Opens the existing channel `name`, checking its header and layout.
@@ -195,9 +209,8 @@ impl Channel {
     }
 
     pub(super) fn open_with(name: &str, typed: Option<(u32, u32)>) -> Result<Channel> {
-        let obj = PosixObject::open(name)?;
-        let (region, info) = crate::shared_object::map_ready(&obj, Kind::Channel)?;
-        let bad = |why: String| Error::new(ErrorKind::Corrupt, "open", obj.name().as_str(), why);
+        let (name, region, info) = crate::shared_object::open(name, Kind::Channel, false)?;
+        let bad = |why: String| Error::new(ErrorKind::Corrupt, "open", name.as_str(), why);
         if region.len() < SLOTS_START {
             return Err(bad(format!(
                 "{} bytes cannot hold a channel's header",
@@ -226,7 +239,7 @@ impl Channel {
                 return Err(Error::new(
                     ErrorKind::InvalidArgument,
                     "open",
-                    obj.name().as_str(),
+                    name.as_str(),
                     format!(
                         "it carries messages of {type_size} bytes aligned to {type_align}, not {size} aligned to {align}"
                     ),
@@ -235,15 +248,7 @@ impl Channel {
         }
         let base = region.as_mut_ptr()?;
         Ok(Channel {
-            inner: Arc::new(Inner {
-                name: obj.name().clone(),
-                object: obj.name().as_str().into(),
-                layout,
-                base,
-                info,
-                region,
-                seen: Default::default(),
-            }),
+            inner: Arc::new(Inner::new(name, region, base, layout, info)),
         })
     }
 
@@ -263,7 +268,18 @@ impl Channel {
     pub fn sender(&self) -> Result<Sender> {
         let inner = &*self.inner;
         let (entry, identity) = inner.join(ROLE_PRODUCER)?;
-        let spsc = if inner.layout.spsc() {
+        let mut stream = None;
+        let spsc = if inner.layout.stream() {
+            // Joined as the only live sender: nobody else moves the tail.
+            match stream::resume_send(inner) {
+                Ok(cursor) => stream = Some(cursor),
+                Err(e) => {
+                    inner.leave(entry, identity, ROLE_PRODUCER);
+                    return Err(inner.stream_error("connect to", e));
+                }
+            }
+            None
+        } else if inner.layout.spsc() {
             // Joined as the only live sender: nobody else moves the tail.
             match spsc::resume_send(inner) {
                 Ok(cursor) => Some(cursor),
@@ -284,6 +300,8 @@ impl Channel {
             count: 0,
             wait: WaitStrategy::default(),
             spsc,
+            stream,
+            open_claim: false,
         })
     }
 
@@ -291,7 +309,17 @@ impl Channel {
     pub fn receiver(&self) -> Result<Receiver> {
         let inner = &*self.inner;
         let (entry, identity) = inner.join(ROLE_CONSUMER)?;
-        let spsc = if inner.layout.spsc() {
+        let mut stream = None;
+        let spsc = if inner.layout.stream() {
+            match stream::resume_recv(inner) {
+                Ok(cursor) => stream = Some(cursor),
+                Err(e) => {
+                    inner.leave(entry, identity, ROLE_CONSUMER);
+                    return Err(inner.stream_error("connect to", e));
+                }
+            }
+            None
+        } else if inner.layout.spsc() {
             match spsc::resume_recv(inner) {
                 Ok(cursor) => Some(cursor),
                 Err(e) => {
@@ -311,7 +339,9 @@ impl Channel {
             count: 0,
             wait: WaitStrategy::default(),
             spsc,
+            stream,
             last_corrupt: None,
+            open_claim: false,
         })
     }
 
@@ -319,6 +349,13 @@ impl Channel {
     /// (see [`ChannelOptions::spsc`]).
     pub fn is_spsc(&self) -> bool {
         self.inner.layout.spsc()
+    }
+
+    /// Whether the channel runs the framed byte ring (see
+    /// [`ChannelOptions::stream`]; such a channel is also
+    /// [`is_spsc`](Self::is_spsc)).
+    pub fn is_stream(&self) -> bool {
+        self.inner.layout.stream()
     }
 
     /// The channel's name.

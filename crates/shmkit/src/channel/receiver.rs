@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::layout::*;
 use super::ring::{self, Claim, RingError};
 use super::spsc::{self, RecvCursor, SpscError};
+use super::stream;
 use super::wait::{wait_slice, WaitStrategy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::posix::ShmName;
@@ -26,9 +27,14 @@ pub struct Receiver {
     pub(super) wait: WaitStrategy,
     /// The consumer's position in an SPSC channel; None in a shared one.
     pub(super) spsc: Option<RecvCursor>,
+    /// The consumer's position in a stream channel (then `spsc` is None).
+    pub(super) stream: Option<stream::RecvCursor>,
     /// The damaged slot (index, word) the last receive reported: found
     /// again unchanged, it is skipped (`corrupt_slot`).
     pub(super) last_corrupt: Option<(usize, u64)>,
+    /// A shared-ring slot is claimed and not yet released: found set at
+    /// the next claim, the last `RecvSlot` was forgotten.
+    pub(super) open_claim: bool,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -114,6 +120,11 @@ impl Receiver {
     /// calling `read` on each while it is still in its slot. Wakes senders
     /// once for the batch. Returns how many were received.
     ///
+    /// Each slot is freed as soon as `read` returns for it, as a single
+    /// receive frees it: a receiver killed inside a batch leaves only the
+    /// message `read` was working on (SPSC: to the next receiver, which
+    /// gets it again; the shared ring: lost), never the ones before it.
+    ///
     /// # Errors
     /// As [`recv`](Receiver::recv) for the first message; an error from
     /// `read` stops the batch (that message counts as received).
@@ -126,6 +137,9 @@ impl Receiver {
         if max == 0 {
             return Ok(0);
         }
+        if self.stream.is_some() {
+            return self.stream_recv_batch(max, deadline, read);
+        }
         let mut taken = 0;
         let result = (|| {
             let mut slot = self.claim_slot(true, deadline)?;
@@ -133,6 +147,7 @@ impl Receiver {
             taken = 1;
             read(&slot)?;
             drop(slot);
+            self.publish_consumed();
             while taken < max {
                 // claim_now, not claim_slot: an empty ring ends the batch
                 // without building a WouldBlock error.
@@ -150,17 +165,38 @@ impl Receiver {
                 };
                 taken += 1;
                 read(&slot)?;
+                drop(slot);
+                self.publish_consumed();
             }
             Ok(())
         })();
-        if let Some(cursor) = &self.spsc {
-            spsc::publish_recv(&*self.inner, cursor);
-            self.publish_count();
-        }
+        // A batch that stopped on an error frees the slot it stopped at.
+        self.publish_consumed();
         if taken > 0 {
             self.inner.space_event().notify_all();
         }
         result.map(|()| taken)
+    }
+
+    /// Receives up to `max` messages as [`recv_batch`](Receiver::recv_batch)
+    /// does, copying each out into `out` (appended: clear it to reuse its
+    /// buffers). Returns how many were received.
+    ///
+    /// # Errors
+    /// As [`recv_batch`](Receiver::recv_batch).
+    pub fn recv_batch_into(
+        &mut self,
+        out: &mut Messages,
+        max: usize,
+        deadline: Option<Instant>,
+    ) -> Result<usize> {
+        self.recv_batch(max, deadline, |slot| {
+            let start = out.bytes.len();
+            out.bytes.resize(start + slot.len(), 0);
+            slot.read_at(0, &mut out.bytes[start..])?;
+            out.ends.push(out.bytes.len());
+            Ok(())
+        })
     }
 
     /// Like [`recv_slot`](Receiver::recv_slot), waiting until `deadline` at
@@ -187,8 +223,14 @@ impl Receiver {
                 Err(e) => Err(e),
             };
         }
+        if self.open_claim {
+            inner.note_leak(self.entry);
+        }
         match ring::claim_recv(inner, self.owner, check_dead, &mut |o| inner.owner_dead(o)) {
-            Ok(claim) => Ok(Some(claim)),
+            Ok(claim) => {
+                self.open_claim = true;
+                Ok(Some(claim))
+            }
             Err(RingError::Corrupt { index, word }) => Err(SpscError::CorruptSlot { index, word }),
             Err(RingError::WouldBlock) => Ok(None),
         }
@@ -207,6 +249,14 @@ impl Receiver {
             return;
         }
         let inner = &*self.inner;
+        if let Some(cursor) = self.stream.as_mut() {
+            // The cursor stepped past the record when it was claimed.
+            if publish && cursor.unpublished() {
+                stream::publish_recv(inner, cursor);
+                self.publish_count();
+            }
+            return;
+        }
         match self.spsc.as_mut() {
             Some(cursor) if !publish => spsc::step_recv(cursor),
             Some(cursor) => {
@@ -214,6 +264,7 @@ impl Receiver {
                 self.publish_count();
             }
             None => {
+                self.open_claim = false;
                 let _ = ring::release_recv(inner, claim, self.owner);
             }
         }
@@ -245,6 +296,20 @@ impl Receiver {
             }
         }
         self.inner.spsc_corrupt("receive from", e)
+    }
+
+    /// Inside a batch: tells an SPSC producer that every slot up to the
+    /// cursor is free (the shared ring's slots are freed one by one
+    /// already). A plain store to the consumer's own position line, which
+    /// the producer reads only when it thinks the ring is full: a consumer
+    /// killed mid-batch then leaves only the message it was reading to be
+    /// delivered again (issue 15, defect 5).
+    #[inline(always)]
+    fn publish_consumed(&self) {
+        if let Some(cursor) = &self.spsc {
+            spsc::publish_recv(&*self.inner, cursor);
+            self.publish_count();
+        }
     }
 
     /// Shows this receiver's count in its endpoint entry (SPSC: after the
@@ -314,6 +379,18 @@ impl Receiver {
                 self.inner.name.as_str(),
                 "receiver",
             ));
+        }
+        if self.stream.is_some() {
+            let rec = self.stream_claim(block, deadline)?;
+            return Ok(RecvSlot {
+                receiver: self,
+                claim: Claim {
+                    pos: 0,
+                    index: rec.offset as usize,
+                },
+                len: rec.len as usize,
+                notify: true,
+            });
         }
         let mut check_dead = false;
         loop {
@@ -421,6 +498,10 @@ impl Receiver {
     ) -> Result<crate::readiness::Arm> {
         let inner = &*self.inner;
         readiness.check(inner.fd_waiters(), inner.name.as_str())?;
+        if let Some(cursor) = self.stream.as_ref() {
+            let head = cursor.head;
+            return Ok(readiness.arm(|| stream::may_recv(inner, head)));
+        }
         let head = self.spsc.map(|c| c.head);
         Ok(readiness.arm(|| match head {
             Some(head) => spsc::may_recv(inner, head),
@@ -435,6 +516,51 @@ impl Drop for Receiver {
         if self.home.is_here() {
             self.inner.leave(self.entry, self.identity, ROLE_CONSUMER);
         }
+    }
+}
+
+/// Messages copied out by [`Receiver::recv_batch_into`]: their bytes end to
+/// end in one buffer, so a batch costs no allocation once the buffers have
+/// grown.
+#[derive(Debug, Clone, Default)]
+pub struct Messages {
+    bytes: Vec<u8>,
+    /// Where each message ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl Messages {
+    /// No messages.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many messages it holds.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Forgets the messages, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    /// Message `i`, if there is one.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        Some(&self.bytes[start..end])
+    }
+
+    /// The messages in the order received.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
     }
 }
 
@@ -472,11 +598,16 @@ impl RecvSlot<'_> {
 
     #[inline]
     pub(super) fn payload(&self) -> *const u8 {
-        self.receiver.inner.payload(self.claim.index)
+        if self.receiver.stream.is_some() {
+            // A stream's claim holds the record's data offset.
+            self.receiver.inner.stream_data(self.claim.index as u64)
+        } else {
+            self.receiver.inner.payload(self.claim.index)
+        }
     }
 
     /// The message's first byte, [`len`](RecvSlot::len) bytes long, 16-byte
-    /// aligned. Only a misbehaving process writes it while the slot is held;
+    /// aligned (8 in a stream channel). Only a misbehaving process writes it while the slot is held;
     /// copy out or read with care rather than forming a reference.
     pub fn as_ptr(&self) -> *const u8 {
         self.payload()
@@ -501,7 +632,7 @@ impl RecvSlot<'_> {
         }
         // SAFETY: the range is inside the held slot's message (checked).
         unsafe {
-            ptr::copy_nonoverlapping(self.payload().add(offset), buf.as_mut_ptr(), buf.len())
+            super::stream::copy_message(self.payload().add(offset), buf.as_mut_ptr(), buf.len())
         };
         Ok(())
     }
@@ -516,7 +647,7 @@ impl RecvSlot<'_> {
 }
 
 impl Drop for RecvSlot<'_> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         // A batch (notify off) frees its slots at once at its end.
         self.receiver.release(self.claim, self.notify);
@@ -544,26 +675,7 @@ mod tests {
         }
     }
 
-    /// A unique name, unlinked on drop.
-    struct Name(String);
-
-    impl Name {
-        fn new(tag: &str) -> Self {
-            use std::sync::atomic::AtomicUsize;
-            static COUNTER: AtomicUsize = AtomicUsize::new(0);
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            Name(format!(
-                "/shmkit-test-{}-{n}-unit-chan-{tag}",
-                std::process::id()
-            ))
-        }
-    }
-
-    impl Drop for Name {
-        fn drop(&mut self) {
-            let _ = crate::posix::unlink(&self.0);
-        }
-    }
+    use crate::shared_object::TestName as Name;
 
     fn options(capacity: usize, spsc: bool) -> ChannelOptions {
         let mut o = ChannelOptions::new();

@@ -112,6 +112,13 @@ pub(crate) trait RingWords {
     fn enqueue_pos(&self) -> &AtomicU64;
     fn dequeue_pos(&self) -> &AtomicU64;
     fn slot_state(&self, index: usize) -> &AtomicU64;
+
+    /// Called just before `owner` tries to claim position `pos`, so that
+    /// whoever takes over a dead owner can look at that slot alone instead
+    /// of scanning the ring (`recover_claim`). Recorded before the claim: a
+    /// claimer killed right after its compare-and-swap is found too.
+    #[inline(always)]
+    fn note_claim(&self, _owner: u8, _pos: u64) {}
 }
 
 /// Why a claim did not succeed.
@@ -170,6 +177,7 @@ pub(crate) fn claim_send(
                 phase: Phase::Writing,
                 owner: me,
             };
+            words.note_claim(me, pos);
             if slot
                 .compare_exchange_weak(word, claimed.encode(), Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
@@ -278,6 +286,7 @@ pub(crate) fn claim_recv(
                         phase: Phase::Reading,
                         owner: me,
                     };
+                    words.note_claim(me, pos);
                     if slot
                         .compare_exchange_weak(
                             word,
@@ -399,6 +408,47 @@ pub(crate) fn depth(words: &impl RingWords) -> u64 {
     let enq = words.enqueue_pos().load(Ordering::Relaxed);
     let deq = words.dequeue_pos().load(Ordering::Relaxed);
     enq.saturating_sub(deq).min(words.capacity())
+}
+
+/// An endpoint leaves: its identity word `word` is cleared (by
+/// compare-and-swap: a word a reaper took is not ours). Release: pairs
+/// with the Acquire in [`endpoint_gone`], so that whoever sees the entry
+/// empty also sees every message this endpoint committed before leaving
+/// (a receiver's "every sender is gone" and its last look rely on it).
+/// True if we cleared it.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn leave_entry(identity: &AtomicU64, word: u64) -> bool {
+    identity
+        .compare_exchange(word, 0, Ordering::Release, Ordering::Relaxed)
+        .is_ok()
+}
+
+/// Whether an endpoint entry is empty (its endpoint left or was reaped),
+/// and otherwise its identity word. Acquire: pairs with [`leave_entry`].
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn endpoint_word(identity: &AtomicU64) -> u64 {
+    identity.load(Ordering::Acquire)
+}
+
+/// Frees the slot of position `pos` if it still holds `owner`'s claim of
+/// that position (mid-write or mid-read): what `recover_owner` does for
+/// the one slot an endpoint can hold. True if it was freed (by us).
+pub(crate) fn recover_claim(words: &impl RingWords, pos: u64, owner: u8) -> bool {
+    let cap = words.capacity();
+    let slot = words.slot_state((pos & (cap - 1)) as usize);
+    let word = slot.load(Ordering::Acquire);
+    let state = State::decode(word);
+    let held = state.owner == owner
+        && state.pos == pos
+        && matches!(state.phase, Phase::Writing | Phase::Reading);
+    held && slot
+        .compare_exchange(
+            word,
+            State::empty(state.pos.wrapping_add(cap)).encode(),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
+        .is_ok()
 }
 
 /// The owners recorded in slots that are mid-write or mid-read, with their
@@ -720,6 +770,56 @@ mod loom_models {
         f: impl Fn() -> T + Sync + Send + 'static,
     ) -> std::collections::BTreeSet<T> {
         crate::loom_check::check(Some(3), f)
+    }
+
+    /// The channel-level disconnect protocol (issue 15, Deliver 4): a
+    /// producer commits a message and leaves (`leave_entry`); a consumer
+    /// that finds the ring empty and the producer's entry empty
+    /// (`endpoint_word`) takes one last look, which must find the message:
+    /// "every sender is gone" is never reported over a committed message.
+    /// Shown to catch a weakened ordering: with `leave_entry`'s Release
+    /// made Relaxed the model fails (the consumer sees the entry empty but
+    /// the slot still empty, and reports a disconnection).
+    #[test]
+    fn a_sender_seen_gone_left_its_messages_visible() {
+        #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+        enum Seen {
+            Message,
+            NotYet,
+        }
+        let outcomes = model(|| {
+            let s = shared(1);
+            let identity = Arc::new(AtomicU64::new(5));
+            let producer = {
+                let (s, identity) = (s.clone(), identity.clone());
+                loom::thread::spawn(move || {
+                    assert!(send(&s, 1, 7));
+                    assert!(leave_entry(&identity, 5));
+                })
+            };
+            let consumer = {
+                let (s, identity) = (s.clone(), identity.clone());
+                loom::thread::spawn(move || {
+                    for _ in 0..2 {
+                        if let Some(v) = recv(&s, 2) {
+                            assert_eq!(v, 7);
+                            return Seen::Message;
+                        }
+                        if endpoint_word(&identity) == 0 {
+                            // Every sender gone: the last look.
+                            let last = recv(&s, 2);
+                            assert_eq!(last, Some(7), "gone, and its message not seen");
+                            return Seen::Message;
+                        }
+                        loom::thread::yield_now();
+                    }
+                    Seen::NotYet
+                })
+            };
+            producer.join().unwrap();
+            consumer.join().unwrap()
+        });
+        assert!(outcomes.contains(&Seen::Message), "{outcomes:?}");
     }
 
     /// Two producers claim concurrently: distinct slots, both messages

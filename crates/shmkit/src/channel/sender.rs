@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::layout::*;
 use super::ring::{self, Claim, RingError};
 use super::spsc::{self, SendCursor, SpscError};
+use super::stream;
 use super::wait::{wait_slice, WaitStrategy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::posix::ShmName;
@@ -29,6 +30,11 @@ pub struct Sender {
     pub(super) wait: WaitStrategy,
     /// The producer's position in an SPSC channel; None in a shared one.
     pub(super) spsc: Option<SendCursor>,
+    /// The producer's position in a stream channel (then `spsc` is None).
+    pub(super) stream: Option<stream::SendCursor>,
+    /// A shared-ring slot is claimed and not yet committed or handed back:
+    /// found set at the next claim, the last `SendSlot` was forgotten.
+    pub(super) open_claim: bool,
 }
 
 impl std::fmt::Debug for Sender {
@@ -74,6 +80,9 @@ impl Sender {
         block: bool,
         deadline: Option<Instant>,
     ) -> Result<()> {
+        if self.stream.is_some() {
+            return self.stream_send(msg, block, deadline);
+        }
         if msg.len() as u64 > self.inner.layout.max_msg {
             return Err(self.too_long(msg.len()));
         }
@@ -117,6 +126,10 @@ impl Sender {
 
     #[inline]
     pub(super) fn commit(&mut self, claim: Claim, len: usize) -> Result<()> {
+        if self.stream.is_some() {
+            self.stream_commit(len as u64, true);
+            return Ok(());
+        }
         let published = self.commit_quiet(claim, len);
         self.inner.notify_data();
         if published {
@@ -139,6 +152,7 @@ impl Sender {
         match self.spsc.as_mut() {
             Some(cursor) => spsc::commit_send(inner, cursor),
             None => {
+                self.open_claim = false;
                 if !ring::commit_send(inner, claim, self.owner) {
                     return false;
                 }
@@ -175,6 +189,9 @@ impl Sender {
     pub fn send_batch<'m>(&mut self, msgs: impl IntoIterator<Item = &'m [u8]>) -> Result<()> {
         if !self.home.is_here() {
             return Err(self.forked());
+        }
+        if self.stream.is_some() {
+            return self.stream_send_batch(msgs);
         }
         let max = self.inner.layout.max_msg;
         let mut unannounced = false;
@@ -249,8 +266,14 @@ impl Sender {
                 Err(e) => Err(e),
             };
         }
+        if self.open_claim {
+            inner.note_leak(self.entry);
+        }
         match ring::claim_send(inner, self.owner, check_dead, &mut |o| inner.owner_dead(o)) {
-            Ok(claim) => Ok(Some(claim)),
+            Ok(claim) => {
+                self.open_claim = true;
+                Ok(Some(claim))
+            }
             Err(RingError::Corrupt { index, word }) => Err(SpscError::CorruptSlot { index, word }),
             Err(RingError::WouldBlock) => Ok(None),
         }
@@ -258,6 +281,14 @@ impl Sender {
 
     #[inline]
     pub(super) fn claim(&mut self, block: bool, deadline: Option<Instant>) -> Result<Claim> {
+        if self.stream.is_some() {
+            // Room for the largest message: `SendSlot` may be filled up to it.
+            let at = self.stream_claim(self.inner.layout.max_msg, block, deadline)?;
+            return Ok(Claim {
+                pos: 0,
+                index: at as usize,
+            });
+        }
         if !self.home.is_here() {
             return Err(self.forked());
         }
@@ -317,6 +348,17 @@ impl Sender {
     pub fn max_message(&self) -> usize {
         self.inner.layout.max_msg as usize
     }
+
+    /// The payload of a claimed slot (in a stream channel: of a claimed
+    /// record, `index` its data offset).
+    #[inline]
+    fn payload(&self, claim: Claim) -> *mut u8 {
+        if self.stream.is_some() {
+            self.inner.stream_data(claim.index as u64)
+        } else {
+            self.inner.payload(claim.index)
+        }
+    }
 }
 
 impl Drop for Sender {
@@ -371,7 +413,7 @@ impl SendSlot<'_> {
         unsafe {
             ptr::copy_nonoverlapping(
                 data.as_ptr(),
-                self.sender.inner.payload(claim.index).add(offset),
+                self.sender.payload(claim).add(offset),
                 data.len(),
             )
         };
@@ -379,12 +421,11 @@ impl SendSlot<'_> {
     }
 
     /// The payload's first byte, [`capacity`](SendSlot::capacity) bytes long
-    /// and 16-byte aligned, for writing in place. No other process touches
+    /// and 16-byte aligned (8 in a stream channel), for writing in place. No other process touches
     /// it until [`commit`](SendSlot::commit).
     pub fn as_mut_ptr(&mut self) -> *mut u8 {
         self.sender
-            .inner
-            .payload(self.claim.expect("a live slot has its claim").index)
+            .payload(self.claim.expect("a live slot has its claim"))
     }
 
     /// Publishes the first `len` bytes as one message.
@@ -413,7 +454,12 @@ impl Drop for SendSlot<'_> {
             // An SPSC slot is simply not published; a shared ring's slot is
             // handed back so consumers skip its position (by its owner
             // only: in a forked child the claim is the parent's).
-            if self.sender.spsc.is_none() && self.sender.home.is_here() {
+            // A stream's record is not framed: nothing to hand back.
+            if self.sender.spsc.is_none()
+                && self.sender.stream.is_none()
+                && self.sender.home.is_here()
+            {
+                self.sender.open_claim = false;
                 ring::abandon_send(&*self.sender.inner, claim, self.sender.owner);
                 self.sender.inner.notify_data();
             }

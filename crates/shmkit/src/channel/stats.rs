@@ -43,7 +43,13 @@ impl Channel {
             max_message: inner.layout.max_msg,
             type_size: inner.layout.type_size,
             spsc: inner.layout.spsc(),
-            depth: ring::depth(inner),
+            stream: inner.layout.stream(),
+            depth: if inner.layout.stream() {
+                // Records are not counted in the ring: the counts tell.
+                sent.saturating_sub(received)
+            } else {
+                ring::depth(inner)
+            },
             sent,
             received,
             endpoints,
@@ -88,6 +94,8 @@ pub struct ChannelStats {
     pub type_size: u32,
     /// One sender and one receiver at a time ([`ChannelOptions::spsc`](super::ChannelOptions::spsc)).
     pub spsc: bool,
+    /// The framed byte ring ([`ChannelOptions::stream`](super::ChannelOptions::stream)).
+    pub stream: bool,
     /// Messages sent and not yet received (approximate while others run).
     pub depth: u64,
     /// Messages sent, by endpoints connected now and before.
