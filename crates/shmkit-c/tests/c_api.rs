@@ -191,6 +191,32 @@ fn the_header_compiles_as_strict_c11_and_as_cpp17() {
     );
     run(&mut Command::new(c));
     run(&mut Command::new(cpp));
+    // libshmkit.a links on its own with the libraries shmkit.pc lists
+    // under Libs.private.
+    let exe = dir.join("h_static");
+    let out = Command::new("gcc")
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(include_dir())
+        .arg(&source)
+        .arg(build_dir().join("libshmkit_c.a"))
+        .args([
+            "-lgcc_s",
+            "-lutil",
+            "-lrt",
+            "-lpthread",
+            "-lm",
+            "-ldl",
+            "-o",
+        ])
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    run(&mut Command::new(exe));
 }
 
 #[test]
@@ -386,4 +412,34 @@ fn the_selftest_passes_without_valgrind_too() {
     let out = run(Command::new(peer()).args(["selftest", &name.0]));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "selftest ok");
     let _ = std::io::stdout().flush();
+}
+
+/// The module doc's claim: a receiver in another network namespace cannot
+/// be reached by the senders' datagrams (abstract socket addresses belong
+/// to a namespace), so it learns of messages only when its poll times out
+/// (250 ms) and it tries again; it still gets every message.
+#[test]
+fn across_network_namespaces_the_slice_bounds_the_wait() {
+    let probe = Command::new("unshare").args(["--net", "true"]).output();
+    if !matches!(&probe, Ok(o) if o.status.success()) {
+        println!("SKIPPED: cannot make a network namespace here (unshare --net needs root)");
+        return;
+    }
+    let name = Name::new("netns");
+    let ch = channel(&name);
+    let mut cmd = Command::new("unshare");
+    cmd.arg("--net").arg(peer()).args(["poll", &name.0, "3"]);
+    let (kid, out) = spawn_ready(&mut cmd);
+    let mut tx = ch.sender().unwrap();
+    for i in 0..3 {
+        std::thread::sleep(Duration::from_millis(100));
+        tx.send(format!("far {i}").as_bytes()).unwrap();
+    }
+    let mut lines = finish(kid, out);
+    let timeouts = lines.pop().unwrap();
+    assert_eq!(lines, ["far 0", "far 1", "far 2"]);
+    assert_ne!(
+        timeouts, "poll timeouts 0",
+        "a datagram crossed network namespaces?"
+    );
 }

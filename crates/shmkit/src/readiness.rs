@@ -358,6 +358,9 @@ pub struct Readiness {
     token: u32,
     slot: usize,
     table: *const FdWaiters,
+    /// The process that registered: a forked child inherits the value (and
+    /// the socket) but must not free the parent's slot when it drops it.
+    pid: u32,
     /// Keeps the mapping holding `table` alive.
     _keep: Arc<dyn Send + Sync>,
     object: Arc<str>,
@@ -445,6 +448,7 @@ impl Readiness {
             token,
             slot,
             table,
+            pid: std::process::id(),
             _keep: keep,
             object: Arc::clone(object),
         })
@@ -461,6 +465,18 @@ impl Readiness {
         std::ptr::eq(self.table, table)
     }
 
+    /// Checks that this descriptor may be armed for the table at `table`
+    /// of `object`: made for it, and in this process.
+    pub(crate) fn check(&self, table: *const FdWaiters, object: &str) -> Result<()> {
+        if !self.belongs_to(table) {
+            return Err(self.foreign(object));
+        }
+        if !self.is_home() {
+            return Err(self.forked());
+        }
+        Ok(())
+    }
+
     /// The error for a descriptor armed on an object it was not made for.
     pub(crate) fn foreign(&self, object: &str) -> Error {
         Error::new(
@@ -472,6 +488,21 @@ impl Readiness {
     }
 
     /// The waiter's half (module doc): drain, arm, fence, check `cond`.
+    /// Whether this process made the descriptor (not a forked child).
+    pub(crate) fn is_home(&self) -> bool {
+        std::process::id() == self.pid
+    }
+
+    /// The error for arming in a forked child.
+    pub(crate) fn forked(&self) -> Error {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            "arm readiness on",
+            &*self.object,
+            "this readiness descriptor was made by the parent process: make one in this process",
+        )
+    }
+
     pub(crate) fn arm(&self, cond: impl FnOnce() -> bool) -> Arm {
         // Relaxed: our own flag (a descriptor is armed from one thread at
         // a time).
@@ -598,6 +629,9 @@ impl AsRawFd for Readiness {
 
 impl Drop for Readiness {
     fn drop(&mut self) {
+        if std::process::id() != self.pid {
+            return; // a forked child's copy: the slot is the parent's
+        }
         let waiters = self.waiters();
         waiters
             .armed
@@ -665,6 +699,30 @@ mod tests {
         waiters.armed.store(0, Ordering::Relaxed);
         waiters.notify();
         assert!(!ready.wait(Some(Duration::from_millis(10))).unwrap());
+    }
+
+    #[test]
+    fn a_forked_child_dropping_its_copy_leaves_the_parents_slot() {
+        let region = Arc::new(crate::Region::anonymous(4096).unwrap());
+        let ready = register(&region).unwrap();
+        // SAFETY: the child only drops its copy and _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let code = i32::from(ready.is_home()); // 0: it knows it is a copy
+            drop(ready);
+            // SAFETY: ends the child without running the parent's handlers.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: reaps our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        assert_eq!(
+            ready.waiters().tokens[ready.slot].load(Ordering::Relaxed),
+            ready.token,
+            "the child freed the parent's slot"
+        );
     }
 
     #[test]

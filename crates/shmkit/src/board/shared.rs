@@ -391,9 +391,7 @@ impl Board {
     /// [`ErrorKind::InvalidArgument`] for a descriptor made for another
     /// object.
     pub fn arm_readiness(&self, readiness: &Readiness, since: u64) -> Result<Arm> {
-        if !readiness.belongs_to(&self.inner.control().fd_waiters) {
-            return Err(readiness.foreign(self.inner.name.as_str()));
-        }
+        readiness.check(&self.inner.control().fd_waiters, self.inner.name.as_str())?;
         Ok(readiness.arm(|| seqlock::version(&*self.inner) != since))
     }
 }

@@ -1208,9 +1208,7 @@ impl Subscriber {
     /// object.
     pub fn arm_readiness(&self, readiness: &Readiness) -> Result<Arm> {
         let inner = &*self.inner;
-        if !readiness.belongs_to(&inner.control().fd_waiters) {
-            return Err(readiness.foreign(inner.name.as_str()));
-        }
+        readiness.check(&inner.control().fd_waiters, inner.name.as_str())?;
         let cursor = self.cursor;
         Ok(readiness.arm(|| ring::ready(inner, cursor)))
     }

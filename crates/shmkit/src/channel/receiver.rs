@@ -503,9 +503,7 @@ impl Receiver {
         readiness: &crate::readiness::Readiness,
     ) -> Result<crate::readiness::Arm> {
         let inner = &*self.inner;
-        if !readiness.belongs_to(inner.fd_waiters()) {
-            return Err(readiness.foreign(inner.name.as_str()));
-        }
+        readiness.check(inner.fd_waiters(), inner.name.as_str())?;
         if let Some(cursor) = self.stream.as_ref() {
             let head = cursor.head;
             return Ok(readiness.arm(|| stream::may_recv(inner, head)));
