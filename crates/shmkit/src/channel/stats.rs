@@ -18,7 +18,7 @@ impl Channel {
     pub fn reap(&self) -> usize {
         let dead = |s: &ChannelStats| s.endpoints.iter().filter(|e| !e.alive).count();
         let before = dead(&self.stats());
-        self.inner.reap();
+        self.inner.reap(identity_alive);
         before.saturating_sub(dead(&self.stats()))
     }
 
