@@ -195,6 +195,10 @@ pub const FANOUT_MIN_MESSAGE: usize = 16;
 /// The most readers a `fanout` measurement may have.
 pub const MAX_READERS: usize = 64;
 
+/// Message sizes `stream` measures by default, one row per transport each
+/// (`--size` gives others).
+pub const STREAM_SIZES: [usize; 4] = [8, 64, 256, 1024];
+
 /// Reader counts `fanout` runs by default.
 pub const DEFAULT_READERS: [usize; 5] = [1, 2, 4, 8, 16];
 
@@ -232,6 +236,10 @@ pub struct BenchOptions {
     /// `None` means 8 bytes for round trips and 64 bytes for streams and
     /// fan-outs.
     pub size: Option<usize>,
+    /// Message sizes for `rtt`, `stream`, `oversubscribed` and `fanout`,
+    /// one measurement each, when there are several (a sweep); empty means
+    /// [`size`](Self::size), or for `stream` without one [`STREAM_SIZES`].
+    pub sizes: Vec<usize>,
     /// Message size for `bulk` (default 1 MiB).
     pub bulk_size: usize,
     /// Time each measurement runs before recording starts.
@@ -271,6 +279,7 @@ impl BenchOptions {
             scenarios: Vec::new(),
             transports: Vec::new(),
             size: None,
+            sizes: Vec::new(),
             bulk_size: 1 << 20,
             warmup: Duration::from_millis(500),
             duration: Duration::from_secs(2),
@@ -301,6 +310,16 @@ impl BenchOptions {
             Scenario::Rtt | Scenario::Oversubscribed => self.size.unwrap_or(8),
         }
     }
+
+    /// Every message size one scenario runs under these options, in order.
+    pub fn msg_sizes(&self, scenario: Scenario) -> Vec<usize> {
+        match scenario {
+            Scenario::Bulk => vec![self.bulk_size],
+            _ if !self.sizes.is_empty() => self.sizes.clone(),
+            Scenario::Stream if self.size.is_none() => STREAM_SIZES.to_vec(),
+            _ => vec![self.msg_size(scenario)],
+        }
+    }
 }
 
 /// Runs every selected (scenario, transport) pair that the transport
@@ -323,11 +342,13 @@ pub fn run(opts: &BenchOptions) -> Result<Report> {
         opts.scenarios.clone()
     };
     let transports = transport::select(&opts.transports)?;
-    for &s in &scenarios {
-        if opts.msg_size(s) < s.min_message() {
+    for (s, size) in scenarios
+        .iter()
+        .flat_map(|&s| opts.msg_sizes(s).into_iter().map(move |n| (s, n)))
+    {
+        if size < s.min_message() {
             bail!(
-                "{s}: a message of {} bytes is too small; the least is {} ({})",
-                opts.msg_size(s),
+                "{s}: a message of {size} bytes is too small; the least is {} ({})",
                 s.min_message(),
                 if s.is_fan() {
                     "a sequence number and a time"
@@ -376,11 +397,13 @@ pub fn run(opts: &BenchOptions) -> Result<Report> {
         } else {
             vec![None]
         };
-        for &rate in &rates {
-            for &n in &counts {
-                for t in &transports {
-                    if t.supports(s.link_scenario()) {
-                        plan.push((s, *t, n, rate));
+        for size in opts.msg_sizes(s) {
+            for &rate in &rates {
+                for &n in &counts {
+                    for t in &transports {
+                        if t.supports(s.link_scenario()) {
+                            plan.push((s, *t, n, rate, size));
+                        }
                     }
                 }
             }
@@ -406,10 +429,10 @@ pub fn run(opts: &BenchOptions) -> Result<Report> {
     let mut runs = Vec::with_capacity(opts.runs);
     for run in 0..opts.runs {
         let mut results = Vec::with_capacity(plan.len());
-        for (index, &(scenario, t, readers, rate)) in plan.iter().enumerate() {
+        for (index, &(scenario, t, readers, rate, msg_size)) in plan.iter().enumerate() {
             let mut what = match readers {
                 Some(n) => format!("{scenario} over {}, {n} readers", t.name()),
-                None => format!("{scenario} over {}", t.name()),
+                None => format!("{scenario} over {}, {msg_size} B", t.name()),
             };
             if let Some(r) = rate {
                 what.push_str(&format!(", {} msgs/s", report::fmt_count(Some(r as f64))));
@@ -419,7 +442,6 @@ pub fn run(opts: &BenchOptions) -> Result<Report> {
             } else {
                 progress.set_message(what);
             }
-            let msg_size = opts.msg_size(scenario);
             // Unique across runs: it names the links' objects.
             let measurement = run * plan.len() + index;
             let row = match process::measure(

@@ -21,6 +21,8 @@ use plotters::prelude::*;
 use crate::report::{Report, Row};
 use crate::Scenario;
 
+mod sweep;
+
 const WIDTH: u32 = 1100;
 const PANEL: u32 = 380;
 
@@ -46,6 +48,9 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
                 "oversubscribed: lap of a token around 3 processes on 2 cores",
                 &rows,
             )?,
+            Scenario::Stream if report.sizes(Scenario::Stream).len() > 1 => {
+                sweep::stream_by_size(area, &report.sizes(Scenario::Stream), &rows)?
+            }
             Scenario::Stream => bars(
                 area,
                 "stream: messages per second",
@@ -249,7 +254,7 @@ fn bars(
     Ok(())
 }
 
-/// Line colours, one per transport in the fan-out panel.
+/// Line colours, one per transport in the fan-out and sweep panels.
 const PALETTE: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -326,4 +331,32 @@ fn by_readers(
             .map_err(err)?;
     }
     legend(&mut chart, SeriesLabelPosition::UpperRight)
+}
+
+/// The transports of `rows`, each once, in order.
+fn transports_of<'r>(rows: &[&'r Row]) -> Vec<&'r str> {
+    let mut transports: Vec<&str> = Vec::new();
+    for r in rows {
+        if !transports.contains(&r.transport.as_str()) {
+            transports.push(&r.transport);
+        }
+    }
+    transports
+}
+
+/// The log scale's range for the messages/s of `rows`, with headroom above
+/// the highest point for the legend.
+fn msgs_range(rows: &[&Row]) -> (f64, f64) {
+    let values: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| r.msgs_per_s)
+        .filter(|&v| v > 0.0)
+        .collect();
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(0.0, f64::max);
+    if values.is_empty() {
+        (1.0, 10.0)
+    } else {
+        (lo / 2.0, hi * 8.0)
+    }
 }

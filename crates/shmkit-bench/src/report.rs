@@ -289,10 +289,13 @@ impl Row {
     }
 
     /// Whether `other` is this row's counterpart in another transport or
-    /// run: the same scenario and, in `fanout` and `paced`, as many
-    /// readers (and in `paced` the same rate).
+    /// run: the same scenario and message size and, in `fanout` and
+    /// `paced`, as many readers (and in `paced` the same rate).
     pub fn same_measure(&self, other: &Row) -> bool {
-        self.scenario == other.scenario && self.readers == other.readers && self.rate == other.rate
+        self.scenario == other.scenario
+            && self.readers == other.readers
+            && self.rate == other.rate
+            && self.msg_size == other.msg_size
     }
 
     /// The transport's name, with the rate in `paced` (`shmkit, 10k/s`).
@@ -442,9 +445,84 @@ impl Report {
         line
     }
 
-    /// The table of one scenario, `None` when nothing ran in it.
-    fn table(&self, scenario: Scenario) -> Option<Table> {
-        let rows: Vec<&Row> = self.rows(scenario).collect();
+    /// Every table: one per scenario and message size (in the order run),
+    /// then for a stream of several sizes the sweep.
+    fn tables(&self) -> Vec<Table> {
+        let mut tables = Vec::new();
+        for scenario in Scenario::ALL {
+            let sizes = self.sizes(scenario);
+            tables.extend(sizes.iter().filter_map(|&n| self.table(scenario, n)));
+            if scenario == Scenario::Stream && sizes.len() > 1 {
+                tables.push(self.sweep_table(&sizes));
+            }
+        }
+        tables
+    }
+
+    /// The message sizes one scenario ran, in the order run.
+    pub fn sizes(&self, scenario: Scenario) -> Vec<usize> {
+        let mut sizes = Vec::new();
+        for r in self.rows(scenario) {
+            if !sizes.contains(&r.msg_size) {
+                sizes.push(r.msg_size);
+            }
+        }
+        sizes
+    }
+
+    /// `stream` at every size side by side: messages/s and GB/s, and the
+    /// ratio to the floor, per transport.
+    fn sweep_table(&self, sizes: &[usize]) -> Table {
+        let floor = floor_of(Scenario::Stream);
+        let mut head = vec!["transport".to_string()];
+        for n in sizes {
+            head.push(format!("{n} B msgs/s"));
+            head.push(format!("{n} B GB/s"));
+            head.push(format!("{n} B vs {floor}"));
+        }
+        let mut lines: Vec<Vec<String>> = Vec::new();
+        for r in self.rows(Scenario::Stream) {
+            let i = match lines.iter().position(|l| l[0] == r.transport) {
+                Some(i) => i,
+                None => {
+                    let mut line = vec!["-".to_string(); head.len()];
+                    line[0] = r.transport.clone();
+                    lines.push(line);
+                    lines.len() - 1
+                }
+            };
+            if r.error.is_some() {
+                continue;
+            }
+            let col = 1 + 3 * sizes.iter().position(|&n| n == r.msg_size).unwrap_or(0);
+            lines[i][col] = fmt_count(r.msgs_per_s);
+            lines[i][col + 1] = r
+                .bytes_per_s
+                .map_or("-".into(), |b| format!("{:.2}", b / 1e9));
+            lines[i][col + 2] = fmt_ratio(r.vs_floor);
+        }
+        Table {
+            title: format!(
+                "stream by message size ({} bytes)",
+                sizes
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            head,
+            lines,
+            notes: Vec::new(),
+        }
+    }
+
+    /// The table of one scenario at one message size, `None` when nothing
+    /// ran there.
+    fn table(&self, scenario: Scenario, msg_size: usize) -> Option<Table> {
+        let rows: Vec<&Row> = self
+            .rows(scenario)
+            .filter(|r| r.msg_size == msg_size)
+            .collect();
         let first = rows.first()?;
         let floor = floor_of(scenario);
         let (title, headers, range): (String, &[&str], &str) = match scenario {
@@ -660,7 +738,7 @@ impl Report {
     pub fn render_table(&self) -> String {
         let mut out = self.machine_line();
         out.push('\n');
-        for table in Scenario::ALL.into_iter().filter_map(|s| self.table(s)) {
+        for table in self.tables() {
             let _ = writeln!(out, "\n{}", table.title);
             let mut cells = vec![table.head];
             cells.extend(table.lines);
@@ -708,7 +786,7 @@ impl Report {
             self.runs,
             if self.runs == 1 { "" } else { "s (medians)" }
         );
-        for table in Scenario::ALL.into_iter().filter_map(|s| self.table(s)) {
+        for table in self.tables() {
             let _ = writeln!(out, "**{}**\n", table.title);
             let row = |cells: &[String]| {
                 let cells: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();

@@ -614,6 +614,10 @@ fn fan_write(
     }
     let start = now;
     let end = start + nanos(timing.duration);
+    // The schedule starts again with recording: a backlog left by a stall
+    // in the warm-up is not sent in a burst that would inflate the rate.
+    pace = Pace::new(timing.rate, start);
+    pace.sent = 1;
     let mut count = 0;
     while now < end {
         put_stamped(&mut msg, seq | RECORDING, now);

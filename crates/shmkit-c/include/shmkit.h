@@ -342,7 +342,8 @@ int shmkit_subscriber_fd(shmkit_subscriber *subscriber, int *fd);
 /*
  Arms the subscriber's readiness descriptor: `*ready` = 1 if a message
  is there already (do not sleep), 0 if armed (poll the descriptor).
- Errors as `shmkit_subscriber_fd`.
+ After 250 ms of arms that found nothing it also checks whether the
+ writer is gone: -EPIPE then. Errors as `shmkit_subscriber_fd`, -EPIPE.
  */
 int shmkit_subscriber_arm(shmkit_subscriber *subscriber, int *ready);
 
@@ -523,7 +524,9 @@ int shmkit_receiver_fd(shmkit_receiver *receiver, int *fd);
  (it empties the descriptor first): `*ready` = 1 if a message may be
  there already (receive again, do not sleep), 0 if armed (poll the
  descriptor, then receive again). Costs no syscall for the sender unless
- it finds the receiver armed. Errors as `shmkit_receiver_fd`.
+ it finds the receiver armed. When arms have found nothing for 250 ms it
+ also checks whether every sender is gone: -EPIPE then (the channel is
+ empty and will stay so). Errors as `shmkit_receiver_fd`, and -EPIPE.
  */
 int shmkit_receiver_arm(shmkit_receiver *receiver, int *ready);
 

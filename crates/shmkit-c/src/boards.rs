@@ -3,10 +3,11 @@
 
 use std::ffi::{c_char, c_int, c_void};
 use std::os::fd::AsRawFd;
+use std::time::Instant;
 
 use shmkit::board::{Board, BoardOptions, BoardWriter};
 use shmkit::broadcast::{Broadcast, BroadcastOptions, Publisher, Received, Subscriber};
-use shmkit::readiness::{Arm, Readiness};
+use shmkit::readiness::{Arm, Readiness, SLICE};
 use shmkit::{Error, ErrorKind};
 
 use crate::{
@@ -73,6 +74,8 @@ pub(crate) struct SubscriberState {
     buf: Vec<u8>,
     kept: bool,
     ready: Option<Readiness>,
+    /// Since when arms found nothing (reset by every receive).
+    empty_since: Option<Instant>,
     object: String,
 }
 
@@ -426,6 +429,7 @@ pub extern "C" fn shmkit_subscriber_open(
                 buf: Vec::new(),
                 kept: false,
                 ready: None,
+                empty_since: None,
                 object,
             },
         )
@@ -475,6 +479,7 @@ pub extern "C" fn shmkit_subscriber_recv(
                 },
                 wait => state.subscriber.recv_into(&mut state.buf, wait.timeout())?,
             };
+            state.empty_since = None;
             if let Received::Lagged { missed: n } = got {
                 *len = 0;
                 *missed = n;
@@ -521,7 +526,8 @@ pub extern "C" fn shmkit_subscriber_fd(
 
 /// Arms the subscriber's readiness descriptor: `*ready` = 1 if a message
 /// is there already (do not sleep), 0 if armed (poll the descriptor).
-/// Errors as `shmkit_subscriber_fd`.
+/// After 250 ms of arms that found nothing it also checks whether the
+/// writer is gone: -EPIPE then. Errors as `shmkit_subscriber_fd`, -EPIPE.
 #[no_mangle]
 pub extern "C" fn shmkit_subscriber_arm(
     subscriber: *mut shmkit_subscriber,
@@ -539,7 +545,24 @@ pub extern "C" fn shmkit_subscriber_arm(
         let (Some(r), subscriber) = (&state.ready, &state.subscriber) else {
             return Ok(0);
         };
-        *ready = c_int::from(subscriber.arm_readiness(r)? == Arm::Ready);
+        let mut arm = subscriber.arm_readiness(r)?;
+        if arm == Arm::Sleep {
+            let since = *state.empty_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= SLICE && subscriber.writer_left() {
+                // Gone: but what it published just before leaving comes first.
+                arm = subscriber.arm_readiness(r)?;
+                if arm == Arm::Sleep {
+                    return Err(Error::new(
+                        ErrorKind::Disconnected,
+                        OP,
+                        &state.object,
+                        "every message is read and the writer is gone",
+                    )
+                    .into());
+                }
+            }
+        }
+        *ready = c_int::from(arm == Arm::Ready);
         Ok(0)
     })
 }

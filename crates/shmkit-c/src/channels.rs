@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_int, c_void};
 use std::time::Instant;
 
 use shmkit::channel::{Channel, ChannelOptions, Receiver, RecvSlot, SendSlot, Sender};
-use shmkit::readiness::{Arm, Readiness};
+use shmkit::readiness::{Arm, Readiness, SLICE};
 use shmkit::ErrorKind;
 
 use crate::{
@@ -80,6 +80,9 @@ pub(crate) struct ReceiverState {
     /// library keeping it after a too-small buffer.
     lent: bool,
     ready: Option<Readiness>,
+    /// Since when arms found nothing (reset by every message received):
+    /// after a slice of that, an arm checks whether the senders are gone.
+    empty_since: Option<Instant>,
     receiver: Box<Receiver>,
     max_message: usize,
     object: String,
@@ -135,6 +138,7 @@ impl ReceiverState {
             Wait::Try => receiver.try_recv_slot()?,
             Wait::For(d) => receiver.recv_slot_timeout(d)?,
         };
+        self.empty_since = None;
         Ok(slot)
     }
 }
@@ -436,6 +440,7 @@ pub extern "C" fn shmkit_receiver_open(
                 slot: None,
                 lent: false,
                 ready: None,
+                empty_since: None,
                 receiver,
                 max_message: channel.max_message(),
                 object,
@@ -663,7 +668,9 @@ pub extern "C" fn shmkit_receiver_fd(receiver: *mut shmkit_receiver, fd: *mut c_
 /// (it empties the descriptor first): `*ready` = 1 if a message may be
 /// there already (receive again, do not sleep), 0 if armed (poll the
 /// descriptor, then receive again). Costs no syscall for the sender unless
-/// it finds the receiver armed. Errors as `shmkit_receiver_fd`.
+/// it finds the receiver armed. When arms have found nothing for 250 ms it
+/// also checks whether every sender is gone: -EPIPE then (the channel is
+/// empty and will stay so). Errors as `shmkit_receiver_fd`, and -EPIPE.
 #[no_mangle]
 pub extern "C" fn shmkit_receiver_arm(receiver: *mut shmkit_receiver, ready: *mut c_int) -> c_int {
     const OP: &str = "arm readiness on";
@@ -678,7 +685,24 @@ pub extern "C" fn shmkit_receiver_arm(receiver: *mut shmkit_receiver, ready: *mu
             Some(r) => r,
             none => none.insert(state.receiver.readiness()?),
         };
-        *ready = c_int::from(state.receiver.arm_readiness(r)? == Arm::Ready);
+        let mut arm = state.receiver.arm_readiness(r)?;
+        if arm == Arm::Sleep {
+            let since = *state.empty_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= SLICE && state.receiver.senders_gone() {
+                // Gone: but what they sent just before leaving comes first.
+                arm = state.receiver.arm_readiness(r)?;
+                if arm == Arm::Sleep {
+                    return Err(shmkit::Error::new(
+                        ErrorKind::Disconnected,
+                        OP,
+                        &state.object,
+                        "the channel is empty and every sender is gone",
+                    )
+                    .into());
+                }
+            }
+        }
+        *ready = c_int::from(arm == Arm::Ready);
         Ok(0)
     })
 }

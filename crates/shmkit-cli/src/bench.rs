@@ -23,10 +23,11 @@ pub struct BenchArgs {
     /// Run only this transport (see --list); repeatable.
     #[arg(long = "transport", value_name = "T")]
     transports: Vec<String>,
-    /// Message size for rtt, stream, oversubscribed and fanout (default 8
-    /// bytes for round trips, 64 for streams and fan-outs).
-    #[arg(long, value_parser = units::parse_size)]
-    size: Option<u64>,
+    /// Message size for rtt, stream, oversubscribed and fanout, or a list
+    /// of sizes (8,64,1K), one measurement each (default 8 bytes for round
+    /// trips, 64 for fan-outs; streams sweep 8,64,256,1024).
+    #[arg(long, value_delimiter = ',', value_parser = units::parse_size)]
+    size: Vec<u64>,
     /// Reader counts for fanout, one measurement each: a list (1,2,4) or
     /// repeated [default: 1,2,4,8,16; 1,2,4 with --quick].
     #[arg(long = "readers", value_name = "N", value_delimiter = ',',
@@ -118,7 +119,16 @@ pub fn run(out: &mut dyn Write, args: BenchArgs) -> Result<u8> {
         .map(|s| Scenario::from_name(s))
         .collect::<Result<_>>()?;
     opts.transports = args.transports;
-    opts.size = args.size.map(usize::try_from).transpose()?;
+    let sizes: Vec<usize> = args
+        .size
+        .iter()
+        .map(|&n| usize::try_from(n))
+        .collect::<Result<_, _>>()?;
+    match sizes.as_slice() {
+        [] => {}
+        [one] => opts.size = Some(*one),
+        _ => opts.sizes = sizes,
+    }
     opts.bulk_size = usize::try_from(args.bulk_size)?;
     if let Some(d) = args.duration {
         opts.duration = d;

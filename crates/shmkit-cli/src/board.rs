@@ -575,23 +575,17 @@ pub fn subscribe(
     while count.is_none_or(|n| accounted(&sub) < n) {
         // Take what is there without blocking; flush before waiting, so a
         // person watching sees every line as soon as it arrives.
-        let got = match sub.try_recv() {
+        let got = match sub.try_recv_into(&mut buf) {
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
                 out.flush()?;
-                sub.recv_into(&mut buf, None).map(|r| match r {
-                    Received::Message { position, .. } => Received::Message {
-                        position,
-                        value: std::mem::take(&mut buf),
-                    },
-                    Received::Lagged { missed } => Received::Lagged { missed },
-                })
+                sub.recv_into(&mut buf, None)
             }
             other => other,
         };
         match got {
-            Ok(Received::Message { value: mut m, .. }) => {
-                m.push(b'\n');
-                out.write_all(&m)?;
+            Ok(Received::Message { .. }) => {
+                buf.push(b'\n');
+                out.write_all(&buf)?;
                 if unbuffered {
                     out.flush()?;
                 }

@@ -131,7 +131,20 @@ pub fn produce(
     tag: Option<String>,
     opts: &ChannelOptions,
 ) -> Result<u8> {
-    let ch = Channel::open_or_create(name, opts)?;
+    let ch = match Channel::open(name) {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            let ch = Channel::open_or_create(name, opts)?;
+            // A typo must not pass silently for the name meant.
+            eprintln!(
+                "shmkit: created channel {} ({} messages of up to {} bytes)",
+                show::escape_controls(ch.name().as_str()),
+                ch.capacity(),
+                ch.max_message()
+            );
+            ch
+        }
+        other => other?,
+    };
     crate::foreign::check(name);
     let mut tx = ch.sender()?;
     // Messages end to end in one buffer, and where each ends.
@@ -205,9 +218,22 @@ pub fn consume(
     name: &str,
     count: Option<u64>,
     unbuffered: bool,
+    create: bool,
     opts: &ChannelOptions,
 ) -> Result<u8> {
-    let ch = Channel::open_or_create(name, opts)?;
+    let ch = if create {
+        Channel::open_or_create(name, opts)?
+    } else {
+        Channel::open(name).map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                anyhow::anyhow!(
+                    "{e} (no such channel: check the name, create it with `shmkit chan create`, or pass --create)"
+                )
+            } else {
+                e.into()
+            }
+        })?
+    };
     crate::foreign::check(name);
     let mut rx = ch.receiver()?;
     let mut line = Vec::new();

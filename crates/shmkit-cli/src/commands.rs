@@ -108,7 +108,7 @@ pub fn dump(out: &mut dyn Write, target: &Target, offset: u64, len: Option<u64>)
 
 /// The pids that map or hold `entry`, leaving out this very process (which
 /// may have the object open to look at it).
-fn users(scan: &ProcessScan, entry: &PosixEntry) -> (Vec<i32>, Vec<i32>) {
+pub fn users(scan: &ProcessScan, entry: &PosixEntry) -> (Vec<i32>, Vec<i32>) {
     let me = std::process::id() as i32;
     let strip = |v: Vec<i32>| v.into_iter().filter(|&p| p != me).collect::<Vec<_>>();
     (
@@ -155,7 +155,7 @@ pub fn denied_note(scan: &ProcessScan) -> Option<String> {
     Some(format!("? {who} could not be inspected: {hint}"))
 }
 
-fn posix_json(scan: &ProcessScan, e: &PosixEntry) -> Value {
+pub fn posix_json(scan: &ProcessScan, e: &PosixEntry) -> Value {
     let md = &e.metadata;
     let (mapped_by, open_by) = users(scan, e);
     json!({
@@ -234,66 +234,6 @@ pub fn stat(out: &mut dyn Write, name: &str, json: bool) -> Result<u8> {
         ));
     }
     show::key_values(out, &lines)?;
-    if let Some(note) = denied_note(&scan) {
-        writeln!(out, "{note}")?;
-    }
-    Ok(0)
-}
-
-/// Which kinds of shared memory `ls` lists.
-#[derive(Debug, Clone, Copy)]
-pub struct Kinds {
-    pub posix: bool,
-    pub sysv: bool,
-}
-
-pub fn ls(out: &mut dyn Write, json: bool, kinds: Kinds) -> Result<u8> {
-    let entries = if kinds.posix {
-        inventory::posix_objects()?
-    } else {
-        Vec::new()
-    };
-    let segments = if kinds.sysv {
-        sysv_cmds::list(!kinds.posix)?
-    } else {
-        Vec::new()
-    };
-    let scan = ProcessScan::new();
-    if json {
-        let all: Vec<Value> = entries
-            .iter()
-            .map(|e| posix_json(&scan, e))
-            .chain(segments.iter().map(|s| sysv_cmds::segment_json(&scan, s)))
-            .collect();
-        print_json(out, &Value::Array(all))?;
-        return Ok(0);
-    }
-    let rows: Vec<Vec<String>> = entries
-        .iter()
-        .map(|e| {
-            let md = &e.metadata;
-            let (mapped_by, _) = users(&scan, e);
-            let (nattch, mapped_by) = mapper_cells(&scan, &mapped_by);
-            let status = match e.file_type {
-                FileType::Regular => "-".to_string(),
-                other => format!("not an object ({})", other.as_str()),
-            };
-            vec![
-                "posix".to_string(),
-                e.name.to_string(),
-                "-".to_string(),
-                show::user(md.uid),
-                show::perms(md.mode),
-                md.size.to_string(),
-                nattch,
-                status,
-                mapped_by,
-                show::rfc3339(md.mtime),
-            ]
-        })
-        .chain(segments.iter().map(|s| sysv_cmds::segment_row(&scan, s)))
-        .collect();
-    show::table(out, &show::LS_HEADER, &rows)?;
     if let Some(note) = denied_note(&scan) {
         writeln!(out, "{note}")?;
     }

@@ -4,14 +4,20 @@
 
 mod bench;
 mod board;
+// issue 14: `shmkit bridge` execs shmkit-bridge (crate shmkit-zenoh)
+mod bridge;
 mod chan;
 mod commands;
+mod completions;
 mod demo;
 mod foreign;
+mod gc;
+mod ls;
 mod ownership;
 mod show;
 mod sysv_cmds;
 mod target;
+mod top;
 mod units;
 
 use std::io::{self, Write};
@@ -27,7 +33,7 @@ use target::Target;
 /// TARGET is a POSIX object name or a System V segment (see `target::HELP`).
 #[derive(Parser, Debug)]
 #[command(name = "shmkit", version, about, long_about = None, after_help = target::HELP)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Use a channel, board or broadcast another user owns without the
@@ -90,17 +96,10 @@ enum Command {
         json: bool,
     },
     /// List the POSIX objects and System V segments on this machine.
-    Ls {
-        /// Print a JSON array.
-        #[arg(long)]
-        json: bool,
-        /// Only POSIX objects.
-        #[arg(long, conflicts_with = "sysv")]
-        posix: bool,
-        /// Only System V segments.
-        #[arg(long)]
-        sysv: bool,
-    },
+    #[command(
+        after_help = "Examples:\n  shmkit ls -o name,object,size,stale,mapped-by --sort size\n  shmkit ls --raw --noheadings -o name,bytes --user alice\n  shmkit ls -u                       totals, /dev/shm use, what is stale\n  shmkit ls --sem --dir /dev/hugepages\n  shmkit ls -o help                  every column"
+    )]
+    Ls(ls::LsArgs),
     /// Change the permission bits (fchmod, or IPC_SET for a segment).
     #[command(after_help = target::HELP)]
     Chmod {
@@ -152,7 +151,8 @@ enum Command {
     #[command(subcommand)]
     Chan(ChanCommand),
     /// Send each line of standard input as one message (or N numbered
-    /// messages `TAG I`), creating the channel with defaults if absent.
+    /// messages `TAG I`), creating the channel with defaults if absent
+    /// (and saying so on standard error).
     Produce {
         /// Channel name.
         name: String,
@@ -166,7 +166,7 @@ enum Command {
         chan: ChanArgs,
     },
     /// Print each message as a line, until N messages or until every
-    /// producer is gone; creates the channel with defaults if absent.
+    /// producer is gone. The channel must exist unless --create is given.
     Consume {
         /// Channel name.
         name: String,
@@ -177,6 +177,11 @@ enum Command {
         /// instead of when the channel runs empty.
         #[arg(long)]
         unbuffered: bool,
+        /// Create the channel (with the --capacity/--max-msg given) if it
+        /// does not exist; without it a missing channel is an error, so a
+        /// typo never makes a new object.
+        #[arg(long)]
+        create: bool,
         #[command(flatten)]
         chan: ChanArgs,
     },
@@ -229,8 +234,46 @@ enum Command {
         #[arg(long, default_value = "1000000")]
         messages: u64,
     },
+    /// Find stale shared memory (nobody maps it, its creator is dead, or
+    /// with --older-than unchanged that long) and, with --remove, remove
+    /// it. Exit status: 0 nothing stale (or all of it removed), 2 stale
+    /// objects found (dry run), 1 an error or a removal that failed.
+    #[command(
+        after_help = "Examples:\n  shmkit gc                          list what is stale (dry run)\n  shmkit gc --remove                 remove it, re-checking each object first\n  shmkit gc --older-than 7d --name 'myapp-*' -f\n  shmkit gc --json | jq '.objects[].name'"
+    )]
+    Gc(gc::GcArgs),
+    /// A live view of every shmkit channel, board and broadcast: depth,
+    /// capacity, messages per second in and out, endpoints (alive or
+    /// dead), subscriber lag, stale objects marked.
+    #[command(
+        after_help = "Keys: q quits, arrows or j/k select, s changes the sort, Enter shows one object.\n\nExamples:\n  shmkit top\n  shmkit top --once --interval 500ms\n  shmkit top --json | jq '.objects[] | select(.stale)'"
+    )]
+    Top(top::TopArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Install:\n  shmkit completions bash > ~/.local/share/bash-completion/completions/shmkit\n  shmkit completions zsh > ~/.zfunc/_shmkit      (with fpath+=~/.zfunc)\n  shmkit completions fish > ~/.config/fish/completions/shmkit.fish"
+    )]
+    Completions(completions::CompletionArgs),
+    /// Print the manual page shmkit.1, or with --dir write it and one page
+    /// per verb (shmkit-ls.1, shmkit-gc.1, ...).
+    #[command(
+        after_help = "Install:\n  shmkit man --dir ~/.local/share/man/man1 && man shmkit-gc"
+    )]
+    Man(completions::ManArgs),
     /// Measure latency and throughput of IPC transports between processes.
     Bench(bench::BenchArgs),
+    // --- issue 14: Zenoh bridge ---
+    /// Bridge a channel, broadcast or board between hosts over Zenoh:
+    /// `shmkit bridge export NAME --key KEYEXPR`, `shmkit bridge import
+    /// KEYEXPR --into NAME` (runs `shmkit-bridge`, crate shmkit-zenoh,
+    /// found beside shmkit or on PATH; `shmkit bridge --help` is its help).
+    #[command(disable_help_flag = true)]
+    Bridge {
+        /// Arguments for shmkit-bridge.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    // --- end issue 14 ---
     /// One process of a benchmark, started by `shmkit bench` (internal).
     #[command(hide = true)]
     BenchChild {
@@ -328,14 +371,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Cat(a) => commands::cat(out, &Target::parse(&a.name)?, a.offset, a.len),
         Command::Dump(a) => commands::dump(out, &Target::parse(&a.name)?, a.offset, a.len),
         Command::Stat { name, json } => commands::stat(out, &name, json),
-        Command::Ls { json, posix, sysv } => {
-            let both = !posix && !sysv;
-            let kinds = commands::Kinds {
-                posix: posix || both,
-                sysv: sysv || both,
-            };
-            commands::ls(out, json, kinds)
-        }
+        Command::Ls(args) => ls::run(out, args),
         Command::Chmod { target, mode } => ownership::chmod(&target, mode),
         Command::Chown { target, owner } => ownership::chown(&target, &owner),
         Command::Limits { json } => sysv_cmds::limits(out, json),
@@ -359,10 +395,11 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             name,
             count,
             unbuffered,
+            create,
             chan,
         } => {
             target::check_creatable(&name)?;
-            chan::consume(out, &name, count, unbuffered, &chan.options())
+            chan::consume(out, &name, count, unbuffered, create, &chan.options())
         }
         Command::Board(cmd) => board::board(out, cmd),
         Command::Pub {
@@ -385,8 +422,14 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             board::subscribe(out, &name, count, from_oldest, unbuffered, &bcast)
         }
         Command::Demo { messages } => demo::run(out, messages),
+        Command::Gc(args) => gc::run(out, args),
+        Command::Top(args) => top::run(out, args),
+        Command::Completions(args) => completions::completions(out, &args),
+        Command::Man(args) => completions::man(out, &args),
         Command::Bench(args) => bench::run(out, args),
         Command::BenchChild { spec } => Ok(shmkit_bench::child_main(&spec) as u8),
+        // issue 14
+        Command::Bridge { args } => bridge::exec(&args),
     }
 }
 

@@ -141,14 +141,31 @@ pub fn perms_json(mode: u32) -> String {
     format!("{:04o}", mode & 0o7777)
 }
 
+thread_local! {
+    /// Names looked up so far: the user database is a file parsed on every
+    /// call, and a listing of 10,000 objects would parse it 20,000 times.
+    static NAMES: std::cell::RefCell<std::collections::HashMap<(bool, u32), String>> =
+        Default::default();
+}
+
+fn cached_name(group: bool, id: u32, look_up: fn(u32) -> Option<String>) -> String {
+    NAMES.with(|names| {
+        names
+            .borrow_mut()
+            .entry((group, id))
+            .or_insert_with(|| look_up(id).unwrap_or_else(|| id.to_string()))
+            .clone()
+    })
+}
+
 /// A user name, or the number when the user database does not know it.
 pub fn user(uid: u32) -> String {
-    shmkit::inventory::user_name(uid).unwrap_or_else(|| uid.to_string())
+    cached_name(false, uid, shmkit::inventory::user_name)
 }
 
 /// A group name, or the number when the group database does not know it.
 pub fn group(gid: u32) -> String {
-    shmkit::inventory::group_name(gid).unwrap_or_else(|| gid.to_string())
+    cached_name(true, gid, shmkit::inventory::group_name)
 }
 
 /// A comma-separated pid list, or `-` when empty.

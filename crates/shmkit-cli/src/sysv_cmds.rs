@@ -1,17 +1,14 @@
 //! The System V side of the verbs: `create --sysv`, a segment's `stat`, its
 //! `ls` row and JSON, and `limits`.
 
-use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
 use shmkit::inventory::ProcessScan;
 use shmkit::posix::SHM_DIR;
-use shmkit::process::{self, ProcessId};
 use shmkit::sysv::{self, Key, Segment, SegmentInfo};
 use shmkit::{human_bytes, Error, ErrorKind};
 
@@ -169,45 +166,10 @@ fn status(s: &SegmentInfo) -> &'static str {
     }
 }
 
-/// When the process with this start time (clock ticks after boot) started.
-fn started_at(ticks: u64) -> Option<SystemTime> {
-    let stat = fs::read_to_string("/proc/stat").ok()?;
-    let boot: u64 = stat
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()?;
-    let hz = rustix::param::clock_ticks_per_second().max(1);
-    let since_boot = Duration::from_secs(ticks / hz) + Duration::from_secs(ticks % hz) / hz as u32;
-    Some(UNIX_EPOCH + Duration::from_secs(boot) + since_boot)
-}
-
-/// Whether the process that created the segment still runs.
-///
-/// The kernel keeps only the creator's pid, and pids are reused: a running
-/// process with that pid is taken for the creator unless it started after
-/// the segment's ctime (which is its creation, or a later chmod/chown), by
-/// more than the two seconds that the boot time's and ctime's rounding can
-/// account for. A zombie counts as gone; a pid we cannot see (0: outside
-/// our pid namespace) as not running.
+/// Whether the process that created the segment still runs (see
+/// [`shmkit::inventory::segment_creator_alive`]).
 pub fn creator_alive(s: &SegmentInfo) -> bool {
-    let Ok(pid) = u32::try_from(s.cpid) else {
-        return false;
-    };
-    if pid == 0 {
-        return false;
-    }
-    let Some(start_time) = process::start_time(pid) else {
-        return false;
-    };
-    if !(ProcessId { pid, start_time }).is_alive() {
-        return false;
-    }
-    match (started_at(start_time), s.ctime) {
-        (Some(started), Some(ctime)) => started <= ctime + Duration::from_secs(2),
-        _ => true,
-    }
+    shmkit::inventory::segment_creator_alive(s)
 }
 
 /// A segment as `ls --json` and `stat --json` print it.
@@ -466,37 +428,5 @@ mod tests {
         for bad in ["/a", ":1", "/a:", "/a:256", "/a:AB", "/a:é"] {
             assert!(parse_ftok(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn this_process_is_alive_as_a_creator_and_a_late_starter_is_not() {
-        let me = std::process::id() as i32;
-        let s = |ctime: SystemTime| SegmentInfo {
-            key: Key::PRIVATE,
-            id: 0,
-            size: 1,
-            mode: 0o600,
-            uid: 0,
-            gid: 0,
-            cuid: 0,
-            cgid: 0,
-            cpid: me,
-            lpid: 0,
-            nattch: 0,
-            atime: None,
-            dtime: None,
-            ctime: Some(ctime),
-            marked_for_removal: false,
-            locked: false,
-            rss: None,
-            swap: None,
-        };
-        assert!(creator_alive(&s(SystemTime::now())));
-        // A segment changed long before this process started was made by
-        // an earlier holder of its pid.
-        assert!(!creator_alive(&s(UNIX_EPOCH + Duration::from_secs(1))));
-        let started = started_at(process::start_time(me as u32).unwrap()).unwrap();
-        let age = SystemTime::now().duration_since(started).unwrap();
-        assert!(age < Duration::from_secs(600), "{age:?}");
     }
 }

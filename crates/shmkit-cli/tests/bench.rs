@@ -215,7 +215,7 @@ fn every_transport_runs_its_scenarios() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = report["results"].as_array().unwrap();
     // One row per scenario each transport supports (as `--list` says), two
-    // for fanout (1 and 2 readers).
+    // for fanout (1 and 2 readers), four for stream (the sizes it sweeps).
     let list = String::from_utf8(ok(&["bench", "--list"])).unwrap();
     assert!(list.lines().count() >= 10, "{list}");
     let expected: usize = list
@@ -228,6 +228,7 @@ fn every_transport_runs_its_scenarios() {
                 .map(|s| match s {
                     "fanout" => 2,
                     "paced" => 0,
+                    "stream" => shmkit_bench::STREAM_SIZES.len(),
                     _ => 1,
                 })
                 .sum::<usize>()
@@ -312,8 +313,9 @@ fn two_runs_give_medians_ranges_and_markdown() {
         serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
     assert_eq!(report["runs"], 2, "{report:#}");
     let rows = report["results"].as_array().unwrap();
-    // rtt: 3 transports; stream: 4 (raw-stream runs stream only); bulk: 4.
-    assert_eq!(rows.len(), 11, "{report:#}");
+    // rtt: 3 transports; stream: 4 (raw-stream runs stream only) at each
+    // of the 4 sizes it sweeps by default; bulk: 4.
+    assert_eq!(rows.len(), 3 + 4 * 4 + 4, "{report:#}");
     let row = |scenario: &str, transport: &str| {
         rows.iter()
             .find(|r| r["scenario"] == scenario && r["transport"] == transport)
@@ -550,4 +552,61 @@ fn iceoryx2_leaves_nothing_behind_when_a_child_is_killed() {
     assert!(row["error"].as_str().unwrap().contains("SIGKILL"), "{row}");
     assert_eq!(iceoryx2_files_with(&tag), Vec::<String>::new());
     assert_eq!(processes_with(&tag), Vec::<String>::new());
+}
+
+/// `--size` as a list: `stream` once per size, each size its own table with
+/// ratios against the floor at that size, a table of the sweep, a plot of
+/// it; `shmkit-stream`, the stream channel, among the transports; nothing
+/// left behind.
+#[test]
+fn a_size_sweep_of_stream_compares_at_each_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("sweep.svg");
+    let child = shmkit_cmd()
+        .args(["bench", "--warmup", "10ms", "--duration", "60ms"])
+        .args(["--scenario", "stream", "--size", "8,64,1K"])
+        .args(["--transport", "raw-stream", "--transport", "pipe"])
+        .args(["--transport", "shmkit-stream", "--json", "-", "--plot"])
+        .arg(&svg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = report["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 9, "{report:#}");
+    for size in [8, 64, 1024] {
+        for t in ["raw-stream", "pipe", "shmkit-stream"] {
+            let r = rows
+                .iter()
+                .find(|r| r["transport"] == t && r["msg_size"] == size)
+                .unwrap_or_else(|| panic!("no {t} at {size}: {report:#}"));
+            assert!(r["error"].is_null(), "{r}");
+            assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0, "{r}");
+            if t == "raw-stream" {
+                assert_eq!(r["vs_floor"], 1.0, "{r}");
+            }
+        }
+    }
+    for needle in [
+        "stream: one-way 8-byte messages",
+        "stream: one-way 1024-byte messages",
+        "stream by message size (8, 64, 1024 bytes)",
+        "64 B GB/s",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} missing from\n{stderr}");
+    }
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.contains("by message size") && plot.contains("shmkit-stream"));
+    let tag = format!("shmkit-bench-{pid}-");
+    assert_eq!(processes_with(&tag), Vec::<String>::new(), "children left");
+    assert_eq!(
+        entries_with(Path::new("/dev/shm"), &tag),
+        Vec::<String>::new()
+    );
 }

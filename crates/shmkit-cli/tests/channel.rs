@@ -13,7 +13,7 @@ use common::*;
 #[test]
 fn textbook_two_terminal_flow() {
     let ch = TestObject::new("chan-lines");
-    let consumer = spawn(&["consume", &ch.name, "--count", "3"]);
+    let consumer = spawn(&["consume", &ch.name, "--count", "3", "--create"]);
     let mut producer = shmkit_cmd()
         .args(["produce", &ch.name])
         .stdin(Stdio::piped())
@@ -421,6 +421,26 @@ fn a_killed_stream_consumer_loses_no_message() {
     killed_single_consumer_loses_no_message("--stream", 40);
 }
 
+/// Waits (at most 60 s) until `chan stat` lists process `pid` as a live
+/// consumer of `name`.
+fn wait_for_consumer(name: &str, pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = json(&["chan", "stat", name, "--json"]);
+        let joined = st["consumers"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|e| e["pid"] == pid && e["alive"] == true));
+        if joined {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "consumer {pid} never joined: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 fn killed_single_consumer_loses_no_message(flag: &str, kills: usize) {
     const COUNT: u64 = 200_000;
     let ch = TestObject::new("chan-kill-single");
@@ -444,13 +464,28 @@ fn killed_single_consumer_loses_no_message(flag: &str, kills: usize) {
     ]);
     let mut rng = Rng(0x6b11_u64 | 1);
     let mut outputs = Vec::new();
+    // Between a kill and the next consumer's join the channel has no
+    // receiver, and a producer that finds it full then for a whole liveness
+    // slice rightly gives up ("every receiver is gone"). On a loaded machine
+    // starting a process can take longer than that slice, so the producer is
+    // stopped (SIGSTOP: alive, so no consumer gives up either) from just
+    // before each kill until the next consumer has joined. The kill itself
+    // still lands anywhere in the consumer's work.
+    let producer_pid = producer.id();
+    let mut consumer = spawn(&["consume", &ch.name, "--unbuffered"]);
     for round in 0..kills {
-        let mut consumer = spawn(&["consume", &ch.name, "--unbuffered"]);
         std::thread::sleep(Duration::from_micros(2_000 + rng.below(15_000)));
+        signal(producer_pid, "-STOP");
         consumer.kill();
         let (_, out, _) = finish(consumer, Duration::from_secs(30), &format!("kill {round}"));
         outputs.push(out);
+        consumer = spawn(&["consume", &ch.name, "--unbuffered"]);
+        wait_for_consumer(&ch.name, consumer.id());
+        signal(producer_pid, "-CONT");
     }
+    consumer.kill();
+    let (_, out, _) = finish(consumer, Duration::from_secs(30), "last kill");
+    outputs.push(out);
     // The last one drains the rest and ends when the producer is gone.
     let last = spawn(&["consume", &ch.name, "--unbuffered"]);
     let (status, _, err) = finish(producer, Duration::from_secs(120), "producer");
@@ -475,5 +510,30 @@ fn killed_single_consumer_loses_no_message(flag: &str, kills: usize) {
         missing.is_empty(),
         "{} of {COUNT} messages never printed after {kills} kills ({flag}), first: {missing:?}",
         COUNT - got.len() as u64
+    );
+}
+
+#[test]
+fn a_typo_never_creates_a_channel_and_auto_creation_is_said() {
+    let ch = TestObject::new("typo");
+    fails(
+        &["consume", &ch.name, "--count", "1"],
+        &[&ch.name, "--create"],
+    );
+    assert!(!ch.exists(), "consume without --create made an object");
+    let out = shmkit_stdin(&["produce", &ch.name], b"one\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("created channel") && err.contains(&ch.name),
+        "{err}"
+    );
+    assert_eq!(ok(&["consume", &ch.name, "--count", "1"]), b"one\n");
+    // An existing channel is used quietly.
+    let out = shmkit_stdin(&["produce", &ch.name], b"two\n");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

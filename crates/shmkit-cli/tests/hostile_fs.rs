@@ -170,6 +170,9 @@ fn opening_verbs(name: &str) -> Vec<Vec<String>> {
         v(&["resize", name, "1M"]),
         v(&["board", "get", name]),
         v(&["board", "set", name, "PWNED"]),
+        v(&["board", "set", name, "key", "PWNED"]),
+        v(&["board", "get", name, "key"]),
+        v(&["board", "ls", name]),
         v(&["chan", "stat", name]),
         v(&["consume", name, "--count", "1"]),
         v(&["produce", name, "--count", "1"]),
@@ -548,6 +551,7 @@ fn names_that_would_be_ambiguous_or_reach_the_terminal_raw() {
     for args in [
         &["chan", "create", "id:x"][..],
         &["board", "create", "key:1", "--size", "8"],
+        &["board", "create", "key:1", "--key", "a=8"],
         &["produce", "id:3", "--count", "1"],
         &["consume", "id:3", "--count", "1"],
         &["pub", "key:7", "--count", "1"],

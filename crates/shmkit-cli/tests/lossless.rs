@@ -182,3 +182,39 @@ fn the_mode_is_fixed_at_creation() {
     let out = shmkit(&["sub", &c.name, "--evict-after", "1s"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Thirty-two lossless subscriber processes on two cores, most of them
+/// asleep at any moment: the writer, gated by whichever is slowest, still
+/// gets every message to every one of them, in order.
+#[test]
+fn thirty_two_lossless_subscribers_all_progress() {
+    const SUBSCRIBERS: usize = 32;
+    const COUNT: u64 = 5_000;
+    let b = TestObject::new("lossless-32");
+    let count = COUNT.to_string();
+    let params = ["--lossless", "--capacity", "64", "--max-msg", "32"];
+    let subs: Vec<Running> = (0..SUBSCRIBERS)
+        .map(|_| {
+            let mut a = args("sub", &b.name, &["--count", &count]);
+            a.extend(params);
+            spawn(&a)
+        })
+        .collect();
+    stat_until(&b.name, "32 subscribers", |st| {
+        subscriber_count(st) == SUBSCRIBERS
+    });
+    let mut a = args("pub", &b.name, &["--count", &count, "--tag", "p"]);
+    a.extend(params);
+    let (status, _, err) = finish(spawn(&a), HANG_GUARD, "pub");
+    assert!(status.success(), "{err}");
+    for (i, s) in subs.into_iter().enumerate() {
+        let (status, out, err) = finish(s, HANG_GUARD, "sub");
+        assert!(status.success(), "subscriber {i}: {err}");
+        assert_eq!(err, "", "subscriber {i} reported a lag");
+        assert_eq!(
+            indices(&out, "p"),
+            (0..COUNT).collect::<Vec<_>>(),
+            "subscriber {i}"
+        );
+    }
+}

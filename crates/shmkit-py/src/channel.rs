@@ -63,14 +63,7 @@ impl NativeChannel {
 
     /// Connects a receiver.
     fn receiver(&self, py: Python<'_>) -> PyResult<Receiver> {
-        let rx = self.channel.receiver().or_py(py)?;
-        Ok(Receiver {
-            rx: Some(Box::new(rx)),
-            lent: false,
-            record: None,
-            name: self.channel.name().as_str().to_string(),
-            max_message: self.channel.max_message(),
-        })
+        Receiver::connect(py, &self.channel)
     }
 
     /// The channel's name, with its slash.
@@ -141,6 +134,18 @@ impl NativeChannel {
             self.channel.capacity(),
             self.channel.max_message()
         )
+    }
+}
+
+/// `"spin"` (spin briefly, then sleep: the default) or `"sleep"` (sleep on
+/// the futex at once: no CPU spent spinning, a wake-up for every wait).
+fn wait_strategy(mode: &str) -> PyResult<channel::WaitStrategy> {
+    match mode {
+        "spin" => Ok(channel::WaitStrategy::SpinThenSleep),
+        "sleep" => Ok(channel::WaitStrategy::Sleep),
+        other => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "wait must be \"spin\" or \"sleep\", not {other:?}"
+        ))),
     }
 }
 
@@ -238,6 +243,14 @@ impl Sender {
         Ok(self.tx()?.max_message())
     }
 
+    /// How a full channel is waited for: `"spin"` (spin briefly, then sleep
+    /// on a shared futex; the default) or `"sleep"` (sleep at once).
+    fn set_wait(&mut self, mode: &str) -> PyResult<()> {
+        let wait = wait_strategy(mode)?;
+        self.tx()?.set_wait_strategy(wait);
+        Ok(())
+    }
+
     /// Disconnects (idempotent).
     fn close(&mut self) {
         self.tx = None;
@@ -274,7 +287,7 @@ impl Sender {
 
 /// The receiving end of a channel: one endpoint. Iterating yields messages
 /// until every sender is gone and the channel is empty.
-#[pyclass(module = "shmkit._shmkit")]
+#[pyclass(module = "shmkit._shmkit", subclass)]
 pub struct Receiver {
     /// Boxed so that a zero-copy view can borrow it at a stable address
     /// while it is lent out (see `RecordView`).
@@ -284,9 +297,26 @@ pub struct Receiver {
     pub(crate) record: Option<Record>,
     name: String,
     max_message: usize,
+    /// The channel, for `_senders_gone` (its endpoint table).
+    channel: channel::Channel,
+    /// The descriptor asyncio watches (`recv_async`), made on first use.
+    readiness: Option<shmkit::readiness::Readiness>,
 }
 
 impl Receiver {
+    fn connect(py: Python<'_>, ch: &channel::Channel) -> PyResult<Receiver> {
+        let rx = ch.receiver().or_py(py)?;
+        Ok(Receiver {
+            rx: Some(Box::new(rx)),
+            lent: false,
+            record: None,
+            name: ch.name().as_str().to_string(),
+            max_message: ch.max_message(),
+            channel: ch.clone(),
+            readiness: None,
+        })
+    }
+
     fn rx(&mut self) -> PyResult<&mut channel::Receiver> {
         if self.lent {
             return Err(pyo3::exceptions::PyBufferError::new_err(format!(
@@ -339,6 +369,52 @@ impl Receiver {
 
 #[pymethods]
 impl Receiver {
+    /// Connects a receiver to `channel` (what `Channel.receiver()` does).
+    #[new]
+    fn new(py: Python<'_>, channel: &NativeChannel) -> PyResult<Receiver> {
+        Receiver::connect(py, &channel.channel)
+    }
+
+    /// The readiness descriptor an event loop watches (made on first use;
+    /// see `shmkit::readiness`).
+    fn _readiness_fd(&mut self, py: Python<'_>) -> PyResult<i32> {
+        use std::os::fd::AsRawFd;
+        if self.readiness.is_none() {
+            let r = self.rx()?.readiness().or_py(py)?;
+            self.readiness = Some(r);
+        }
+        Ok(self.readiness.as_ref().expect("made above").as_raw_fd())
+    }
+
+    /// Arms the descriptor before sleeping on it: False if a message may be
+    /// there already (receive again), True if the caller may sleep.
+    fn _arm(&mut self, py: Python<'_>) -> PyResult<bool> {
+        self._readiness_fd(py)?;
+        let readiness = self.readiness.take().expect("made above");
+        let armed = self
+            .rx()
+            .and_then(|rx| rx.arm_readiness(&readiness).or_py(py));
+        self.readiness = Some(readiness);
+        Ok(armed? == shmkit::readiness::Arm::Sleep)
+    }
+
+    /// Whether every sender that connected is gone (live ones are counted
+    /// from the endpoint table, killed ones judged by pid and start time).
+    /// What `recv_async` checks after each idle slice.
+    fn _senders_gone(&self) -> bool {
+        let stats = self.channel.stats();
+        let mut senders = stats
+            .endpoints
+            .iter()
+            .filter(|e| e.role == channel::Role::Sender);
+        let someone_sent = stats.sent > 0
+            || stats
+                .endpoints
+                .iter()
+                .any(|e| e.role == channel::Role::Sender);
+        someone_sent && senders.all(|e| !e.alive)
+    }
+
     /// Receives the next message, waiting (GIL released) while the channel
     /// is empty: at most `timeout` seconds (`TimeoutError`), or for ever.
     /// `Disconnected` once it is empty and every sender is gone.
@@ -351,7 +427,9 @@ impl Receiver {
         self.next_message(py, timeout)
     }
 
-    /// A message if one is there now, else None (`Disconnected` as `recv`).
+    /// A message if one is there now, else None. It does not wait, so it
+    /// cannot tell an empty channel from one whose senders are all gone:
+    /// `recv` (with a timeout) reports `Disconnected`.
     fn try_recv<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let rx = self.rx()?;
         match rx.try_recv_slot() {
@@ -452,6 +530,8 @@ impl Receiver {
                 {
                     Ok(()) => Ok(()),
                     Err(e) => {
+                        // A Python error (out of memory): keep it, and stop
+                        // the batch with a placeholder the caller discards.
                         failed = Some(e);
                         Err(shmkit::Error::new(
                             ErrorKind::Other,
@@ -532,6 +612,14 @@ impl Receiver {
         RecordView::receive(slf, timeout)
     }
 
+    /// How an empty channel is waited for: `"spin"` (spin briefly, then
+    /// sleep on a shared futex; the default) or `"sleep"` (sleep at once).
+    fn set_wait(&mut self, mode: &str) -> PyResult<()> {
+        let wait = wait_strategy(mode)?;
+        self.rx()?.set_wait_strategy(wait);
+        Ok(())
+    }
+
     /// Disconnects (idempotent). Refused while a view is held.
     fn close(&mut self) -> PyResult<()> {
         if self.lent {
@@ -540,6 +628,7 @@ impl Receiver {
                 self.name
             )));
         }
+        self.readiness = None;
         self.rx = None;
         Ok(())
     }

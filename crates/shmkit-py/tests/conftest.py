@@ -4,6 +4,7 @@ binary)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import os
@@ -83,3 +84,16 @@ def run_python(code: str, *args: str, timeout: float = 60, check: bool = True) -
 
 def popen_python(code: str, *args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code, *args], **kwargs)
+
+
+@contextlib.contextmanager
+def child_that_printed(code: str, *args: str, line: str):
+    """A fresh interpreter running `code`, once it has printed `line`;
+    killed (if still running) and reaped on the way out."""
+    child = popen_python(code, *args, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == line
+        yield child
+    finally:
+        child.kill()
+        child.wait()

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import shmkit
-from conftest import popen_python
+from conftest import child_that_printed
 
 
 def test_python_reads_a_board_the_rust_cli_writes(name, shmkit_bin):
@@ -46,9 +46,7 @@ time.sleep(600)
 
 def test_killed_writer_is_taken_over(name):
     b = shmkit.Board.create(name, size=32)
-    child = popen_python(WRITE_THEN_HANG, name, stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline().strip() == "written"
+    with child_that_printed(WRITE_THEN_HANG, name, line="written") as child:
         with pytest.raises(FileExistsError, match="live writer"):
             b.set(b"refused while it lives")
         child.send_signal(signal.SIGKILL)
@@ -58,9 +56,6 @@ def test_killed_writer_is_taken_over(name):
         assert b.took_over_from == child.pid
         assert b.set(b"mine now") == 2
         assert shmkit.Board.open(name).get() == b"mine now"
-    finally:
-        child.kill()
-        child.wait()
 
 
 def test_watch_yields_new_versions_and_releases_the_gil(name):

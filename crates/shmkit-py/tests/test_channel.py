@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import threading
@@ -11,7 +10,7 @@ import time
 import pytest
 
 import shmkit
-from conftest import popen_python, run_python
+from conftest import child_that_printed, run_python
 
 
 def _produce(name: str, tag: int, count: int) -> None:
@@ -90,9 +89,7 @@ time.sleep(600)
 def test_sigkilled_sender_disconnects(name):
     ch = shmkit.Channel.create(name, capacity=16, max_message=16)
     rx = ch.receiver()
-    child = popen_python(SENDER_THEN_HANG, name, stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline().strip() == "sent"
+    with child_that_printed(SENDER_THEN_HANG, name, line="sent") as child:
         child.send_signal(signal.SIGKILL)
         child.wait(10)
         got = [rx.recv(timeout=10) for _ in range(10)]
@@ -102,9 +99,6 @@ def test_sigkilled_sender_disconnects(name):
             rx.recv(timeout=10)
         assert isinstance(e.value, OSError) and isinstance(e.value, ConnectionError)
         assert list(rx) == []
-    finally:
-        child.kill()
-        child.wait()
 
 
 def test_gil_released_while_waiting(name):
@@ -251,3 +245,54 @@ def test_python_child_via_subprocess_sees_python_parent(name):
         tx.send(b"from parent")
     code = "import sys, shmkit; print(shmkit.Channel.open(sys.argv[1]).receiver().recv(timeout=10).decode())"
     assert run_python(code, name).stdout.strip() == "from parent"
+
+
+def test_readme_example_between_two_processes(name):
+    import sys
+    from pathlib import Path
+
+    example = str(Path(__file__).resolve().parents[1] / "examples" / "hello.py")
+    consumer = subprocess.Popen([sys.executable, example, "consume", name], stdout=subprocess.PIPE, text=True)
+    try:
+        subprocess.run([sys.executable, example, "produce", name], check=True, timeout=60)
+        out, _ = consumer.communicate(timeout=60)
+    finally:
+        consumer.kill()
+    assert consumer.returncode == 0
+    assert out.splitlines() == [f"hello {i} from the producer" for i in range(5)]
+
+
+WAIT_FOREVER = """
+import sys, shmkit
+ch = shmkit.Channel.create(sys.argv[1], capacity=4, max_message=8)
+tx, rx = ch.sender(), ch.receiver()
+print("waiting", flush=True)
+try:
+    rx.recv()  # no timeout: only a signal ends it
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+finally:
+    ch.unlink()
+"""
+
+
+def test_ctrl_c_interrupts_a_wait_without_timeout(name):
+    with child_that_printed(WAIT_FOREVER, name, line="waiting") as child:
+        time.sleep(0.2)
+        child.send_signal(signal.SIGINT)
+        out, _ = child.communicate(timeout=30)
+        assert out.strip() == "interrupted" and child.returncode == 0
+
+
+def test_an_endpoint_used_by_two_threads_at_once_is_refused(name):
+    ch = shmkit.Channel.create(name, capacity=4, max_message=8)
+    rx = ch.receiver()
+    tx = ch.sender()
+    waiting = threading.Thread(target=lambda: pytest.raises(shmkit.TimeoutError, rx.recv, timeout=1))
+    waiting.start()
+    time.sleep(0.2)
+    with pytest.raises(RuntimeError, match="borrowed"):
+        rx.recv(timeout=0.1)
+    waiting.join()
+    tx.send(b"ok")
+    assert rx.recv(timeout=5) == b"ok"

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import threading
 import time
 
 import pytest
 
 import shmkit
-from conftest import popen_python
+from conftest import child_that_printed, popen_python
 
 LOCK_THEN_HANG = """
 import sys, time, shmkit
@@ -23,9 +22,7 @@ time.sleep(600)
 
 def test_previous_owner_died(name):
     shmkit.Mutex.create(name)
-    child = popen_python(LOCK_THEN_HANG, name, stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline().strip() == "locked"
+    with child_that_printed(LOCK_THEN_HANG, name, line="locked") as child:
         m = shmkit.Mutex.open(name)
         assert m.try_lock() is None
         with pytest.raises(shmkit.TimeoutError):
@@ -38,16 +35,11 @@ def test_previous_owner_died(name):
             assert guard.consistent
         with m as guard:
             assert not guard.previous_owner_died
-    finally:
-        child.kill()
-        child.wait()
 
 
 def test_unrepaired_mutex_becomes_unrecoverable(name):
     shmkit.Mutex.create(name)
-    child = popen_python(LOCK_THEN_HANG, name, stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline().strip() == "locked"
+    with child_that_printed(LOCK_THEN_HANG, name, line="locked") as child:
         child.send_signal(signal.SIGKILL)
         child.wait(10)
         m = shmkit.Mutex.open(name)
@@ -55,9 +47,6 @@ def test_unrepaired_mutex_becomes_unrecoverable(name):
             assert guard.previous_owner_died  # ...and not marked consistent
         with pytest.raises(shmkit.Corrupt):
             m.lock(timeout=1)
-    finally:
-        child.kill()
-        child.wait()
 
 
 def test_lock_wait_releases_the_gil(name):

@@ -5,13 +5,19 @@
 //! us their `/proc` entries: both are tolerated, so the answer is "every
 //! mapper we were allowed to see". Run as root to see them all.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::posix::{time_of, Metadata, ShmName, SHM_DIR};
+
+pub mod stale;
+pub use stale::{
+    remove_stale, segment_creator_alive, stale, stale_in, Removal, StaleKind, StaleObject,
+    StaleOptions, StaleReport, StaleTarget,
+};
 
 /// The kind of a directory entry in `/dev/shm`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,14 +146,55 @@ pub struct ProcessScan {
     /// System V shmid → pids that have it attached (`/SYSV…` lines, whose
     /// inode field is the shmid).
     sysv_attachers: HashMap<u64, BTreeSet<i32>>,
+    /// tmpfs inode of a removed `/dev/shm` file that processes still map
+    /// or hold open (`/dev/shm/NAME (deleted)`) → what we saw of it.
+    deleted: BTreeMap<u64, DeletedObject>,
+    /// Mappings of files under the extra directories of [`Self::with_dirs`]:
+    /// inode → pids.
+    dir_mappers: HashMap<u64, BTreeSet<i32>>,
+    /// Those directories, each ending in `/`.
+    dirs: Vec<String>,
     /// Processes whose entries we could not read (permission denied).
     denied: usize,
+    /// Processes looked at.
+    processes: usize,
+}
+
+/// A POSIX object removed from `/dev/shm` whose memory lives on because
+/// processes still map it or hold it open (`ipcs` would say `dest`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DeletedObject {
+    /// The name it had, with its leading slash.
+    pub name: String,
+    /// Its tmpfs inode.
+    pub inode: u64,
+    /// Pids that map it.
+    pub mapped_by: Vec<i32>,
+    /// Pids that hold a descriptor open on it.
+    pub open_by: Vec<i32>,
+    /// The longest mapping of it seen (its size is at least this).
+    pub mapped_bytes: u64,
+}
+
+/// The name in a `/proc` path of a removed `/dev/shm` file.
+fn deleted_name(path: &str) -> Option<&str> {
+    path.strip_prefix("/dev/shm")?.strip_suffix(" (deleted)")
 }
 
 impl ProcessScan {
     /// Scans every process we are allowed to inspect.
     pub fn new() -> Self {
-        let mut scan = ProcessScan::default();
+        Self::with_dirs(&[])
+    }
+
+    /// [`ProcessScan::new`], also noting mappings of files under `dirs`
+    /// (other tmpfs or hugetlbfs mounts; each given with a trailing `/`),
+    /// for [`Self::path_mappers`].
+    pub fn with_dirs(dirs: &[String]) -> Self {
+        let mut scan = ProcessScan {
+            dirs: dirs.to_vec(),
+            ..Default::default()
+        };
         let Ok(proc_dir) = fs::read_dir("/proc") else {
             return scan;
         };
@@ -159,10 +206,32 @@ impl ProcessScan {
             else {
                 continue;
             };
-            scan.scan_maps(pid);
+            scan.processes += 1;
+            // Descriptors before mappings: a process that opens, maps and
+            // then closes while we look is seen holding the descriptor or
+            // mapping it, never neither (gc relies on that).
             scan.scan_fds(pid);
+            scan.scan_maps(pid);
         }
         scan
+    }
+
+    fn note_deleted(&mut self, name: &str, inode: u64, pid: i32, mapped: Option<u64>) {
+        let entry = self.deleted.entry(inode).or_insert_with(|| DeletedObject {
+            name: name.to_string(),
+            inode,
+            ..Default::default()
+        });
+        let list = match mapped {
+            Some(bytes) => {
+                entry.mapped_bytes = entry.mapped_bytes.max(bytes);
+                &mut entry.mapped_by
+            }
+            None => &mut entry.open_by,
+        };
+        if !list.contains(&pid) {
+            list.push(pid);
+        }
     }
 
     fn scan_maps(&mut self, pid: i32) {
@@ -180,7 +249,7 @@ impl ProcessScan {
             let Ok(line) = line else { break };
             // address perms offset dev inode path
             let mut fields = line.splitn(6, ' ');
-            let (Some(_), Some(_), Some(_), Some(_), Some(inode), Some(path)) = (
+            let (Some(range), Some(_), Some(_), Some(_), Some(inode), Some(path)) = (
                 fields.next(),
                 fields.next(),
                 fields.next(),
@@ -196,6 +265,21 @@ impl ProcessScan {
             };
             if path.starts_with("/dev/shm/") {
                 self.posix_mappers.entry(inode).or_default().insert(pid);
+                if let Some(name) = deleted_name(path) {
+                    let bytes = range
+                        .split_once('-')
+                        .and_then(|(a, b)| {
+                            Some(
+                                u64::from_str_radix(b, 16)
+                                    .ok()?
+                                    .saturating_sub(u64::from_str_radix(a, 16).ok()?),
+                            )
+                        })
+                        .unwrap_or(0);
+                    self.note_deleted(name, inode, pid, Some(bytes));
+                }
+            } else if self.dirs.iter().any(|d| path.starts_with(d.as_str())) {
+                self.dir_mappers.entry(inode).or_default().insert(pid);
             } else if path.starts_with("/SYSV") {
                 self.sysv_attachers.entry(inode).or_default().insert(pid);
             }
@@ -217,6 +301,9 @@ impl ProcessScan {
             // it was unlinked and its name reused.
             if let Ok(md) = fs::metadata(fd.path()) {
                 self.posix_holders.entry(md.ino()).or_default().insert(pid);
+                if let Some(name) = target.to_str().and_then(deleted_name) {
+                    self.note_deleted(name, md.ino(), pid, None);
+                }
             }
         }
     }
@@ -239,6 +326,32 @@ impl ProcessScan {
     /// How many processes denied us their `/proc` entries.
     pub fn denied(&self) -> usize {
         self.denied
+    }
+
+    /// Pids that map the file `path` (under a directory given to
+    /// [`Self::with_dirs`], or in `/dev/shm`) with this inode.
+    pub fn path_mappers(&self, path: &str, inode: u64) -> Vec<i32> {
+        if path.starts_with("/dev/shm/") {
+            return self.posix_mappers(inode);
+        }
+        pids(self.dir_mappers.get(&inode))
+    }
+
+    /// How many processes were looked at.
+    pub fn processes(&self) -> usize {
+        self.processes
+    }
+
+    /// Removed POSIX objects that processes still map or hold open, by
+    /// inode.
+    pub fn deleted(&self) -> impl Iterator<Item = &DeletedObject> {
+        self.deleted.values()
+    }
+
+    /// Whether any process we could see maps or holds open the POSIX
+    /// object with this inode.
+    pub fn posix_in_use(&self, inode: u64) -> bool {
+        self.posix_mappers.contains_key(&inode) || self.posix_holders.contains_key(&inode)
     }
 }
 

@@ -277,15 +277,47 @@ pub fn peek_kind(region: &Region) -> Option<Kind> {
     (magic == MAGIC).then(|| Kind::from_u32(kind)).flatten()
 }
 
-/// Reads just enough of an object, with `pread` (never a mapping, so a
-/// sparse object on a full `/dev/shm` cannot raise `SIGBUS`), to tell
-/// whether it holds a shmkit object, and which kind.
-pub fn peek_kind_of(obj: &PosixObject) -> Option<Kind> {
+/// What a shmkit header says, read without mapping or writing anything:
+/// for listings and stale detection, never for trusting the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderPeek {
+    /// The object's kind.
+    pub kind: Kind,
+    /// Whether the creator finished initialising it (state READY).
+    pub ready: bool,
+    /// The process that created it (pid 0 while a creator writes it).
+    pub creator: ProcessId,
+    /// When it was created, as the creator recorded it.
+    pub created: SystemTime,
+}
+
+/// Reads an object's header with `pread` (never a mapping, so a sparse
+/// object on a full `/dev/shm` cannot raise `SIGBUS`, and its mtime and
+/// ctime stay as they are), if it holds a shmkit header.
+pub fn peek_header_of(obj: &PosixObject) -> Option<HeaderPeek> {
     let mut header = [0u8; HEADER_SIZE];
     obj.read_at(0, &mut header).ok()?;
-    let magic = u64::from_le_bytes(header[OFF_MAGIC..OFF_MAGIC + 8].try_into().ok()?);
-    let kind = u32::from_le_bytes(header[OFF_KIND..OFF_KIND + 4].try_into().ok()?);
-    (magic == MAGIC).then(|| Kind::from_u32(kind)).flatten()
+    let u64_at = |off: usize| header[off..off + 8].try_into().ok().map(u64::from_le_bytes);
+    let u32_at = |off: usize| header[off..off + 4].try_into().ok().map(u32::from_le_bytes);
+    if u64_at(OFF_MAGIC)? != MAGIC {
+        return None;
+    }
+    let kind = Kind::from_u32(u32_at(OFF_KIND)?)?;
+    Some(HeaderPeek {
+        kind,
+        ready: u32_at(OFF_STATE)? == STATE_READY,
+        creator: ProcessId {
+            pid: u64_at(OFF_CREATOR_PID)? as u32,
+            start_time: u64_at(OFF_CREATOR_START)?,
+        },
+        created: UNIX_EPOCH + Duration::from_secs(u64_at(OFF_CREATED)?.min(1 << 40)),
+    })
+}
+
+/// Reads just enough of an object, with `pread` (see [`peek_header_of`]),
+/// to tell whether it holds a shmkit object, and which kind.
+pub fn peek_kind_of(obj: &PosixObject) -> Option<Kind> {
+    peek_header_of(obj).map(|h| h.kind)
 }
 
 /// Whether the object's first bytes are something other than a shmkit

@@ -17,11 +17,15 @@
 //!   library's `sem_t` semaphores.
 //! - [`board`]: a blackboard: one value, one writer at a time, any number
 //!   of readers, each seeing the latest complete version (a double-buffered
-//!   sequence lock: the writer never waits, no read is ever torn).
+//!   sequence lock: the writer never waits, no read is ever torn); a
+//!   [`board::KeyedBoard`] holds a value per named key, each with its own
+//!   writer, version and watchers, read one key or a consistent snapshot.
 //! - [`broadcast`]: one writer, many subscribers, every subscriber sees
 //!   every message or learns exactly how many it missed; the writer never
-//!   waits for a slow subscriber; [`broadcast::TypedBroadcast`] carries
-//!   plain-old-data values of one type.
+//!   waits for a slow subscriber, or, in lossless mode, waits for the
+//!   slowest live one (dead ones dropped, laggards evicted if the creator
+//!   says so); [`broadcast::TypedBroadcast`] carries plain-old-data values
+//!   of one type.
 //! - [`readiness`]: a file descriptor per receiving end that `poll`,
 //!   `epoll`, tokio or asyncio can wait on, woken from another process.
 //! - [`error`]: one [`Error`] carrying the operation, the object and the OS reason.

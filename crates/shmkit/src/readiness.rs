@@ -20,9 +20,9 @@
 //! }
 //! ```
 //!
-//! `arm_readiness` empties the descriptor first, so a wake-up is never left
-//! behind to make the next poll return for nothing, and the descriptor is
-//! readable only after an arm. Poll with a timeout of at most [`SLICE`] and
+//! `arm_readiness` first reads the wake-up byte a previous sleep may have
+//! left (one `recv`, only when one may be there), so a wake-up is not left
+//! behind to make the next poll return for nothing. Poll with a timeout of at most [`SLICE`] and
 //! try again after it (see "What can delay a wake-up").
 //!
 //! # Mechanism
@@ -41,7 +41,7 @@
 //! token[i]  its waiter (claim, release), i < 15     0 = free, else the socket's token
 //! ```
 //!
-//! A waiter, in `arm_readiness`: drains its socket; sets its bit in `armed`
+//! A waiter, in `arm_readiness`: reads a queued byte if one may be there; sets its bit in `armed`
 //! (`fetch_or`); a `SeqCst` fence; checks the condition: if true, clears its
 //! bit again and says [`Arm::Ready`], else [`Arm::Sleep`].
 //!
@@ -91,11 +91,27 @@
 //! At most [`MAX_FD_WAITERS`] descriptors per waiter table at once; one
 //! more is refused with [`crate::ErrorKind::LimitExceeded`].
 //!
+//! # Async
+//! With the `tokio` feature, `Receiver::recv_async`,
+//! `Subscriber::recv_async` and `Board::changed` wait on this descriptor
+//! through tokio's `AsyncFd`: no thread spins or polls.
+//!
 //! # Where the table lives
 //! In space that was padding (zero in every object ever made, so old
 //! objects have an empty table): a channel's at offset 576 (the second
 //! cache line of the "data available" event's 128-byte block), a board's
 //! and a broadcast's at offset 448 (the second line of the bell's block).
+
+#[cfg(feature = "tokio")]
+mod asynchronous;
+
+/// Counters the tests watch.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    /// Arms that returned [`Arm::Sleep`](super::Arm::Sleep).
+    pub(crate) static ARMED_TO_SLEEP: std::sync::atomic::AtomicU32 =
+        std::sync::atomic::AtomicU32::new(0);
+}
 
 use std::mem::size_of;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -335,6 +351,10 @@ fn random_token() -> u32 {
 /// descriptor can be polled from any thread; arm it from one at a time.
 pub struct Readiness {
     socket: OwnedFd,
+    /// Whether a wake-up byte may be queued (or on its way): set by an arm
+    /// that sleeps, or whose bit a notifier took; cleared by a drain. An
+    /// arm drains only then, so a sleep costs one `recv`, not two.
+    pending: std::sync::atomic::AtomicBool,
     token: u32,
     slot: usize,
     table: *const FdWaiters,
@@ -421,6 +441,7 @@ impl Readiness {
         })?;
         Ok(Readiness {
             socket,
+            pending: std::sync::atomic::AtomicBool::new(false),
             token,
             slot,
             table,
@@ -452,7 +473,14 @@ impl Readiness {
 
     /// The waiter's half (module doc): drain, arm, fence, check `cond`.
     pub(crate) fn arm(&self, cond: impl FnOnce() -> bool) -> Arm {
-        self.clear();
+        // Relaxed: our own flag (a descriptor is armed from one thread at
+        // a time).
+        if self
+            .pending
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.drain(1);
+        }
         let waiters = self.waiters();
         let bit = 1u32 << self.slot;
         // A slot taken over (by a prober that judged us dead, which only
@@ -469,10 +497,19 @@ impl Readiness {
         // or `cond` below sees its condition store.
         fence(Ordering::SeqCst);
         if cond() {
-            // Take the bit back so the next notify makes no syscall for us.
-            waiters.armed.fetch_and(!bit, Ordering::Relaxed);
+            // Take the bit back so the next notify makes no syscall for us;
+            // if a notifier took it first, its byte is on the way.
+            let before = waiters.armed.fetch_and(!bit, Ordering::Relaxed);
+            if before & bit == 0 {
+                self.pending
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             return Arm::Ready;
         }
+        self.pending
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        #[cfg(test)]
+        tests_support::ARMED_TO_SLEEP.fetch_add(1, Ordering::Relaxed);
         Arm::Sleep
     }
 
@@ -480,8 +517,18 @@ impl Readiness {
     /// `arm_readiness` does this itself; call it only to stop a readable
     /// descriptor from waking an event loop again.
     pub fn clear(&self) {
+        self.pending
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.drain(MAX_DRAIN);
+    }
+
+    /// Reads up to `max` queued datagrams (stops at the first EAGAIN). One
+    /// per arm is enough: a notifier sends one byte per arm it answers;
+    /// stray ones (a hostile sender, a lost race) cost a spurious wake-up
+    /// each, and each such wake-up's arm reads one more.
+    fn drain(&self, max: usize) {
         let mut buf = [0u8; 16];
-        for _ in 0..MAX_DRAIN {
+        for _ in 0..max {
             // SAFETY: `buf` is a live local of the length given.
             let n = unsafe {
                 libc::recv(

@@ -362,6 +362,34 @@ fn a_lossless_writer_waits_then_evicts_a_stopped_subscriber() {
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
 }
 
+/// A lossless broadcast's mode words are checked on open: an unknown mode,
+/// or an eviction time that does not go with its mode, is corruption.
+#[test]
+fn garbage_mode_words_are_corruption() {
+    use shmkit::broadcast::SlowSubscriber;
+    let name = Name::new("bcast-mode");
+    let mut opts = BroadcastOptions::new();
+    opts.capacity(4).lossless(SlowSubscriber::Block);
+    Broadcast::create(&name.0, &opts).unwrap();
+    let raw = OpenOptions::new().open(&name.0).unwrap().map().unwrap();
+    // Control::mode at 120, Control::evict_after_ns at 136.
+    let (mode, evict) = (raw.atomic_u64(120).unwrap(), raw.atomic_u64(136).unwrap());
+    assert_eq!(mode.load(Ordering::Relaxed), 1, "the layout moved");
+    mode.store(9, Ordering::Relaxed);
+    let e = Broadcast::open(&name.0).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains("mode word 9"), "{e}");
+    mode.store(1, Ordering::Relaxed);
+    evict.store(5, Ordering::Relaxed);
+    let e = Broadcast::open(&name.0).unwrap_err();
+    assert!(e.to_string().contains("does not go with mode 1"), "{e}");
+    evict.store(0, Ordering::Relaxed);
+    assert_eq!(
+        Broadcast::open(&name.0).unwrap().lossless(),
+        Some(SlowSubscriber::Block)
+    );
+}
+
 /// Issue 15, defect 8: a garbage head (header bytes 256..264) is reported
 /// as corruption, never turned into a `Lagged` of billions of messages by
 /// a late subscriber or a writer taking over.

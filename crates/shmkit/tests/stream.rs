@@ -473,3 +473,32 @@ fn a_consumer_killed_mid_stream_loses_nothing() {
     }
     assert_eq!(rx.try_recv().unwrap_err().kind(), ErrorKind::WouldBlock);
 }
+
+/// A receiver that sleeps on its readiness descriptor (poll, tokio, asyncio,
+/// libshmkit) is woken by a stream sender's publish, and only an armed one:
+/// before, the stream's publish woke futex sleepers only, so the descriptor
+/// stayed quiet until the caller's own timeout.
+#[test]
+fn a_stream_publish_wakes_an_armed_readiness_descriptor() {
+    use shmkit::readiness::Arm;
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &stream_options(16, 64)).unwrap();
+    let mut tx = ch.sender().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let ready = rx.readiness().unwrap();
+    assert_eq!(rx.arm_readiness(&ready).unwrap(), Arm::Sleep);
+    assert!(!ready.wait(Some(Duration::from_millis(20))).unwrap());
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        tx.send(b"wake").unwrap();
+        tx
+    });
+    assert!(
+        ready.wait(Some(Duration::from_secs(20))).unwrap(),
+        "no wake-up in 20 s"
+    );
+    let _tx = sender.join().unwrap();
+    assert_eq!(rx.try_recv().unwrap(), b"wake");
+    // Nothing left: armed again, it sleeps.
+    assert_eq!(rx.arm_readiness(&ready).unwrap(), Arm::Sleep);
+}

@@ -57,6 +57,8 @@ mod raw_stream;
 mod ring;
 mod shmkit_channel;
 mod shmkit_fanout;
+mod shmkit_ready;
+mod shmkit_stream;
 mod tcp;
 mod unix_dgram;
 mod unix_stream;
@@ -88,8 +90,11 @@ pub fn all() -> Vec<&'static dyn Transport> {
         &shmkit_channel::ShmkitBlock,
         &shmkit_channel::ShmkitZeroCopy,
         &shmkit_channel::ShmkitMpmc,
+        &shmkit_stream::ShmkitStream,
         &shmkit_fanout::ShmkitBoard,
         &shmkit_fanout::ShmkitLossless,
+        // issue 13 (clib): waits on the readiness descriptor
+        &shmkit_ready::ShmkitReady,
     ];
     #[cfg(feature = "peers")]
     all.push(&ipc_channel::IpcChannel);

@@ -49,15 +49,20 @@ pub(super) fn capacity(spec: &LinkSpec) -> usize {
     }
 }
 
-fn link(spec: &LinkSpec, spsc: bool) -> Result<Link> {
+pub(super) fn link(spec: &LinkSpec, spsc: bool) -> Result<Link> {
     let mut opts = ChannelOptions::new();
     opts.capacity(capacity(spec))
         .max_message(spec.msg_size.max(8))
         .spsc(spsc);
+    link_with(spec, &opts)
+}
+
+/// A link of two channels made with `opts`, one per direction.
+pub(super) fn link_with(spec: &LinkSpec, opts: &ChannelOptions) -> Result<Link> {
     let mut link = Link::default();
     for dir in ["ab", "ba"] {
         let name = format!("/{}-{dir}", spec.tag);
-        Channel::create(&name, &opts)?;
+        Channel::create(&name, opts)?;
         link.names.push(Named::Shm(name.clone()));
         for end in &mut link.ends {
             end.args.push(name.clone());
@@ -180,7 +185,7 @@ impl Conn for Copying {
 }
 
 /// Opens an end as a copying connection.
-fn copying(
+pub(super) fn copying(
     spec: &LinkSpec,
     end: End,
     handoff: &Handoff,

@@ -330,3 +330,40 @@ pub fn as_user_in_group(uid: u32, gid: u32, args: &[&str]) -> Output {
         .output()
         .unwrap()
 }
+
+/// Removes a System V segment on drop, even when the test fails.
+pub struct SegmentRemover(pub i32);
+
+impl Drop for SegmentRemover {
+    fn drop(&mut self) {
+        if let Ok(s) = shmkit::sysv::Segment::from_id(self.0) {
+            let _ = s.remove();
+        }
+    }
+}
+
+/// `shmkit create --sysv --key 0xPPnnnnnn --size SIZE --exclusive` (PP the
+/// test's own prefix, n this process): the key, the id and a remover; None
+/// (with the reason printed) when the key is taken or System V is absent.
+pub fn sysv_segment(prefix: u8, size: &str) -> Option<(String, i32, SegmentRemover)> {
+    let key = format!("0x{prefix:02x}{:06x}", std::process::id() & 0xffffff);
+    let out = shmkit(&[
+        "create",
+        "--sysv",
+        "--key",
+        &key,
+        "--size",
+        size,
+        "--exclusive",
+    ]);
+    if !out.status.success() {
+        eprintln!("skipping: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let id: i32 = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    Some((key, id, SegmentRemover(id)))
+}

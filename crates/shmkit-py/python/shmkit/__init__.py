@@ -12,6 +12,7 @@ wait releases the GIL. Objects are the same ones the Rust library and the
     rx = shmkit.Channel.open("jobs").receiver()   # in another
     for msg in rx:                      # until every sender is gone
         print(msg)
+    # or, in a coroutine: async for msg in rx: ...   (await rx.recv_async())
 """
 
 from __future__ import annotations
@@ -36,13 +37,13 @@ from ._errors import (
     TimeoutError,
     WouldBlock,
 )
+from ._aio import Receiver
 from ._memory import SharedMemory
 from ._shmkit import (
     Broadcast,
     Mutex,
     MutexGuard,
     Publisher,
-    Receiver,
     RecordView,
     Semaphore,
     Sender,
@@ -152,7 +153,7 @@ class Channel:
 
     def receiver(self) -> Receiver:
         """Connects a receiver endpoint."""
-        rx = self._native.receiver()
+        rx = Receiver(self._native)
         return self._record.attach(rx) if self._record else rx
 
     @property

@@ -17,11 +17,16 @@
 //! - **watching one key** ([`KeyedBoard::wait_for_change`]) sleeps on that
 //!   key's bell: writes to other keys never wake it.
 //!
-//! What iceoryx2's blackboard offers is here too (a fixed key set given at
-//! creation, readers that never block the writer, a reader per key or many
-//! at once); what it lacks is added: values of different sizes per key,
-//! per-key crash takeover, a snapshot consistent across keys, and waiting
-//! for one key's change without polling.
+//! Against iceoryx2's blackboard (0.9/0.10: a key set fixed at creation,
+//! each key a typed value with a default; one writer for the whole
+//! blackboard; readers with entry handles that copy a value and its
+//! generation counter and never block the writer; an event id per entry
+//! for its separate event service): the key set, the versions (its
+//! generation counters) and the non-blocking readers are here too; added
+//! are a writer per key with per-key crash takeover, a snapshot consistent
+//! across keys, and watching one key built in (its own bell, no event
+//! service to wire). Not here: typed values with defaults (values are
+//! bytes, version 0 is empty) and writing in place.
 //!
 //! ```text
 //! offset              contents
@@ -44,6 +49,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::seqlock::{self, ReadError, SeqlockWords};
+use super::shared::slot_words;
 use super::{WriterInfo, READ_PATIENCE};
 use crate::bell::Bell;
 use crate::error::{Error, ErrorKind, Result};
@@ -102,7 +108,7 @@ struct Entry {
 const CONTROL_OFFSET: usize = HEADER_SIZE;
 const ENTRIES_OFFSET: usize = CONTROL_OFFSET + size_of::<Control>();
 const ENTRY_SIZE: usize = size_of::<Entry>();
-/// A slot: its length word, then the value's words.
+/// A slot: its length word, then the value's words (as a plain board's).
 const SLOT_HEADER: usize = 8;
 
 const _: () = {
@@ -295,27 +301,38 @@ impl SeqlockWords for KeyWords<'_> {
     }
 
     fn len(&self, slot: usize) -> &AtomicU64 {
-        // SAFETY: the slot's first 8 bytes, inside the slot (see `slot`),
-        // 8-aligned: slot offsets are multiples of 64 from an 8-aligned
-        // start.
-        unsafe { &*self.slot(slot).cast::<AtomicU64>() }
+        // SAFETY: `slot` lies inside the mapping (see `slot`), which lives
+        // as long as `self.inner`; slot offsets are multiples of 64 from an
+        // 8-aligned start, each slot SLOT_HEADER + 8 * ceil(max_size / 8)
+        // bytes or more (`place`, checked on open).
+        unsafe { slot_words(self.slot(slot), self.layout().max_size).0 }
     }
 
     fn data(&self, slot: usize) -> &[AtomicU64] {
-        let words = self.layout().max_size.div_ceil(8) as usize;
-        // SAFETY: the slot holds SLOT_HEADER + 8 * words bytes (slot_size is
-        // rounded up from that), 8-aligned as above; AtomicU64 may be
-        // shared across processes; the slice lives no longer than the
-        // mapping.
-        unsafe {
-            std::slice::from_raw_parts(self.slot(slot).add(SLOT_HEADER).cast::<AtomicU64>(), words)
-        }
+        // SAFETY: as in `len`.
+        unsafe { slot_words(self.slot(slot), self.layout().max_size).1 }
     }
 }
 
 /// A keyed blackboard: a named shared memory object holding one value per
 /// key, each key written by one process at a time and read by any number.
-/// Cheap to clone; see the [module documentation](self).
+/// Cheap to clone; see the [module documentation](super).
+///
+/// Each key is a board of its own: one writer per key ([`writer`]:
+/// "key K of board has a live writer pid N"; a dead writer is taken over
+/// per key and a write it left half-done hides nothing), readers that never
+/// wait and never see a torn value ([`read`]), a consistent snapshot of
+/// several keys ([`snapshot`]: values that were all the latest at one
+/// instant), and watching one key on its own bell ([`wait_for_change`]:
+/// writes to other keys never wake it). The key set and each key's
+/// maximum size are fixed at creation; on open the key table is checked
+/// against the layout it implies (offsets recomputed, names unique, UTF-8,
+/// at most [`MAX_KEY_NAME`] bytes).
+///
+/// [`writer`]: Self::writer
+/// [`read`]: Self::read
+/// [`snapshot`]: Self::snapshot
+/// [`wait_for_change`]: Self::wait_for_change
 #[derive(Clone)]
 pub struct KeyedBoard {
     inner: Arc<Inner>,

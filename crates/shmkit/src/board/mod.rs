@@ -46,6 +46,16 @@
 //! 512 + slot size slot 1
 //! ```
 //!
+//! # Keyed boards
+//! [`KeyedBoard`] holds a fixed set of named keys (given at creation, each
+//! with its own maximum size), and each key is a board of its own: its own
+//! sequence lock and version, its own writer (one per key, taken over per
+//! key when it dies), its own bell, so a watcher of one key never wakes for
+//! another. [`KeyedBoard::snapshot`] reads several keys (or all) as they
+//! all were at one instant. `shmkit board create NAME --key pose=64 --key
+//! status=1K`, `board set NAME KEY VALUE`, `board get NAME [KEY...]`,
+//! `board ls NAME`.
+//!
 //! All processes must share a pid namespace: writer liveness is judged from
 //! `/proc/PID/stat`.
 //!

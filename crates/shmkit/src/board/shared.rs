@@ -306,20 +306,38 @@ impl SeqlockWords for Inner {
     }
 
     fn len(&self, slot: usize) -> &AtomicU64 {
-        // SAFETY: the slot's first 8 bytes, inside the slot (see `slot`),
-        // 8-aligned because slots start at 512 and are multiples of 64.
-        unsafe { &*self.slot(slot).cast::<AtomicU64>() }
+        // SAFETY: `slot` lies inside the mapping (see `slot`), which lives
+        // as long as `self`; slots start at 512 and are multiples of 64
+        // bytes, each SLOT_HEADER + 8 * ceil(max_size / 8) bytes or more.
+        unsafe { slot_words(self.slot(slot), self.layout.max_size).0 }
     }
 
     fn data(&self, slot: usize) -> &[AtomicU64] {
-        let words = self.layout.max_size.div_ceil(8) as usize;
-        // SAFETY: the slot holds SLOT_HEADER + 8 * words bytes (slot_size
-        // is rounded up from that), 8-aligned as above; AtomicU64 has the
-        // size and alignment of u64, and atomics may be shared across
-        // processes; the slice lives no longer than `self`'s mapping.
-        unsafe {
-            std::slice::from_raw_parts(self.slot(slot).add(SLOT_HEADER).cast::<AtomicU64>(), words)
-        }
+        // SAFETY: as in `len`.
+        unsafe { slot_words(self.slot(slot), self.layout.max_size).1 }
+    }
+}
+
+/// The length word and the data words of a value slot at `slot`: a length
+/// word, then `ceil(max_size / 8)` value words (plain and keyed boards).
+///
+/// # Safety
+/// `slot` must be 8-aligned and point to at least `SLOT_HEADER + 8 *
+/// ceil(max_size / 8)` bytes of a mapping that outlives `'a`, accessed
+/// only atomically (AtomicU64 has the size and alignment of u64, and
+/// atomics may be shared across processes).
+pub(super) unsafe fn slot_words<'a>(
+    slot: *mut u8,
+    max_size: u64,
+) -> (&'a AtomicU64, &'a [AtomicU64]) {
+    let words = max_size.div_ceil(8) as usize;
+    // SAFETY: the caller's contract: the first 8 bytes are the length word,
+    // the next 8 * words the value, all 8-aligned inside a live mapping.
+    unsafe {
+        (
+            &*slot.cast::<AtomicU64>(),
+            std::slice::from_raw_parts(slot.add(SLOT_HEADER).cast::<AtomicU64>(), words),
+        )
     }
 }
 

@@ -1,5 +1,6 @@
 //! Broadcast: one writer, any number of subscribers, every subscriber sees
-//! every message, and the writer never waits for anyone.
+//! every message; lossy (the writer never waits for anyone) or lossless
+//! (the writer waits for the slowest live subscriber).
 //!
 //! A broadcast is a named POSIX object holding a [`layout`](crate::layout)
 //! header, a control block, a table of subscribers, and a ring of
@@ -28,6 +29,25 @@
 //!   join, leave, or be killed at any time: a dead subscriber's table entry
 //!   is reaped by the next subscriber to join (or [`Broadcast::reap`]), and
 //!   nobody ever waited for it.
+//! - **Lossless mode** ([`BroadcastOptions::lossless`], `pub --lossless`):
+//!   the Disruptor's shape, made crash-proof. The writer never overwrites a
+//!   message that a live subscriber has not read (the `gate` module,
+//!   model-checked with loom): it keeps a limit, the slowest subscriber's
+//!   cursor plus the capacity, looks at the subscribers' cursors only when
+//!   it reaches it, and waits there (bounded spin, then a second bell that
+//!   subscribers ring once per eighth of a ring they read, when they run
+//!   dry and when they leave). A subscriber whose process is dead is
+//!   dropped from the gate as soon as it holds the writer back: after
+//!   [`GATE_SPIN_WINDOW`] plus one liveness check, or one
+//!   [`GATE_LIVENESS_SLICE`] more if it dies while the writer sleeps. A live one
+//!   a whole ring behind is waited for ([`SlowSubscriber::Block`]) or, after
+//!   the creator's time ([`SlowSubscriber::EvictAfter`]), cut off: its next
+//!   receive fails with [`ErrorKind::Disconnected`](crate::ErrorKind)
+//!   ("evicted by the writer …", [`Subscriber::evicted`]) and the writer
+//!   goes on. Late joiners start at the head; joining is a store, a SeqCst
+//!   fence and a second read of the head, so the writer either waits for
+//!   the joiner or the joiner starts past everything the writer may still
+//!   overwrite. The policy is fixed at creation and kept in the header.
 //! - **Waiting.** A subscriber with nothing to read spins briefly, then
 //!   sleeps on a shared futex (a bell: like [`Event`](crate::sync::Event),
 //!   but the writer makes at most one wake-up syscall per sleep, and none
@@ -40,13 +60,15 @@
 //! ```text
 //! offset          contents
 //! 0               object header (magic, version, kind, ready flag, creator)
-//! 64              parameters (capacity, maximum message, slot size), counters
-//! 128             writer identity word (pid | start time)
+//! 64              parameters (capacity, maximum message, slot size, mode), counters
+//! 128             writer identity word (pid | start time), eviction time,
+//!                 gate statistics (waits, evictions, dead dropped)
 //! 256             head: the next position to write   (own 128-byte block)
 //! 384             "new message" bell                  (own 128-byte block)
-//! 392             lossless mode: "a subscriber freed room" bell
+//! 392             lossless mode: "a subscriber freed room" bell (the gate bell)
 //! 448             readiness waiter table              (`crate::readiness`)
-//! 512             subscriber table: 128 × 64 bytes (identity, cursor, missed, joined at)
+//! 512             subscriber table: 128 × 64 bytes (identity, cursor, missed,
+//!                 joined at, gate state)
 //! 8704            slots: capacity × slot size; a slot is its sequence word,
 //!                 the message length, and the message as 64-bit words
 //! ```

@@ -31,11 +31,15 @@ pub const MAX_MESSAGE: usize = 1 << 30;
 /// A lossless writer that the gate holds back first waits this long
 /// (spinning up to the bell's spin budget, then sleeping the rest) before
 /// it checks whether the subscribers holding it back are alive; later it
-/// checks after every [`LIVENESS_SLICE`] of waiting. So a subscriber that
-/// is dead when it starts holding the writer back costs the writer this
-/// window plus one liveness check, and one killed while the writer sleeps
-/// at most one slice more.
+/// checks after every [`GATE_LIVENESS_SLICE`] of waiting. So a subscriber
+/// that is dead when it starts holding the writer back costs the writer
+/// this window plus one liveness check, and one killed while the writer
+/// sleeps at most one slice more.
 pub const GATE_SPIN_WINDOW: Duration = Duration::from_micros(50);
+/// How long a lossless writer held back by live subscribers sleeps between
+/// two checks that they are still alive (each reads `/proc/PID/stat` of
+/// those holding it back: a few µs per 10 ms).
+pub const GATE_LIVENESS_SLICE: Duration = Duration::from_millis(10);
 
 /// The broadcast's fixed part, right after the common header. Atomics only
 /// (padding included), so a shared reference over memory other processes
@@ -705,7 +709,10 @@ impl Broadcast {
     }
 
     /// Joins as a subscriber that receives, first, the messages still in
-    /// the ring (up to its capacity), then everything published after.
+    /// the ring (up to its capacity), then everything published after. On
+    /// a lossless broadcast the writer waits for it from the moment it
+    /// joined; messages of that history the writer overwrote while it was
+    /// joining are reported as one [`Received::Lagged`] first.
     pub fn subscribe_from_oldest(&self) -> Result<Subscriber> {
         self.join(true)
     }
@@ -1039,7 +1046,7 @@ impl Publisher {
                 + if first {
                     GATE_SPIN_WINDOW
                 } else {
-                    LIVENESS_SLICE
+                    GATE_LIVENESS_SLICE
                 };
             if let Some(at) = evict_at {
                 until = until.min(at.max(now));
@@ -1180,12 +1187,21 @@ impl Subscriber {
         unsafe { Readiness::register(table, keep, &self.inner.object) }
     }
 
+    /// Whether a writer came and none is alive now (reads `/proc`, so not
+    /// for a hot path): what a caller waiting on a readiness descriptor
+    /// asks after a sleep that ended by its timeout, since
+    /// [`try_recv`](Subscriber::try_recv) does not tell. If yes, one more
+    /// `try_recv` gets what it published last.
+    pub fn writer_left(&self) -> bool {
+        self.writer_gone()
+    }
+
     /// Declares that the caller is about to sleep on `readiness`:
     /// [`Arm::Ready`] if a message is there already (call
     /// [`try_recv`](Subscriber::try_recv), do not sleep), else
     /// [`Arm::Sleep`]. Poll with a timeout of at most
     /// [`readiness::SLICE`](crate::readiness::SLICE), then `try_recv`
-    /// again, which also tells a gone writer.
+    /// again (and after a timeout, see [`writer_left`](Subscriber::writer_left)).
     ///
     /// # Errors
     /// [`ErrorKind::InvalidArgument`] for a descriptor made for another
@@ -1226,6 +1242,13 @@ impl Subscriber {
     pub fn try_recv(&mut self) -> Result<Received<Vec<u8>>> {
         let mut buf = Vec::new();
         self.recv_vec(&mut buf, false, None)
+    }
+
+    /// Receives what is there now into `buf` (cleared first), reusing its
+    /// allocation, as [`try_recv`](Self::try_recv) does: no allocation, no
+    /// clock read, [`ErrorKind::WouldBlock`] if nothing.
+    pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<Received<usize>> {
+        self.next(buf, false, None)
     }
 
     /// Receives into `buf` (cleared first), reusing its allocation; the

@@ -471,12 +471,23 @@ impl Receiver {
         unsafe { crate::readiness::Readiness::register(table, keep, &self.inner.object) }
     }
 
+    /// Whether every sender that connected is gone (killed ones too; reads
+    /// `/proc`, so not for a hot path). [`try_recv`](Receiver::try_recv)
+    /// never waits long enough to tell, so a caller waiting on a readiness
+    /// descriptor asks this after a sleep that ended by its timeout; if it
+    /// says yes, one more `try_recv` gets what they sent last, and
+    /// [`ErrorKind::WouldBlock`] then means the channel is done.
+    pub fn senders_gone(&self) -> bool {
+        self.inner.all_gone(ROLE_PRODUCER)
+    }
+
     /// Declares that the caller is about to sleep on `readiness`:
     /// [`Arm::Ready`](crate::readiness::Arm::Ready) if a message is there
     /// already (call [`try_recv`](Receiver::try_recv), do not sleep), else
     /// [`Arm::Sleep`](crate::readiness::Arm::Sleep). Poll with a timeout of
     /// at most [`readiness::SLICE`](crate::readiness::SLICE), then
-    /// `try_recv` again, which also tells when every sender is gone.
+    /// `try_recv` again (and after a timeout, see
+    /// [`senders_gone`](Receiver::senders_gone)).
     ///
     /// # Errors
     /// [`ErrorKind::InvalidArgument`] for a descriptor made for another
@@ -488,6 +499,10 @@ impl Receiver {
         let inner = &*self.inner;
         if !readiness.belongs_to(inner.fd_waiters()) {
             return Err(readiness.foreign(inner.name.as_str()));
+        }
+        if let Some(cursor) = self.stream.as_ref() {
+            let head = cursor.head;
+            return Ok(readiness.arm(|| stream::may_recv(inner, head)));
         }
         let head = self.spsc.map(|c| c.head);
         Ok(readiness.arm(|| match head {

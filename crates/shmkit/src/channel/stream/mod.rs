@@ -446,3 +446,11 @@ pub(crate) fn depth_bytes(words: &impl StreamWords) -> u64 {
 pub(crate) fn cached(cur: &RecvCursor) -> bool {
     cur.tail_seen != cur.head
 }
+
+/// Bytes known published past the consumer's `head` (from its cached
+/// `tail`): what it may read without loading `tail`.
+#[cfg_attr(loom, allow(dead_code))]
+#[inline(always)]
+pub(crate) fn published_ahead(cur: &RecvCursor) -> u64 {
+    cur.tail_seen - cur.head
+}
