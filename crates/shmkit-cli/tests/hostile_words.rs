@@ -151,6 +151,7 @@ fn cases() -> u64 {
 fn garbage_header_words_never_panic_a_renderer() {
     let chan = TestObject::new("hostile-chan");
     let spsc = TestObject::new("hostile-spsc");
+    let stream = TestObject::new("hostile-stream");
     let board = TestObject::new("hostile-board");
     let cast = TestObject::new("hostile-cast");
     ok(&[
@@ -174,6 +175,17 @@ fn garbage_header_words_never_panic_a_renderer() {
     ]);
     ok(&["produce", &chan.name, "--count", "2"]);
     ok(&["produce", &spsc.name, "--count", "2"]);
+    ok(&[
+        "chan",
+        "create",
+        &stream.name,
+        "--capacity",
+        "4",
+        "--max-msg",
+        "16",
+        "--stream",
+    ]);
+    ok(&["produce", &stream.name, "--count", "2"]);
     ok(&["board", "create", &board.name, "--size", "32"]);
     shmkit_stdin(&["board", "set", &board.name], b"value");
     let out = shmkit_stdin(
@@ -184,9 +196,10 @@ fn garbage_header_words_never_panic_a_renderer() {
     let stat_verbs: &[&[&str]] = &[&["stat"], &["stat", "--json"]];
     let chan_verbs: &[&[&str]] = &[&["chan", "stat"], &["chan", "stat", "--json"], &["stat"]];
     let board_verbs: &[&[&str]] = &[&["board", "get"], &["board", "get", "--with-version"]];
-    let kinds: [(&TestObject, &[&[&str]]); 4] = [
+    let kinds: [(&TestObject, &[&[&str]]); 5] = [
         (&chan, chan_verbs),
         (&spsc, chan_verbs),
+        (&stream, chan_verbs),
         (&board, &[stat_verbs, board_verbs].concat()),
         (&cast, stat_verbs),
     ];

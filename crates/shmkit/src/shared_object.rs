@@ -162,6 +162,36 @@ pub(crate) fn ring_capacity(requested: usize, max: usize, what: &str, name: &str
     Err(Error::new(ErrorKind::InvalidArgument, "create", name, why))
 }
 
+/// The checks every ring's layout makes of the parameters a header holds
+/// (or a creator asks for): no flag this build does not know, a capacity
+/// that is a power of two up to `max_capacity`, a largest message from 1
+/// to `max_message` bytes. The reason, for the caller's error.
+pub(crate) fn check_ring_parameters(
+    flags: u32,
+    known_flags: u32,
+    capacity: u64,
+    max_capacity: usize,
+    max_msg: u64,
+    max_message: usize,
+) -> std::result::Result<(), String> {
+    if flags & !known_flags != 0 {
+        return Err(format!(
+            "flags {flags:#x} include ones this build does not know (a newer format?)"
+        ));
+    }
+    if capacity == 0 || capacity > max_capacity as u64 || !capacity.is_power_of_two() {
+        return Err(format!(
+            "capacity {capacity} is not a power of two from 1 to {max_capacity}"
+        ));
+    }
+    if max_msg == 0 || max_msg > max_message as u64 {
+        return Err(format!(
+            "maximum message size {max_msg} is not from 1 to {max_message} bytes"
+        ));
+    }
+    Ok(())
+}
+
 /// A writer role held by this process.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Claim {

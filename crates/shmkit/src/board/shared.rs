@@ -959,26 +959,7 @@ impl<T> std::fmt::Debug for TypedBoardWriter<T> {
 mod tests {
     use super::*;
 
-    /// A unique name, unlinked on drop.
-    struct Name(String);
-
-    impl Name {
-        fn new(tag: &str) -> Self {
-            use std::sync::atomic::AtomicUsize;
-            static COUNTER: AtomicUsize = AtomicUsize::new(0);
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            Name(format!(
-                "/shmkit-test-{}-{n}-unit-board-{tag}",
-                std::process::id()
-            ))
-        }
-    }
-
-    impl Drop for Name {
-        fn drop(&mut self) {
-            let _ = crate::posix::unlink(&self.0);
-        }
-    }
+    use crate::shared_object::TestName as Name;
 
     #[test]
     fn layout_is_checked() {

@@ -226,16 +226,15 @@ impl Layout {
                 "untyped broadcast with type alignment {type_align}"
             ));
         }
-        if capacity == 0 || capacity > MAX_CAPACITY as u64 || !capacity.is_power_of_two() {
-            return Err(format!(
-                "capacity {capacity} is not a power of two from 1 to {MAX_CAPACITY}"
-            ));
-        }
-        if max_msg == 0 || max_msg > MAX_MESSAGE as u64 {
-            return Err(format!(
-                "maximum message size {max_msg} is not from 1 to {MAX_MESSAGE} bytes"
-            ));
-        }
+        // A broadcast has no flags.
+        crate::shared_object::check_ring_parameters(
+            0,
+            0,
+            capacity,
+            MAX_CAPACITY,
+            max_msg,
+            MAX_MESSAGE,
+        )?;
         let slot_size = (SLOT_HEADER as u64 + max_msg.next_multiple_of(8)).next_multiple_of(64);
         let total = capacity
             .checked_mul(slot_size)

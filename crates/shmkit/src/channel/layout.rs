@@ -101,25 +101,18 @@ impl Layout {
         type_align: u32,
         flags: u32,
     ) -> std::result::Result<Self, String> {
-        if flags & !KNOWN_FLAGS != 0 {
-            return Err(format!(
-                "flags {flags:#x} include ones this build does not know (a newer format?)"
-            ));
-        }
+        crate::shared_object::check_ring_parameters(
+            flags,
+            KNOWN_FLAGS,
+            capacity,
+            MAX_CAPACITY,
+            max_msg,
+            MAX_MESSAGE,
+        )?;
         let stream = flags & FLAG_STREAM != 0;
         if stream && flags & FLAG_SPSC == 0 {
             return Err(format!(
                 "flags {flags:#x} ask for a byte stream without one sender and one receiver"
-            ));
-        }
-        if capacity == 0 || capacity > MAX_CAPACITY as u64 || !capacity.is_power_of_two() {
-            return Err(format!(
-                "capacity {capacity} is not a power of two from 1 to {MAX_CAPACITY}"
-            ));
-        }
-        if max_msg == 0 || max_msg > MAX_MESSAGE as u64 {
-            return Err(format!(
-                "maximum message size {max_msg} is not from 1 to {MAX_MESSAGE} bytes"
             ));
         }
         if type_size != 0
