@@ -495,7 +495,12 @@ fn iceoryx2_runs_every_scenario_and_leaves_nothing_behind() {
     assert!(status.success(), "{err}");
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     let rows = report["results"].as_array().unwrap();
-    assert_eq!(rows.len(), 4, "{report:#}");
+    // rtt, bulk, oversubscribed, and stream at each size of the sweep.
+    assert_eq!(
+        rows.len(),
+        3 + shmkit_bench::STREAM_SIZES.len(),
+        "{report:#}"
+    );
     for r in rows {
         assert!(r["error"].is_null(), "{r}");
         assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0, "{r}");
@@ -513,6 +518,9 @@ fn iceoryx2_leaves_nothing_behind_when_a_child_is_killed() {
         "bench",
         "--scenario",
         "stream",
+        // One size: the sweep's other sizes would run 10 s each after the kill.
+        "--size",
+        "64",
         "--warmup",
         "100ms",
         "--duration",
