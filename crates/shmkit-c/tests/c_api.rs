@@ -26,6 +26,60 @@ fn include_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("include")
 }
 
+/// Runs `cargo build` with `args` into this test's target directory and
+/// profile. `cargo test` builds only the rlib that a test links, never the
+/// cdylib and staticlib beside it, nor another package's binary, so without
+/// this step the C programs would find no library on a fresh checkout, or
+/// link one left by an earlier `cargo build` and test stale code. Cargo is
+/// idle while tests run, so the nested build takes the target directory's
+/// lock at once; when everything is current it finishes in a moment.
+fn cargo_build(args: &[&str]) {
+    let dir = build_dir();
+    let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
+    let target = dir.parent().expect("target dir").to_path_buf();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .arg("build")
+        .args(args)
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    match profile {
+        "debug" => {}
+        "release" => {
+            build.arg("--release");
+        }
+        other => {
+            build.args(["--profile", other]);
+        }
+    }
+    let output = build
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cargo build {args:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "cargo build {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// libshmkit_c.so, libshmkit_c.a: built fresh once per test run.
+fn build_libraries() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            cargo_build(&["--lib", "-p", "shmkit-c"]);
+            let lib = build_dir().join("libshmkit_c.so");
+            assert!(
+                lib.exists(),
+                "{} missing after cargo build -p shmkit-c",
+                lib.display()
+            );
+            lib
+        })
+        .clone()
+}
+
 /// A directory with the library under its installed names
 /// (libshmkit.so -> libshmkit.so.0 -> cargo's libshmkit_c.so) and the
 /// compiled test programs.
@@ -36,12 +90,7 @@ fn work_dir() -> &'static Path {
             .prefix("shmkit-c-test")
             .tempdir()
             .unwrap();
-        let lib = build_dir().join("libshmkit_c.so");
-        assert!(
-            lib.exists(),
-            "{} missing: cargo builds it with the tests",
-            lib.display()
-        );
+        let lib = build_libraries();
         std::os::unix::fs::symlink(&lib, dir.path().join("libshmkit.so.0")).unwrap();
         std::os::unix::fs::symlink("libshmkit.so.0", dir.path().join("libshmkit.so")).unwrap();
         dir
@@ -89,15 +138,21 @@ fn peer() -> &'static Path {
     })
 }
 
-/// The `shmkit` CLI next to this build (built by `cargo test --workspace`).
+/// The `shmkit` CLI next to this build, built fresh once per test run.
 fn cli() -> PathBuf {
-    let exe = build_dir().join("shmkit");
-    assert!(
-        exe.exists(),
-        "{} missing: run the workspace's tests (scripts/test), or `cargo build -p shmkit-cli` first",
-        exe.display()
-    );
-    exe
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            cargo_build(&["-p", "shmkit-cli", "--bin", "shmkit"]);
+            let exe = build_dir().join("shmkit");
+            assert!(
+                exe.exists(),
+                "{} missing after cargo build -p shmkit-cli",
+                exe.display()
+            );
+            exe
+        })
+        .clone()
 }
 
 /// A unique object name, removed (with the `-*` names derived from it) on drop.
@@ -198,7 +253,7 @@ fn the_header_compiles_as_strict_c11_and_as_cpp17() {
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-I"])
         .arg(include_dir())
         .arg(&source)
-        .arg(build_dir().join("libshmkit_c.a"))
+        .arg(build_libraries().with_file_name("libshmkit_c.a"))
         .args([
             "-lgcc_s",
             "-lutil",
@@ -261,11 +316,13 @@ fn rust_sends_and_c_receives_with_and_without_the_readiness_fd() {
 
 #[test]
 fn the_cli_and_c_exchange_messages_both_ways() {
+    // Build (or find current) the CLI before any peer starts its clock.
+    let cli = cli();
     // CLI producer -> C receiver.
     let name = Name::new("cli2c");
     drop(channel(&name));
     let (kid, out) = spawn_ready(Command::new(peer()).args(["recv", &name.0, "10"]));
-    run(Command::new(cli()).args(["produce", &name.0, "--count", "10", "--tag", "cli"]));
+    run(Command::new(&cli).args(["produce", &name.0, "--count", "10", "--tag", "cli"]));
     let lines = finish(kid, out);
     assert_eq!(
         lines,
@@ -275,7 +332,7 @@ fn the_cli_and_c_exchange_messages_both_ways() {
     // C sender -> CLI consumer.
     let name = Name::new("c2cli");
     drop(channel(&name));
-    let consumer = Command::new(cli())
+    let consumer = Command::new(&cli)
         .args(["consume", &name.0, "--count", "10"])
         .stdout(Stdio::piped())
         .spawn()
