@@ -263,7 +263,12 @@ def test_readme_example_between_two_processes(name):
 
 
 WAIT_FOREVER = """
-import sys, shmkit
+import signal, sys, shmkit
+# Python turns SIGINT into KeyboardInterrupt only when SIGINT was at its
+# default at startup; a test run started in the background by a
+# non-interactive shell (as CI may be) inherits it ignored. Install the
+# handler explicitly: the test is about shmkit's wait, not the parent's.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 ch = shmkit.Channel.create(sys.argv[1], capacity=4, max_message=8)
 tx, rx = ch.sender(), ch.receiver()
 print("waiting", flush=True)
