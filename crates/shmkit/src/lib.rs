@@ -64,6 +64,7 @@ pub(crate) mod bell;
 pub mod board;
 pub mod broadcast;
 pub mod channel;
+pub(crate) mod endpoint_table;
 pub mod error;
 pub mod inventory;
 pub mod layout;

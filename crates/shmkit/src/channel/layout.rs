@@ -72,10 +72,10 @@ pub(super) const FLAG_STREAM: u32 = 2;
 /// Every flag this build knows; others make `open` refuse the channel.
 pub(super) const KNOWN_FLAGS: u32 = FLAG_SPSC | FLAG_STREAM;
 
-// Roles in an endpoint's identity word (bits 22-23, see `identity_word`).
+// Roles in an endpoint's occupant word (`endpoint_table::with_role`; its
+// role 3 is a settler's).
 pub(super) const ROLE_PRODUCER: u64 = 1;
 pub(super) const ROLE_CONSUMER: u64 = 2;
-pub(super) const ROLE_REAPING: u64 = 3;
 
 /// What a channel is made of: fixed at creation, checked on every open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
