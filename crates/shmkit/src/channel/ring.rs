@@ -410,6 +410,22 @@ pub(crate) fn depth(words: &impl RingWords) -> u64 {
     enq.saturating_sub(deq).min(words.capacity())
 }
 
+/// Load-only: could a receiver make progress now (`Inner::may_recv`, the
+/// condition a blocked receiver waits for)? Relaxed: a hint; the claim
+/// that follows decides with its own Acquire.
+pub(crate) fn may_recv(words: &impl RingWords) -> bool {
+    let cap = words.capacity();
+    let pos = words.dequeue_pos().load(Ordering::Relaxed);
+    let s = State::decode(
+        words
+            .slot_state((pos & (cap - 1)) as usize)
+            .load(Ordering::Relaxed),
+    );
+    let waiting_for_writer = s.pos == pos && matches!(s.phase, Phase::Empty | Phase::Writing);
+    let waiting_for_reader = s.pos.wrapping_add(cap) == pos && s.phase == Phase::Reading;
+    !(waiting_for_writer || waiting_for_reader)
+}
+
 /// Frees the slot of position `pos` if it still holds `owner`'s claim of
 /// that position (mid-write or mid-read): what `recover_owner` does for
 /// the one slot an endpoint can hold. True if it was freed (by us).
@@ -805,6 +821,49 @@ mod loom_models {
             consumer.join().unwrap()
         });
         assert!(outcomes.contains(&Seen::Message), "{outcomes:?}");
+    }
+
+    /// The channel-level wait path (issue 15, Deliver 4): a receiver that
+    /// finds the ring empty waits as a blocked `Receiver` does
+    /// (`Event::wait_slice`: quick polls, the adaptive spin, registering,
+    /// the futex sleep), with a deadline and a slice, and the futex model's
+    /// timed waits block until woken (`futex::timed_waits_block`), so only
+    /// the sender's notify can end the sleep: a lost wake-up is a deadlock.
+    /// Shown to catch a weakened ordering: without the `SeqCst` fence in
+    /// `wait_word::wake_sleepers` (the notify's side of the Dekker pair),
+    /// loom reports a deadlock.
+    #[test]
+    fn a_blocked_receiver_is_woken_by_a_send() {
+        use crate::sync::Event;
+        use std::time::{Duration, Instant};
+        model(|| {
+            crate::sync::futex::timed_waits_block();
+            let s = shared(1);
+            let event = Arc::new(Event::new());
+            let producer = {
+                let (s, event) = (s.clone(), event.clone());
+                loom::thread::spawn(move || {
+                    assert!(send(&s, 1, 7));
+                    event.notify_all();
+                })
+            };
+            let consumer = {
+                let (s, event) = (s.clone(), event.clone());
+                loom::thread::spawn(move || loop {
+                    if let Some(v) = recv(&s, 2) {
+                        return v;
+                    }
+                    let deadline = Instant::now() + Duration::from_secs(3600);
+                    let slice = Duration::from_secs(600);
+                    let woke = event
+                        .wait_slice(Some(deadline), slice, true, || 0, || may_recv(&s.ring))
+                        .unwrap();
+                    assert_eq!(woke, Some(true), "the wait ended without the message");
+                })
+            };
+            producer.join().unwrap();
+            consumer.join().unwrap()
+        });
     }
 
     /// Two producers claim concurrently: distinct slots, both messages
