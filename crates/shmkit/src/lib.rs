@@ -81,6 +81,7 @@ pub mod region;
 mod shared_object;
 pub mod sync;
 pub mod sysv;
+pub(crate) mod word_copy;
 
 pub use error::{Error, ErrorKind, Result};
 pub use posix::{MapOptions, OpenOptions, PosixObject, ShmName};
