@@ -641,40 +641,26 @@ impl Broadcast {
         let evict_ns = word(offset_of!(Control, evict_after_ns))?;
         let mut layout = Layout::typed(capacity, max_msg, type_size, type_align).map_err(bad)?;
         layout.policy = policy_of(mode, evict_ns).map_err(bad)?;
-        if slot_size != layout.slot_size
-            || slots != SLOTS_START as u64
-            || info.total_size != layout.total
-        {
-            return Err(bad(format!(
-                "its layout (slot size {slot_size}, slots at {slots}, {} bytes) does not match its parameters",
-                info.total_size
-            )));
-        }
-        if let Some((size, align)) = typed {
-            if (type_size, type_align) != (size, align) {
-                return Err(Error::new(
-                    ErrorKind::InvalidArgument,
-                    "open",
-                    name.as_str(),
-                    if type_size == 0 {
-                        format!("it carries bytes, not values of {size} bytes aligned to {align}")
-                    } else {
-                        format!(
-                            "it carries values of {type_size} bytes aligned to {type_align}, not {size} aligned to {align}"
-                        )
-                    },
-                ));
-            }
-        }
+        shared_object::check_geometry(
+            &name,
+            shared_object::Geometry {
+                slot_size,
+                slots,
+                total: info.total_size,
+            },
+            shared_object::Geometry {
+                slot_size: layout.slot_size,
+                slots: SLOTS_START as u64,
+                total: layout.total,
+            },
+        )?;
+        shared_object::check_type(&name, (type_size, type_align), typed, "carries", "values")?;
         Self::from_region(name, region, info, layout)
     }
 
     /// Opens `name`, creating it with `options` if it does not exist.
     pub fn open_or_create(name: &str, options: &BroadcastOptions) -> Result<Broadcast> {
-        match Self::create(name, options) {
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => Self::open(name),
-            other => other,
-        }
+        crate::shared_object::open_or_create(|| Self::create(name, options), || Self::open(name))
     }
 
     /// Becomes the broadcast's writer.
