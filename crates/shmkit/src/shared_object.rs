@@ -295,26 +295,14 @@ pub(crate) fn open_or_create<T>(
     }
 }
 
-/// Where an object's slots lie, as its header states it or as its
-/// parameters make it: checked on open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Geometry {
-    pub(crate) slot_size: u64,
-    pub(crate) slots: u64,
-    pub(crate) total: u64,
-}
-
-/// The open-time check that the header's geometry (`stated`) is the one
-/// its parameters make (`made`).
-pub(crate) fn check_geometry(name: &ShmName, stated: Geometry, made: Geometry) -> Result<()> {
+/// The open-time check that an object's geometry as its header states it
+/// (`stated`: slot size, offset of the slots, total bytes) is the one its
+/// parameters make (`made`).
+pub(crate) fn check_geometry(name: &ShmName, stated: [u64; 3], made: [u64; 3]) -> Result<()> {
     if stated == made {
         return Ok(());
     }
-    let Geometry {
-        slot_size,
-        slots,
-        total,
-    } = stated;
+    let [slot_size, slots, total] = stated;
     Err(corrupt(
         name,
         "open",

@@ -508,16 +508,8 @@ impl Board {
         let layout = Layout::new(max_size, type_size, type_align).map_err(bad)?;
         shared_object::check_geometry(
             &name,
-            shared_object::Geometry {
-                slot_size,
-                slots,
-                total: info.total_size,
-            },
-            shared_object::Geometry {
-                slot_size: layout.slot_size,
-                slots: SLOTS_START as u64,
-                total: layout.total,
-            },
+            [slot_size, slots, info.total_size],
+            [layout.slot_size, SLOTS_START as u64, layout.total],
         )?;
         shared_object::check_type(&name, (type_size, type_align), typed, "holds", "values")?;
         Self::from_region(name, region, info, layout)

@@ -643,16 +643,8 @@ impl Broadcast {
         layout.policy = policy_of(mode, evict_ns).map_err(bad)?;
         shared_object::check_geometry(
             &name,
-            shared_object::Geometry {
-                slot_size,
-                slots,
-                total: info.total_size,
-            },
-            shared_object::Geometry {
-                slot_size: layout.slot_size,
-                slots: SLOTS_START as u64,
-                total: layout.total,
-            },
+            [slot_size, slots, info.total_size],
+            [layout.slot_size, SLOTS_START as u64, layout.total],
         )?;
         shared_object::check_type(&name, (type_size, type_align), typed, "carries", "values")?;
         Self::from_region(name, region, info, layout)

@@ -16,7 +16,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{self, Kind};
 use crate::posix::ShmName;
 use crate::process::{Home, ProcessId};
-use crate::shared_object::{self, Geometry};
+use crate::shared_object;
 
 /// How to create a channel.
 #[derive(Debug, Clone)]
@@ -228,16 +228,8 @@ impl Channel {
         let slots = region.load_u64(OFF_SLOTS, Ordering::Relaxed)?;
         shared_object::check_geometry(
             &name,
-            Geometry {
-                slot_size,
-                slots,
-                total: info.total_size,
-            },
-            Geometry {
-                slot_size: layout.slot_size,
-                slots: SLOTS_START as u64,
-                total: layout.total,
-            },
+            [slot_size, slots, info.total_size],
+            [layout.slot_size, SLOTS_START as u64, layout.total],
         )?;
         shared_object::check_type(&name, (type_size, type_align), typed, "carries", "messages")?;
         let base = region.as_mut_ptr()?;
