@@ -98,21 +98,10 @@ impl Bell {
     /// changed word, a signal or a timeout.
     pub(crate) fn wait_until(
         &self,
-        mut cond: impl FnMut() -> bool,
+        cond: impl FnMut() -> bool,
         deadline: Option<Instant>,
     ) -> Result<bool> {
-        if cond() || self.spin(&mut cond, deadline) {
-            return Ok(true);
-        }
-        self.sleep_until(&mut cond, deadline)
-    }
-
-    fn sleep_until(
-        &self,
-        cond: &mut impl FnMut() -> bool,
-        deadline: Option<Instant>,
-    ) -> Result<bool> {
-        wait_word::sleep_until::<Flagged>(&self.word, cond, deadline, slice())
+        wait_word::wait_until::<Flagged>(&self.word, &self.spin_us, cond, deadline, slice())
     }
 
     /// Like [`wait_until`](Bell::wait_until) for a waiter that may not
@@ -170,22 +159,6 @@ impl Bell {
         use crate::sync::wait_word::Scheme;
         // Relaxed: a snapshot for tests.
         Flagged::registered(self.word.load(Ordering::Relaxed))
-    }
-
-    /// Spins for the learnt budget (or until `deadline`, if sooner); true
-    /// if `cond` became true meanwhile: `Event`'s spin (`sync::spin`).
-    #[cfg(not(loom))]
-    #[inline]
-    fn spin(&self, cond: &mut impl FnMut() -> bool, deadline: Option<Instant>) -> bool {
-        crate::sync::spin::adaptive_spin(&self.spin_us, cond, deadline)
-    }
-
-    /// Under loom: one poll, no clock and no spin hint, so the models take
-    /// the sleep path (no hint: loom's `spin_loop` yields, which hides
-    /// interleavings from the models; see `Event`'s).
-    #[cfg(loom)]
-    fn spin(&self, cond: &mut impl FnMut() -> bool, _deadline: Option<Instant>) -> bool {
-        cond()
     }
 }
 

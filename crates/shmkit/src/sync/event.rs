@@ -155,6 +155,19 @@ const _: () = {
     assert!(std::mem::align_of::<Event>() == 4);
 };
 
+/// The bound of one sleep: [`SLEEP_SLICE`], not under loom (see the
+/// module doc).
+fn slice() -> Option<Duration> {
+    #[cfg(not(loom))]
+    {
+        Some(SLEEP_SLICE)
+    }
+    #[cfg(loom)]
+    {
+        None
+    }
+}
+
 impl Default for Event {
     fn default() -> Self {
         Self::new()
@@ -244,13 +257,10 @@ impl Event {
     #[doc(alias = "FUTEX_WAIT")]
     pub fn wait_until(
         &self,
-        mut cond: impl FnMut() -> bool,
+        cond: impl FnMut() -> bool,
         deadline: Option<Instant>,
     ) -> Result<bool> {
-        if cond() || self.spin(&mut cond, deadline) {
-            return Ok(true);
-        }
-        self.sleep_until(&mut cond, deadline)
+        wait_word::wait_until::<Counted>(&self.state, &self.spin_us, cond, deadline, slice())
     }
 
     /// Like [`wait_until`](Event::wait_until), but sleeps at once instead of
@@ -320,38 +330,12 @@ impl Event {
         self.wait_until(cond, Instant::now().checked_add(timeout))
     }
 
-    /// Spins for the learnt budget (or until `deadline`, if sooner); true
-    /// if `cond` became true meanwhile (see `sync::spin`).
-    #[cfg(not(loom))]
-    #[inline]
-    fn spin(&self, cond: &mut impl FnMut() -> bool, deadline: Option<Instant>) -> bool {
-        super::spin::adaptive_spin(&self.spin_us, cond, deadline)
-    }
-
-    /// Under loom: one poll and no clock (time would make runs differ), so
-    /// the models always exercise the sleep path. And no spin hint: loom's
-    /// `spin_loop` is a `yield_now`, after which loom never lets the thread
-    /// read again a value it read before the yield if a newer one exists,
-    /// nor run again before another thread has taken a step. A waiter that
-    /// polled, yielded, then registered could then no longer miss a
-    /// notifier's store, and the models did not notice a missing fence in
-    /// `notify`.
-    #[cfg(loom)]
-    fn spin(&self, cond: &mut impl FnMut() -> bool, _deadline: Option<Instant>) -> bool {
-        cond()
-    }
-
     fn sleep_until(
         &self,
         cond: &mut impl FnMut() -> bool,
         deadline: Option<Instant>,
     ) -> Result<bool> {
-        // Sliced, not under loom: see the module doc.
-        #[cfg(not(loom))]
-        let slice = Some(SLEEP_SLICE);
-        #[cfg(loom)]
-        let slice = None;
-        wait_word::sleep_until::<Counted>(&self.state, cond, deadline, slice)
+        wait_word::sleep_until::<Counted>(&self.state, cond, deadline, slice())
     }
 
     /// Wakes the sleeping waiters, if any (and every spinning one notices).

@@ -131,6 +131,42 @@ impl Scheme for Flagged {
     }
 }
 
+/// A whole wait: `cond` at once, then the bounded adaptive spin on the
+/// budget `spin_us` (`sync::spin`), then [`sleep_until`].
+#[inline]
+pub(crate) fn wait_until<S: Scheme>(
+    word: &AtomicU32,
+    spin_us: &AtomicU32,
+    mut cond: impl FnMut() -> bool,
+    deadline: Option<Instant>,
+    slice: Option<Duration>,
+) -> Result<bool> {
+    if cond() || spin(spin_us, &mut cond, deadline) {
+        return Ok(true);
+    }
+    sleep_until::<S>(word, &mut cond, deadline, slice)
+}
+
+/// Spins for the learnt budget (or until `deadline`, if sooner); true if
+/// `cond` became true meanwhile (`sync::spin`).
+#[cfg(not(loom))]
+#[inline]
+fn spin(spin_us: &AtomicU32, cond: &mut impl FnMut() -> bool, deadline: Option<Instant>) -> bool {
+    super::spin::adaptive_spin(spin_us, cond, deadline)
+}
+
+/// Under loom: one poll and no clock (time would make runs differ), so the
+/// models always take the sleep path. And no spin hint: loom's `spin_loop`
+/// is a `yield_now`, after which loom never lets the thread read again a
+/// value it read before the yield if a newer one exists, nor run again
+/// before another thread has taken a step. A waiter that polled, yielded,
+/// then registered could then no longer miss a waker's store, and the
+/// models did not notice a missing fence in the wake.
+#[cfg(loom)]
+fn spin(_: &AtomicU32, cond: &mut impl FnMut() -> bool, _: Option<Instant>) -> bool {
+    cond()
+}
+
 /// The sleep phase of a wait (steps 1–6 of the module doc): until `cond`
 /// holds (true) or `deadline` passes (false, after one more look). Each
 /// `FUTEX_WAIT` lasts at most `slice` (`None`: no bound; loom models only,
