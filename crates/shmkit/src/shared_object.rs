@@ -283,6 +283,17 @@ pub(crate) fn writer_of(writer: &AtomicU64) -> Option<(u32, bool)> {
     (word != 0).then(|| (process::identity_pid(word), process::identity_alive(word)))
 }
 
+/// The size of a ring object: `capacity` slots of `slot_size` bytes after
+/// `slots_start` bytes of header and tables, or why it cannot be mapped.
+/// Checked: both numbers may come from shared memory.
+pub(crate) fn ring_total(capacity: u64, slot_size: u64, slots_start: usize) -> Result<u64, String> {
+    capacity
+        .checked_mul(slot_size)
+        .and_then(|s| s.checked_add(slots_start as u64))
+        .filter(|&t| t <= isize::MAX as u64)
+        .ok_or_else(|| format!("{capacity} slots of {slot_size} bytes do not fit in memory"))
+}
+
 /// `open_or_create` of every kind: `create`, or `open` when the object
 /// exists already.
 pub(crate) fn open_or_create<T>(

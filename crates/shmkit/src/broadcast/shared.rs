@@ -238,11 +238,7 @@ impl Layout {
             MAX_MESSAGE,
         )?;
         let slot_size = (SLOT_HEADER as u64 + max_msg.next_multiple_of(8)).next_multiple_of(64);
-        let total = capacity
-            .checked_mul(slot_size)
-            .and_then(|s| s.checked_add(SLOTS_START as u64))
-            .filter(|&t| t <= isize::MAX as u64)
-            .ok_or_else(|| format!("{capacity} slots of {slot_size} bytes do not fit in memory"))?;
+        let total = crate::shared_object::ring_total(capacity, slot_size, SLOTS_START)?;
         Ok(Layout {
             capacity,
             max_msg,

@@ -152,11 +152,7 @@ impl Layout {
         } else {
             (payload_offset + max_msg).next_multiple_of(stride)
         };
-        let total = capacity
-            .checked_mul(slot_size)
-            .and_then(|s| s.checked_add(SLOTS_START as u64))
-            .filter(|&t| t <= isize::MAX as u64)
-            .ok_or_else(|| format!("{capacity} slots of {slot_size} bytes do not fit in memory"))?;
+        let total = crate::shared_object::ring_total(capacity, slot_size, SLOTS_START)?;
         Ok(Layout {
             capacity,
             max_msg,
