@@ -13,53 +13,26 @@
 //! asleep, and the first ring after that clears it.
 //!
 //! # Protocol
-//! One 32-bit word, the futex word: `generation << 1 | parked`.
-//!
-//! A waiter, in [`Bell::wait_until`]:
-//! 1. checks its condition; spins for a bounded, adaptive time, only
-//!    loading (as [`Event`](crate::sync::Event) does);
-//! 2. sets `parked` with a `fetch_or` (a read-modify-write even when the
-//!    bit is already set: see below), getting the word `w` it set;
-//! 3. a `SeqCst` fence;
-//! 4. checks its condition again: if it holds, returns;
-//! 5. `FUTEX_WAIT`s while the word equals `w`; then goes back to 2.
-//!
-//! A ringer, in [`Bell::ring`], after storing whatever makes the condition
-//! true:
-//! 1. a `SeqCst` fence;
-//! 2. loads the word: if `parked` is clear, returns (no syscall);
-//! 3. otherwise adds 1 by compare-and-swap, which clears `parked` and bumps
-//!    the generation, and `FUTEX_WAKE`s every sleeper.
-//!
-//! # Why no wake-up is lost
-//! Waiter steps 2–4 and ringer steps 1–2 are Dekker's pattern. The fences
-//! are ordered one way or the other:
-//! - the waiter's fence first: the ringer's load sees the waiter's own
-//!   `fetch_or` or a later change of the word, which is either another
-//!   waiter's `fetch_or` (`parked` set: the ringer rings) or another
-//!   ringer's increment (which woke, or changed the word under, the
-//!   sleeper). This is why every waiter writes the word in step 2: a
-//!   waiter that merely *read* another's bit would have no write of its
-//!   own for the fence rule to make visible.
-//! - the ringer's fence first: the waiter's step-4 check sees the
-//!   condition the ringer stored before it.
-//!
-//! Either way the waiter does not sleep through the change: it sleeps only
-//! while the word equals `w`, and any ring after step 2 changes the word.
-//!
-//! A waiter that sets `parked` and then finds its condition true leaves the
-//! bit set: the next ring makes one needless `FUTEX_WAKE`. The generation
-//! wraps after 2³¹ rings that found a sleeper; a waiter would sleep through
-//! a change only if exactly a multiple of that many happened between its
-//! steps 2 and 5. The loom models below check the protocol.
+//! One 32-bit word, the futex word: `generation << 1 | parked`, run by the
+//! wait/wake protocol [`Event`](crate::sync::Event) uses too
+//! (`sync::wait_word`, its `Flagged` scheme; the module doc there says why
+//! no wake-up is lost). A waiter first checks its condition and spins for
+//! a bounded, adaptive time, only loading (`sync::spin`, as an event
+//! does), then registers by setting `parked` (always a write of its own),
+//! fences, checks again and sleeps while the word is unchanged; a ring
+//! fences and loads the word, and only when `parked` is set bumps the
+//! generation (clearing it) and makes one `FUTEX_WAKE` for everyone. The
+//! loom models below check it.
 
 use std::time::Instant;
 
 use crate::error::Result;
-use crate::primitive::{fence, AtomicU32, Ordering};
+use crate::primitive::AtomicU32;
+#[cfg(any(test, not(loom)))]
+use crate::primitive::Ordering;
+#[cfg(not(loom))]
 use crate::sync::futex;
-
-const PARKED: u32 = 1;
+use crate::sync::wait_word::{self, Flagged};
 
 /// The longest a waiter sleeps before it looks at its condition again,
 /// even when it was asked to wait for ever. The futex word lives in memory
@@ -71,17 +44,16 @@ const PARKED: u32 = 1;
 #[cfg(not(loom))]
 const SLEEP_SLICE: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Bounds one sleep by [`SLEEP_SLICE`]. Under loom an untimed wait stays
-/// untimed, so that a lost wake-up shows up in the models as a deadlock.
-#[inline]
-fn sliced(timeout: Option<std::time::Duration>) -> Option<std::time::Duration> {
+/// The bound of one sleep: [`SLEEP_SLICE`]. Under loom none, so that a
+/// lost wake-up shows up in the models as a deadlock.
+fn slice() -> Option<std::time::Duration> {
     #[cfg(not(loom))]
     {
-        Some(timeout.map_or(SLEEP_SLICE, |t| t.min(SLEEP_SLICE)))
+        Some(SLEEP_SLICE)
     }
     #[cfg(loom)]
     {
-        timeout
+        None
     }
 }
 
@@ -126,52 +98,10 @@ impl Bell {
     /// changed word, a signal or a timeout.
     pub(crate) fn wait_until(
         &self,
-        mut cond: impl FnMut() -> bool,
+        cond: impl FnMut() -> bool,
         deadline: Option<Instant>,
     ) -> Result<bool> {
-        if cond() || self.spin(&mut cond, deadline) {
-            return Ok(true);
-        }
-        self.sleep_until(&mut cond, deadline)
-    }
-
-    #[cold]
-    fn sleep_until(
-        &self,
-        cond: &mut impl FnMut() -> bool,
-        deadline: Option<Instant>,
-    ) -> Result<bool> {
-        loop {
-            if cond() {
-                return Ok(true);
-            }
-            let timeout = match deadline {
-                None => None,
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Ok(cond());
-                    }
-                    Some(deadline - now)
-                }
-            };
-            // Step 2: register, always with a write of our own (module
-            // doc). Relaxed: the fence below orders it.
-            let w = self.word.fetch_or(PARKED, Ordering::Relaxed) | PARKED;
-            // Step 3, SYNC POINT (Dekker): pairs with the SeqCst fence in
-            // `ring`. Either that ring's load sees our registration, or our
-            // check below sees what the ringer stored before ringing.
-            fence(Ordering::SeqCst);
-            // Step 4. `cond` does its own loads, ordered by the fence.
-            if cond() {
-                return Ok(true);
-            }
-            // Step 5: sleeps only while the word is still `w`, and never
-            // longer than a slice (see SLEEP_SLICE). Every outcome (woken,
-            // changed, interrupted, timed out) loops: the deadline check
-            // above decides.
-            futex::wait(&self.word, w, sliced(timeout))?;
-        }
+        wait_word::wait_until::<Flagged>(&self.word, &self.spin_us, cond, deadline, slice())
     }
 
     /// Like [`wait_until`](Bell::wait_until) for a waiter that may not
@@ -207,28 +137,7 @@ impl Bell {
     /// otherwise, nor for a second ring before any waiter sleeps again.
     #[inline]
     pub(crate) fn ring(&self) {
-        // Step 1, SYNC POINT (Dekker): pairs with the SeqCst fence in
-        // `sleep_until`, between registering and re-checking.
-        fence(Ordering::SeqCst);
-        // Step 2. Relaxed: ordered by the fence above.
-        let mut w = self.word.load(Ordering::Relaxed);
-        while w & PARKED != 0 {
-            // Step 3: clear `parked`, bump the generation. Relaxed: the
-            // fence above ordered our condition store before it, and the
-            // futex compare in the kernel is what sleepers rely on.
-            match self.word.compare_exchange_weak(
-                w,
-                w.wrapping_add(1),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    self.wake();
-                    return;
-                }
-                Err(now) => w = now,
-            }
-        }
+        wait_word::wake_sleepers::<Flagged>(&self.word);
     }
 
     /// [`ring`](Bell::ring), and also wakes the readiness descriptors
@@ -244,35 +153,12 @@ impl Bell {
         fds.notify();
     }
 
-    #[cold]
-    fn wake(&self) {
-        // FUTEX_WAKE fails only for a bad address, which `&self.word` is
-        // not; there is nothing a ringer could do about it anyway.
-        let woken = futex::wake(&self.word, u32::MAX);
-        debug_assert!(woken.is_ok(), "FUTEX_WAKE failed: {woken:?}");
-    }
-
     /// Whether a waiter may be asleep (a diagnostic).
     #[cfg(test)]
     pub(crate) fn parked(&self) -> bool {
+        use crate::sync::wait_word::Scheme;
         // Relaxed: a snapshot for tests.
-        self.word.load(Ordering::Relaxed) & PARKED != 0
-    }
-
-    /// Spins for the learnt budget (or until `deadline`, if sooner); true
-    /// if `cond` became true meanwhile: `Event`'s spin (`sync::spin`).
-    #[cfg(not(loom))]
-    #[inline]
-    fn spin(&self, cond: &mut impl FnMut() -> bool, deadline: Option<Instant>) -> bool {
-        crate::sync::spin::adaptive_spin(&self.spin_us, cond, deadline)
-    }
-
-    /// Under loom: one poll, no clock and no spin hint, so the models take
-    /// the sleep path (no hint: loom's `spin_loop` yields, which hides
-    /// interleavings from the models; see `Event`'s).
-    #[cfg(loom)]
-    fn spin(&self, cond: &mut impl FnMut() -> bool, _deadline: Option<Instant>) -> bool {
-        cond()
+        Flagged::registered(self.word.load(Ordering::Relaxed))
     }
 }
 

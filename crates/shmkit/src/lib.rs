@@ -33,6 +33,18 @@
 //!   `epoll`, tokio or asyncio can wait on, woken from another process.
 //! - [`error`]: one [`Error`] carrying the operation, the object and the OS reason.
 //!
+//! # Layering
+//! Channels, boards and broadcasts are thin layers over one core of
+//! crate-private modules: `shared_object` (create, open, ready flag, stale
+//! objects, the checks on open), `endpoint_table` (the table of connected
+//! endpoints with one join/leave/reap protocol, by compare-and-swap, for
+//! channel endpoints and broadcast subscribers), `sync::wait_word` (one
+//! wait/wake protocol whose futex word is its registration record, under
+//! [`sync::Event`] and the boards' and broadcasts' bell), `word_copy`
+//! (bytes to and from atomic words), with [`process`] (identity words,
+//! liveness, fork detection), [`layout`] (the common header) and
+//! [`region`] below them.
+//!
 //! # Safety model
 //! Memory that another process can write at any time is never exposed as
 //! `&[u8]` or `&mut [u8]`: a Rust reference promises the bytes do not change
@@ -64,6 +76,7 @@ pub(crate) mod bell;
 pub mod board;
 pub mod broadcast;
 pub mod channel;
+pub(crate) mod endpoint_table;
 pub mod error;
 pub mod inventory;
 pub mod layout;
@@ -80,6 +93,7 @@ pub mod region;
 mod shared_object;
 pub mod sync;
 pub mod sysv;
+pub(crate) mod word_copy;
 
 pub use error::{Error, ErrorKind, Result};
 pub use posix::{MapOptions, OpenOptions, PosixObject, ShmName};

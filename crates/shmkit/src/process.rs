@@ -165,6 +165,14 @@ impl Home {
         // fork's child handler runs on the forking thread before fork returns.
         FORKS.load(std::sync::atomic::Ordering::Relaxed) == self.forks
     }
+
+    /// What a child forked after `self` was taken sees (for unit tests).
+    #[cfg(test)]
+    pub(crate) fn forked(self) -> Home {
+        Home {
+            forks: self.forks + 1,
+        }
+    }
 }
 
 /// The error for a handle used in a child forked after it was made.

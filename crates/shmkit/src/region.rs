@@ -33,6 +33,7 @@ use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::word_copy;
 
 /// How a region gives its memory back when dropped.
 #[derive(Debug)]
@@ -273,8 +274,7 @@ impl Region {
         self.check_range("read", offset, buf.len())?;
         self.with_words(offset, buf.len(), |word, inside, out| {
             // Relaxed: see above. A load: fine on a read-only mapping.
-            let bytes = word.load(Ordering::Relaxed).to_ne_bytes();
-            buf[out].copy_from_slice(&bytes[inside]);
+            word_copy::part::load(word, inside, &mut buf[out]);
         });
         Ok(())
     }
@@ -301,7 +301,7 @@ impl Region {
         self.check_writable("write")?;
         self.check_range("write", offset, data.len())?;
         self.with_words(offset, data.len(), |word, inside, from| {
-            store_bytes(word, inside, |bytes| {
+            word_copy::part::store(word, inside, |bytes| {
                 bytes.copy_from_slice(&data[from.clone()])
             });
         });
@@ -314,7 +314,7 @@ impl Region {
         self.check_writable("write")?;
         self.check_range("write", offset, len)?;
         self.with_words(offset, len, |word, inside, _| {
-            store_bytes(word, inside, |bytes| bytes.fill(byte));
+            word_copy::part::store(word, inside, |bytes| bytes.fill(byte));
         });
         Ok(())
     }
@@ -389,23 +389,6 @@ impl Drop for Region {
             }
         }
     }
-}
-
-/// Stores the bytes `inside` of `word` as `set` makes them: a plain
-/// atomic store when that is the whole word, else a compare-and-swap loop
-/// that keeps the other bytes as they are. Relaxed (see `write_at`).
-fn store_bytes(word: &AtomicU64, inside: std::ops::Range<usize>, set: impl Fn(&mut [u8])) {
-    if inside == (0..8) {
-        let mut bytes = [0u8; 8];
-        set(&mut bytes);
-        word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
-        return;
-    }
-    let _ = word.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
-        let mut bytes = old.to_ne_bytes();
-        set(&mut bytes[inside.clone()]);
-        Some(u64::from_ne_bytes(bytes))
-    });
 }
 
 #[cfg(test)]

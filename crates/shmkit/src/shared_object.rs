@@ -283,6 +283,75 @@ pub(crate) fn writer_of(writer: &AtomicU64) -> Option<(u32, bool)> {
     (word != 0).then(|| (process::identity_pid(word), process::identity_alive(word)))
 }
 
+/// The size of a ring object: `capacity` slots of `slot_size` bytes after
+/// `slots_start` bytes of header and tables, or why it cannot be mapped.
+/// Checked: both numbers may come from shared memory.
+pub(crate) fn ring_total(capacity: u64, slot_size: u64, slots_start: usize) -> Result<u64, String> {
+    capacity
+        .checked_mul(slot_size)
+        .and_then(|s| s.checked_add(slots_start as u64))
+        .filter(|&t| t <= isize::MAX as u64)
+        .ok_or_else(|| format!("{capacity} slots of {slot_size} bytes do not fit in memory"))
+}
+
+/// `open_or_create` of every kind: `create`, or `open` when the object
+/// exists already.
+pub(crate) fn open_or_create<T>(
+    create: impl FnOnce() -> Result<T>,
+    open: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    match create() {
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => open(),
+        other => other,
+    }
+}
+
+/// The open-time check that an object's geometry as its header states it
+/// (`stated`: slot size, offset of the slots, total bytes) is the one its
+/// parameters make (`made`).
+pub(crate) fn check_geometry(name: &ShmName, stated: [u64; 3], made: [u64; 3]) -> Result<()> {
+    if stated == made {
+        return Ok(());
+    }
+    let [slot_size, slots, total] = stated;
+    Err(corrupt(
+        name,
+        "open",
+        format!(
+            "its layout (slot size {slot_size}, slots at {slots}, {total} bytes) does not match its parameters"
+        ),
+    ))
+}
+
+/// The open-time check of a typed handle: the object's element type
+/// (`found`, size and alignment; (0, 0) for bytes) is the one `wanted`
+/// (`None`: any). `holds` says how the kind holds them ("carries",
+/// "holds") and `what` what they are ("messages", "values").
+pub(crate) fn check_type(
+    name: &ShmName,
+    found: (u32, u32),
+    wanted: Option<(u32, u32)>,
+    holds: &str,
+    what: &str,
+) -> Result<()> {
+    let Some((size, align)) = wanted.filter(|&w| w != found) else {
+        return Ok(());
+    };
+    let (type_size, type_align) = found;
+    Err(Error::new(
+        ErrorKind::InvalidArgument,
+        "open",
+        name.as_str(),
+        if type_size == 0 {
+            format!("it {holds} bytes, not {what} of {size} bytes aligned to {align}")
+        } else {
+            format!(
+                "it {holds} {what} of {type_size} bytes aligned to {type_align}, not {size} aligned to {align}"
+            )
+        },
+    ))
+}
+
 /// An error about a damaged object.
 pub(crate) fn corrupt(name: &ShmName, op: &'static str, why: impl Into<String>) -> Error {
     Error::new(ErrorKind::Corrupt, op, name.as_str(), why)

@@ -508,10 +508,7 @@ impl KeyedBoard {
 
     /// Opens `name`, creating it with `options` if it does not exist.
     pub fn open_or_create(name: &str, options: &KeyedBoardOptions) -> Result<KeyedBoard> {
-        match Self::create(name, options) {
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => Self::open(name),
-            other => other,
-        }
+        crate::shared_object::open_or_create(|| Self::create(name, options), || Self::open(name))
     }
 
     /// The board's keys, in creation order.

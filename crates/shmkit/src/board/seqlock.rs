@@ -53,6 +53,7 @@
 //! 292 years.
 
 use crate::primitive::{fence, AtomicU64, Ordering};
+use crate::word_copy;
 
 /// Where a board's words live: shared memory in production, the heap under
 /// loom. Implementations guarantee that `data(0)` and `data(1)` have the
@@ -97,12 +98,6 @@ pub(crate) fn write_in_progress(words: &impl SeqlockWords) -> bool {
     words.seq().load(Ordering::Relaxed) & 1 == 1
 }
 
-/// Number of data words for `len` bytes.
-#[inline]
-fn words_for(len: usize) -> usize {
-    len.div_ceil(8)
-}
-
 /// One attempt to copy the current value into `out` (cleared first);
 /// returns its version.
 pub(crate) fn try_read(words: &impl SeqlockWords, out: &mut Vec<u8>) -> Result<u64, ReadError> {
@@ -116,13 +111,8 @@ pub(crate) fn try_read(words: &impl SeqlockWords, out: &mut Vec<u8>) -> Result<u
     let len = words.len(slot).load(Ordering::Relaxed);
     let data = words.data(slot);
     let n = len.min(words.max_len()).min(data.len() as u64 * 8) as usize;
-    out.clear();
-    out.reserve(n);
-    for word in &data[..words_for(n)] {
-        // Relaxed: a torn mix is caught by the re-check below.
-        out.extend_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
-    }
-    out.truncate(n);
+    // Relaxed loads: a torn mix is caught by the re-check below.
+    word_copy::load(data, n, out);
     // Step 3, SYNC POINT: pairs with the writer's Release fence (step 3): if
     // any load above saw a later write's word, the load below sees that
     // write's odd `seq`.
@@ -178,20 +168,9 @@ pub(crate) fn begin_write(words: &impl SeqlockWords) -> PendingWrite {
 /// the caller; a longer value panics).
 pub(crate) fn store_value(words: &impl SeqlockWords, pending: PendingWrite, value: &[u8]) {
     let data = words.data(pending.slot);
-    assert!(value.len() as u64 <= words.max_len() && words_for(value.len()) <= data.len());
-    let mut chunks = value.chunks_exact(8);
-    for (word, chunk) in data.iter().zip(&mut chunks) {
-        let bytes: [u8; 8] = chunk.try_into().expect("chunks of 8");
-        // Relaxed: published by the Release store in `commit_write`.
-        word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut bytes = [0u8; 8];
-        bytes[..rest.len()].copy_from_slice(rest);
-        // Relaxed: as above.
-        data[value.len() / 8].store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
-    }
+    assert!(value.len() as u64 <= words.max_len());
+    // Relaxed stores: published by the Release store in `commit_write`.
+    word_copy::store(data, value);
     // Relaxed: as above.
     words
         .len(pending.slot)
@@ -210,27 +189,9 @@ pub(crate) fn store_at(
     bytes: &[u8],
 ) {
     let data = words.data(pending.slot);
-    let end = offset + bytes.len();
-    assert!(end as u64 <= words.max_len() && words_for(end) <= data.len());
-    let mut pos = offset;
-    while pos < end {
-        let word = &data[pos / 8];
-        let at = pos % 8;
-        let take = (8 - at).min(end - pos);
-        let src = &bytes[pos - offset..pos - offset + take];
-        let value = if take == 8 {
-            u64::from_ne_bytes(src.try_into().expect("8 bytes"))
-        } else {
-            // Relaxed: our own earlier store (or an old version's), read
-            // back by the only thread that writes this slot now.
-            let mut current = word.load(Ordering::Relaxed).to_ne_bytes();
-            current[at..at + take].copy_from_slice(src);
-            u64::from_ne_bytes(current)
-        };
-        // Relaxed: published by the Release store in `commit_write`.
-        word.store(value, Ordering::Relaxed);
-        pos += take;
-    }
+    assert!((offset + bytes.len()) as u64 <= words.max_len());
+    // Relaxed stores: published by the Release store in `commit_write`.
+    word_copy::store_at_exclusive(data, offset, bytes);
 }
 
 /// Sets the pending slot's length word (for values written with

@@ -506,42 +506,18 @@ impl Board {
             Ordering::Relaxed,
         )?;
         let layout = Layout::new(max_size, type_size, type_align).map_err(bad)?;
-        if slot_size != layout.slot_size
-            || slots != SLOTS_START as u64
-            || info.total_size != layout.total
-        {
-            return Err(bad(format!(
-                "its layout (slot size {slot_size}, slots at {slots}, {} bytes) does not match its parameters",
-                info.total_size
-            )));
-        }
-        if let Some((size, align)) = typed {
-            if (type_size, type_align) != (size, align) {
-                return Err(Error::new(
-                    ErrorKind::InvalidArgument,
-                    "open",
-                    name.as_str(),
-                    if type_size == 0 {
-                        format!(
-                            "it holds byte values, not values of {size} bytes aligned to {align}"
-                        )
-                    } else {
-                        format!(
-                            "it holds values of {type_size} bytes aligned to {type_align}, not {size} aligned to {align}"
-                        )
-                    },
-                ));
-            }
-        }
+        shared_object::check_geometry(
+            &name,
+            [slot_size, slots, info.total_size],
+            [layout.slot_size, SLOTS_START as u64, layout.total],
+        )?;
+        shared_object::check_type(&name, (type_size, type_align), typed, "holds", "values")?;
         Self::from_region(name, region, info, layout)
     }
 
     /// Opens `name`, creating it with `options` if it does not exist.
     pub fn open_or_create(name: &str, options: &BoardOptions) -> Result<Board> {
-        match Self::create(name, options) {
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => Self::open(name),
-            other => other,
-        }
+        crate::shared_object::open_or_create(|| Self::create(name, options), || Self::open(name))
     }
 
     /// Becomes the board's writer.

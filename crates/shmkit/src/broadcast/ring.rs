@@ -92,6 +92,7 @@
 //! years.
 
 use crate::primitive::{fence, AtomicU64, Ordering};
+use crate::word_copy;
 
 /// Where a broadcast ring's words live: shared memory in production, the
 /// heap under loom. Implementations guarantee that `capacity()` is a power
@@ -231,13 +232,8 @@ pub(crate) fn try_recv(words: &impl RingWords, cursor: u64, out: &mut Vec<u8>) -
     let len = words.slot_len(index).load(Ordering::Relaxed);
     let data = words.slot_data(index);
     let n = len.min(words.max_len()).min(data.len() as u64 * 8) as usize;
-    out.clear();
-    out.reserve(n);
-    for word in &data[..n.div_ceil(8)] {
-        // Relaxed: a torn mix is caught by the re-check below.
-        out.extend_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
-    }
-    out.truncate(n);
+    // Relaxed loads: a torn mix is caught by the re-check below.
+    word_copy::load(data, n, out);
     // SYNC POINT: pairs with the writer's Release fence (its step 2): if a
     // load above saw a later position's word, the reload sees its odd seq.
     fence(Ordering::Acquire);
@@ -329,20 +325,9 @@ pub(crate) fn begin(words: &impl RingWords, position: u64) -> Pending {
 /// by the caller; more panics).
 pub(crate) fn store(words: &impl RingWords, pending: Pending, msg: &[u8]) {
     let data = words.slot_data(pending.index);
-    assert!(msg.len() as u64 <= words.max_len() && msg.len().div_ceil(8) <= data.len());
-    let mut chunks = msg.chunks_exact(8);
-    for (word, chunk) in data.iter().zip(&mut chunks) {
-        let bytes: [u8; 8] = chunk.try_into().expect("chunks of 8");
-        // Relaxed: published by the Release store in `commit`.
-        word.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut bytes = [0u8; 8];
-        bytes[..rest.len()].copy_from_slice(rest);
-        // Relaxed: as above.
-        data[msg.len() / 8].store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
-    }
+    assert!(msg.len() as u64 <= words.max_len());
+    // Relaxed stores: published by the Release store in `commit`.
+    word_copy::store(data, msg);
     // Relaxed: as above.
     words
         .slot_len(pending.index)

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant, SystemTime};
 use super::gate::{self, GateWords, EVICTED};
 use super::ring::{self, RingWords, Step};
 use crate::bell::Bell;
+use crate::endpoint_table::{self, EndpointWords, Membership};
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{HeaderInfo, Kind, HEADER_SIZE};
 use crate::posix::ShmName;
-use crate::process::{self, Home, ProcessId};
+use crate::process::{self, ProcessId};
 use crate::readiness::{Arm, FdWaiters, Readiness};
 use crate::region::Region;
 use crate::shared_object::{self, Claim};
@@ -107,8 +108,9 @@ const MODE_EVICT: u64 = 2;
 /// (and by whoever reaps it once it is dead), read by `stats`.
 #[repr(C)]
 struct Entry {
-    /// The subscriber's identity word; 0 when free; `REAPING` while a
-    /// reaper clears it.
+    /// The subscriber's occupant word (`crate::endpoint_table`: its
+    /// identity word, role 0); 0 when free; a settling word while it leaves
+    /// or a reaper frees it.
     identity: AtomicU64,
     /// The next position it will read.
     cursor: AtomicU64,
@@ -127,9 +129,9 @@ const ENTRIES_OFFSET: usize = CONTROL_OFFSET + size_of::<Control>();
 const SLOTS_START: usize = ENTRIES_OFFSET + MAX_SUBSCRIBERS * size_of::<Entry>();
 /// A slot: its sequence word, its length word, then the message's words.
 const SLOT_HEADER: usize = 16;
-/// An identity word no process has (bit 22 is never set in one): an entry
-/// being reaped.
-const REAPING: u64 = 1 << 22;
+/// A subscriber's role in its occupant word (`endpoint_table::with_role`):
+/// 0, as in broadcasts made before the shared table.
+const ROLE_SUBSCRIBER: u64 = 0;
 
 const _: () = {
     assert!(align_of::<Control>() == 8 && align_of::<Entry>() == 8);
@@ -236,11 +238,7 @@ impl Layout {
             MAX_MESSAGE,
         )?;
         let slot_size = (SLOT_HEADER as u64 + max_msg.next_multiple_of(8)).next_multiple_of(64);
-        let total = capacity
-            .checked_mul(slot_size)
-            .and_then(|s| s.checked_add(SLOTS_START as u64))
-            .filter(|&t| t <= isize::MAX as u64)
-            .ok_or_else(|| format!("{capacity} slots of {slot_size} bytes do not fit in memory"))?;
+        let total = crate::shared_object::ring_total(capacity, slot_size, SLOTS_START)?;
         Ok(Layout {
             capacity,
             max_msg,
@@ -409,30 +407,26 @@ impl Inner {
         )
     }
 
-    /// Clears the entries of dead subscribers; returns how many.
+    /// Frees the entries of dead subscribers (`endpoint_table::reap`);
+    /// returns how many.
     fn reap(&self) -> usize {
-        (0..MAX_SUBSCRIBERS).filter(|&i| self.reap_entry(i)).count()
+        let reaper = self.reaper();
+        endpoint_table::reap(self, reaper, process::identity_alive, |i, _| {
+            settle(self.entry(i))
+        })
     }
 
-    /// Clears entry `i` if its subscriber is dead (reads /proc); returns
-    /// whether it did.
+    /// Frees entry `i` if its subscriber is dead (reads /proc); returns
+    /// whether this call did.
     fn reap_entry(&self, i: usize) -> bool {
-        let e = self.entry(i);
-        // Acquire: pairs with the joiner's Release CAS.
-        let word = e.identity.load(Ordering::Acquire);
-        if word == 0 || word == REAPING || process::identity_alive(word) {
-            return false;
-        }
-        // AcqRel: only one reaper wins, and a joiner cannot claim the
-        // entry until we store 0 below.
-        let won = e
-            .identity
-            .compare_exchange(word, REAPING, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok();
-        if won {
-            clear(e);
-        }
-        won
+        endpoint_table::reap_entry(self, i, self.reaper(), process::identity_alive, |i, _| {
+            settle(self.entry(i))
+        })
+    }
+
+    /// The settling word with which this process reaps.
+    fn reaper(&self) -> u64 {
+        endpoint_table::settling(process::identity_word(ProcessId::current()))
     }
 
     fn is_lossless(&self) -> bool {
@@ -448,17 +442,25 @@ impl Inner {
     }
 }
 
-/// Zeroes an entry we hold (as subscriber or reaper) and frees it.
-fn clear(e: &Entry) {
+/// Zeroes an entry we hold, leaving or reaping (the table's settling
+/// step; the table frees the entry after it).
+fn settle(e: &Entry) {
     // Release: out of the gate first (pairs with the writer's Acquire load
     // of the state), so the writer never waits for the zero cursor below.
     e.state.store(0, Ordering::Release);
-    // Relaxed: statistics, ordered before the Release store below.
+    // Relaxed: statistics, ordered before the table's Release store of 0.
     e.cursor.store(0, Ordering::Relaxed);
     e.missed.store(0, Ordering::Relaxed);
     e.joined_at.store(0, Ordering::Relaxed);
-    // Release: pairs with the Acquire of the next joiner's CAS.
-    e.identity.store(0, Ordering::Release);
+}
+
+impl EndpointWords for Inner {
+    fn entries(&self) -> usize {
+        MAX_SUBSCRIBERS
+    }
+    fn occupant(&self, entry: usize) -> &AtomicU64 {
+        &self.entry(entry).identity
+    }
 }
 
 impl GateWords for Inner {
@@ -635,40 +637,18 @@ impl Broadcast {
         let evict_ns = word(offset_of!(Control, evict_after_ns))?;
         let mut layout = Layout::typed(capacity, max_msg, type_size, type_align).map_err(bad)?;
         layout.policy = policy_of(mode, evict_ns).map_err(bad)?;
-        if slot_size != layout.slot_size
-            || slots != SLOTS_START as u64
-            || info.total_size != layout.total
-        {
-            return Err(bad(format!(
-                "its layout (slot size {slot_size}, slots at {slots}, {} bytes) does not match its parameters",
-                info.total_size
-            )));
-        }
-        if let Some((size, align)) = typed {
-            if (type_size, type_align) != (size, align) {
-                return Err(Error::new(
-                    ErrorKind::InvalidArgument,
-                    "open",
-                    name.as_str(),
-                    if type_size == 0 {
-                        format!("it carries bytes, not values of {size} bytes aligned to {align}")
-                    } else {
-                        format!(
-                            "it carries values of {type_size} bytes aligned to {type_align}, not {size} aligned to {align}"
-                        )
-                    },
-                ));
-            }
-        }
+        shared_object::check_geometry(
+            &name,
+            [slot_size, slots, info.total_size],
+            [layout.slot_size, SLOTS_START as u64, layout.total],
+        )?;
+        shared_object::check_type(&name, (type_size, type_align), typed, "carries", "values")?;
         Self::from_region(name, region, info, layout)
     }
 
     /// Opens `name`, creating it with `options` if it does not exist.
     pub fn open_or_create(name: &str, options: &BroadcastOptions) -> Result<Broadcast> {
-        match Self::create(name, options) {
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => Self::open(name),
-            other => other,
-        }
+        crate::shared_object::open_or_create(|| Self::create(name, options), || Self::open(name))
     }
 
     /// Becomes the broadcast's writer.
@@ -720,63 +700,64 @@ impl Broadcast {
         let inner = &*self.inner;
         let c = inner.control();
         inner.reap();
-        let me = process::identity_word(ProcessId::current());
-        for i in 0..MAX_SUBSCRIBERS {
-            let e = inner.entry(i);
-            // AcqRel: Acquire pairs with the Release store of 0 in `clear`
-            // (the previous occupant's statistics are settled); Release
-            // publishes our identity to `stats`.
-            if e.identity
-                .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-            {
-                continue;
-            }
-            let Some(head) = ring::checked_head(inner) else {
-                clear(e);
-                return Err(inner.head_corrupt("subscribe to"));
-            };
-            let mut cursor = if oldest {
-                head.saturating_sub(inner.layout.capacity)
-            } else {
-                head
-            };
-            if inner.is_lossless() {
-                // Into the gate without a window (the `gate` module): a
-                // late joiner starts at the head as it is once the writer
-                // must see it; one from the oldest keeps what is left.
-                cursor = gate::join(inner, i, cursor, || {
-                    if oldest {
-                        cursor
-                    } else {
-                        ring::head(inner)
-                    }
-                });
-            } else {
-                // Relaxed: a statistic for `stats`.
-                e.cursor.store(cursor, Ordering::Relaxed);
-            }
-            // Relaxed: statistics for `stats`; only we write them now.
-            e.joined_at.store(cursor, Ordering::Relaxed);
-            e.missed.store(0, Ordering::Relaxed);
-            c.joins.fetch_add(1, Ordering::Relaxed);
-            return Ok(Subscriber {
-                inner: self.inner.clone(),
-                entry: i,
-                identity: me,
-                home: Home::here(),
-                cursor,
-                received: 0,
-                missed: 0,
-                writer_seen: Default::default(),
-                evicted: false,
+        let me = endpoint_table::with_role(
+            process::identity_word(ProcessId::current()),
+            ROLE_SUBSCRIBER,
+        );
+        // The dead were reaped just now: a full table is a live one (a
+        // takeover only finds those that died since).
+        let joined = endpoint_table::join(
+            inner,
+            me,
+            |word| !process::identity_alive(word),
+            |i, _| settle(inner.entry(i)),
+        );
+        let Some(i) = joined else {
+            return Err(inner.err(
+                ErrorKind::LimitExceeded,
+                "subscribe to",
+                format!("{MAX_SUBSCRIBERS} live subscribers are connected, the most a broadcast has room for"),
+            ));
+        };
+        let e = inner.entry(i);
+        let member = Membership::new(i, me);
+        let Some(head) = ring::checked_head(inner) else {
+            member.leave(inner, |i, _| settle(inner.entry(i)));
+            return Err(inner.head_corrupt("subscribe to"));
+        };
+        let mut cursor = if oldest {
+            head.saturating_sub(inner.layout.capacity)
+        } else {
+            head
+        };
+        if inner.is_lossless() {
+            // Into the gate without a window (the `gate` module): a
+            // late joiner starts at the head as it is once the writer
+            // must see it; one from the oldest keeps what is left.
+            cursor = gate::join(inner, i, cursor, || {
+                if oldest {
+                    cursor
+                } else {
+                    ring::head(inner)
+                }
             });
+        } else {
+            // Relaxed: a statistic for `stats`.
+            e.cursor.store(cursor, Ordering::Relaxed);
         }
-        Err(inner.err(
-            ErrorKind::LimitExceeded,
-            "subscribe to",
-            format!("{MAX_SUBSCRIBERS} live subscribers are connected, the most a broadcast has room for"),
-        ))
+        // Relaxed: statistics for `stats`; only we write them now.
+        e.joined_at.store(cursor, Ordering::Relaxed);
+        e.missed.store(0, Ordering::Relaxed);
+        c.joins.fetch_add(1, Ordering::Relaxed);
+        Ok(Subscriber {
+            inner: self.inner.clone(),
+            member,
+            cursor,
+            received: 0,
+            missed: 0,
+            writer_seen: Default::default(),
+            evicted: false,
+        })
     }
 
     /// Frees the table entries of subscribers that died without leaving;
@@ -822,7 +803,9 @@ impl Broadcast {
             let e = inner.entry(i);
             // Acquire: pairs with the joiner's Release CAS.
             let word = e.identity.load(Ordering::Acquire);
-            if word == 0 || word == REAPING {
+            // Free, being settled, or what broadcasts made before the
+            // shared table left while settling (`1 << 22`: nobody's pid).
+            if word == 0 || endpoint_table::is_settling(word) || process::identity_pid(word) == 0 {
                 continue;
             }
             // Relaxed: statistics, possibly a moment old.
@@ -1143,10 +1126,9 @@ pub enum Received<T> {
 /// at its own pace. Dropping it leaves the table.
 pub struct Subscriber {
     inner: Arc<Inner>,
-    entry: usize,
-    identity: u64,
-    /// The process that joined (a forked child must not use the entry).
-    home: Home,
+    /// Its entry in the table, and the process that joined (a forked
+    /// child must neither use the entry nor leave it).
+    member: Membership,
     cursor: u64,
     received: u64,
     missed: u64,
@@ -1162,7 +1144,7 @@ impl std::fmt::Debug for Subscriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscriber")
             .field("broadcast", &self.inner.name)
-            .field("entry", &self.entry)
+            .field("entry", &self.member.entry)
             .field("cursor", &self.cursor)
             .finish()
     }
@@ -1280,7 +1262,7 @@ impl Subscriber {
         block: bool,
         deadline: Option<Instant>,
     ) -> Result<Received<usize>> {
-        if !self.home.is_here() {
+        if !self.member.is_here() {
             return Err(process::forked_error(
                 "receive from",
                 self.inner.name.as_str(),
@@ -1301,14 +1283,14 @@ impl Subscriber {
                     self.received += 1;
                     if lossless {
                         // The slot is free for the writer now.
-                        gate::advance(inner, self.entry, self.cursor);
+                        gate::advance(inner, self.member.entry, self.cursor);
                         if self.cursor & (inner.gate_step() - 1) == 0 {
                             inner.control().gate_bell.ring();
                         }
                     } else {
                         // Relaxed: a statistic for `stats`.
                         inner
-                            .entry(self.entry)
+                            .entry(self.member.entry)
                             .cursor
                             .store(self.cursor, Ordering::Relaxed);
                     }
@@ -1404,7 +1386,7 @@ impl Subscriber {
     fn skip_to(&mut self, resume: u64) {
         self.missed += resume - self.cursor;
         self.cursor = resume;
-        let e = self.inner.entry(self.entry);
+        let e = self.inner.entry(self.member.entry);
         // Relaxed: a statistic for `stats`.
         e.missed.store(self.missed, Ordering::Relaxed);
         // Release: as `gate::advance` (lossless mode waits for it).
@@ -1415,7 +1397,11 @@ impl Subscriber {
     fn evicted_word(&self) -> bool {
         // Relaxed: our own entry's word; the writer's CAS is the only other
         // store, and acting on it late only delays the error.
-        self.inner.entry(self.entry).state.load(Ordering::Relaxed) == EVICTED
+        self.inner
+            .entry(self.member.entry)
+            .state
+            .load(Ordering::Relaxed)
+            == EVICTED
     }
 
     fn check_evicted(&mut self) -> Result<()> {
@@ -1472,24 +1458,12 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
-        if !self.home.is_here() {
-            return; // a forked child: the entry is the parent's
-        }
-        let e = self.inner.entry(self.entry);
-        // Only if it is still ours (a reaper cannot have taken a live
-        // subscriber's entry, but never clear what is not ours): a CAS
-        // from exactly our word to REAPING, as a reaper does, then `clear`.
-        // Acquire on success: what a racing reader of the entry stored is
-        // settled before we zero it; Relaxed on failure: not ours.
-        if e.identity
-            .compare_exchange(self.identity, REAPING, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
-            clear(e);
-            if self.inner.is_lossless() {
-                // A writer waiting for us goes on at once.
-                self.inner.control().gate_bell.ring();
-            }
+        // Only if it is still ours and this is the process that joined (a
+        // forked child's entry is the parent's): `Membership::leave`.
+        let inner = &*self.inner;
+        if self.member.leave(inner, |i, _| settle(inner.entry(i))) && inner.is_lossless() {
+            // A writer waiting for us goes on at once.
+            inner.control().gate_bell.ring();
         }
     }
 }

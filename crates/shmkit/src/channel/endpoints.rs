@@ -1,12 +1,14 @@
-//! The endpoint table: joining (and taking over a dead endpoint's entry),
-//! leaving by compare-and-swap, reaping the dead and recovering their
-//! slots, and the liveness questions blocked endpoints ask.
+//! The channel's use of the endpoint table (`crate::endpoint_table`, the
+//! protocol it shares with broadcasts): joining with a role, the
+//! single-producer admission, settling what an endpoint leaves (its slots,
+//! its message count), and the liveness questions blocked endpoints ask.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::layout::*;
 use super::ring;
 use super::spsc;
+use crate::endpoint_table::{self, EndpointWords};
 use crate::error::{ErrorKind, Result};
 use crate::process::{self, ProcessId};
 
@@ -31,67 +33,57 @@ impl Inner {
     }
 
     /// Joins the endpoint table with `role`, taking over a dead endpoint's
-    /// entry (and recovering its slots) if no entry is free. Returns the
-    /// entry and the identity word stored there.
+    /// entry (and recovering its slots) if no entry is free
+    /// (`endpoint_table::join`). Returns the entry and the occupant word
+    /// stored there.
     pub(super) fn join(&self, role: u64) -> Result<(usize, u64)> {
         let mine = identity_word(ProcessId::current(), role);
-        for pass in 0..2 {
-            for i in 0..MAX_ENDPOINTS {
-                let id = self.endpoint_identity(i);
-                let word = id.load(Ordering::Acquire);
-                let free = word == 0;
-                if !(free || (pass == 1 && !identity_alive(word))) {
-                    continue;
-                }
-                // AcqRel: Acquire pairs with the leaver's Release store of 0;
-                // Release publishes our identity before any slot we claim.
-                if id
-                    .compare_exchange(word, mine, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_err()
-                {
-                    continue;
-                }
-                if !free {
-                    self.retire(i, word);
-                }
-                self.endpoint_count(i).store(0, Ordering::Relaxed);
-                self.endpoint_claim(i).store(0, Ordering::Relaxed);
-                self.endpoint_leaked(i).store(0, Ordering::Relaxed);
-                let ever = if role == ROLE_PRODUCER {
-                    OFF_PRODUCERS_EVER
+        let joined = endpoint_table::join(
+            self,
+            mine,
+            |word| !identity_alive(word),
+            |i, old| self.retire(i, old),
+        );
+        let Some(i) = joined else {
+            return Err(self.err(
+                ErrorKind::LimitExceeded,
+                "connect to",
+                format!(
+                    "{MAX_ENDPOINTS} live endpoints are connected, the most a channel has room for"
+                ),
+            ));
+        };
+        // Relaxed: ours alone while we hold the entry (the join's Acquire
+        // ordered them after the previous holder's settling).
+        self.endpoint_count(i).store(0, Ordering::Relaxed);
+        self.endpoint_claim(i).store(0, Ordering::Relaxed);
+        self.endpoint_leaked(i).store(0, Ordering::Relaxed);
+        let ever = if role == ROLE_PRODUCER {
+            OFF_PRODUCERS_EVER
+        } else {
+            OFF_CONSUMERS_EVER
+        };
+        if self.layout.spsc() {
+            if let Some(other) = self.other_live(i, role) {
+                self.leave(i, mine, role);
+                let side = if role == ROLE_PRODUCER {
+                    "sender"
                 } else {
-                    OFF_CONSUMERS_EVER
+                    "receiver"
                 };
-                if self.layout.spsc() {
-                    if let Some(other) = self.other_live(i, role) {
-                        self.leave(i, mine, role);
-                        let side = if role == ROLE_PRODUCER {
-                            "sender"
-                        } else {
-                            "receiver"
-                        };
-                        return Err(self.err(
-                            ErrorKind::LimitExceeded,
-                            "connect to",
-                            format!(
-                                "it is a single-producer single-consumer channel and process {} is connected as its {side}",
-                                process::identity_pid(other)
-                            ),
-                        ));
-                    }
-                }
-                self.word32(ever).fetch_add(1, Ordering::Relaxed);
-                self.announce();
-                return Ok((i, mine));
+                return Err(self.err(
+                    ErrorKind::LimitExceeded,
+                    "connect to",
+                    format!(
+                        "it is a single-producer single-consumer channel and process {} is connected as its {side}",
+                        process::identity_pid(other)
+                    ),
+                ));
             }
         }
-        Err(self.err(
-            ErrorKind::LimitExceeded,
-            "connect to",
-            format!(
-                "{MAX_ENDPOINTS} live endpoints are connected, the most a channel has room for"
-            ),
-        ))
+        self.word32(ever).fetch_add(1, Ordering::Relaxed);
+        self.announce();
+        Ok((i, mine))
     }
 
     /// A live endpoint of `role` other than entry `mine`, reaping dead
@@ -105,12 +97,13 @@ impl Inner {
             MAX_ENDPOINTS,
             mine,
             // Acquire: pairs with the Release (AcqRel) claim in `join`.
-            |j| self.endpoint_identity(j).load(Ordering::Acquire),
+            |j| endpoint_table::occupant(self, j),
             |word| role_of(word) == role && identity_alive(word),
         )
     }
 
-    /// Settles what the dead occupant `old` of entry `i` left: slots it was
+    /// Settles what occupant `old` of entry `i` left, as it leaves or once
+    /// it is dead (the table's settling step, idempotent): slots it was
     /// writing or reading, and its message count.
     pub(super) fn retire(&self, i: usize, old: u64) {
         // The SPSC ring records no owners in its slots: a dead producer
@@ -160,31 +153,19 @@ impl Inner {
     }
 
     /// Leaves the table (a handle dropped): entry `i`, where the handle
-    /// stored `word`. Only an entry that still holds `word` is cleared, by
-    /// compare-and-swap: one a reaper took (judging us dead) is its own.
+    /// stored `word` (`endpoint_table::leave`: only an entry that still
+    /// holds `word` is settled and freed; one a reaper took, judging us
+    /// dead, is its own). Settling gives back the slots this endpoint
+    /// forgot (`mem::forget` of a slot), which would otherwise look claimed
+    /// by the next occupant of the entry, alive, and adds its count to the
+    /// departed totals.
     pub(super) fn leave(&self, i: usize, word: u64, role: u64) {
-        let id = self.endpoint_identity(i);
-        // Relaxed: our own join wrote it; the CAS below decides.
-        if id.load(Ordering::Relaxed) != word {
-            return;
-        }
-        // Slots this endpoint forgot would otherwise look claimed by the
-        // next occupant of the entry, alive: give them back first.
-        if !self.layout.spsc() && self.endpoint_leaked(i).load(Ordering::Relaxed) != 0 {
-            ring::recover_owner(self, (i + 1) as u8);
-        }
-        // A reaper racing with us swaps the count too: it is added once.
-        let count = self.endpoint_count(i).swap(0, Ordering::Relaxed);
-        let departed = if role == ROLE_PRODUCER {
-            OFF_DEPARTED_SENT
-        } else {
-            OFF_DEPARTED_RECEIVED
-        };
-        self.word64(departed).fetch_add(count, Ordering::Relaxed);
-        // Release (leave_entry): pairs with the Acquire in `join`, so the
-        // next occupant sees the count settled, and in `all_gone`, so a
-        // receiver that sees us gone sees what we sent (a loom model).
-        if ring::leave_entry(id, word) {
+        debug_assert_eq!(role_of(word), role);
+        // The table's Release (settling word, then 0) pairs with the
+        // Acquire in `join`, so the next occupant sees the count settled,
+        // and in `all_gone`, so a receiver that sees us gone sees what we
+        // sent (the `a_sender_seen_gone_left_its_messages_visible` model).
+        if endpoint_table::leave(self, i, word, |i, old| self.retire(i, old)) {
             self.announce();
         }
     }
@@ -197,26 +178,17 @@ impl Inner {
         self.space_event().notify_all();
     }
 
-    /// Takes over the entries of dead endpoints, recovering their slots.
-    /// `alive` judges each occupant: afresh when joining, from the cache
-    /// when blocked (`all_gone`).
-    pub(super) fn reap(&self, alive: impl Fn(u64) -> bool) {
-        let reaper = identity_word(ProcessId::current(), ROLE_REAPING);
-        for i in 0..MAX_ENDPOINTS {
-            let id = self.endpoint_identity(i);
-            let word = id.load(Ordering::Acquire);
-            if word == 0 || alive(word) {
-                continue;
-            }
-            if id
-                .compare_exchange(word, reaper, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                self.retire(i, word);
-                id.store(0, Ordering::Release);
-                self.announce();
-            }
+    /// Reaps the entries of dead endpoints (`endpoint_table::reap`),
+    /// recovering their slots; returns how many it freed. `alive` judges
+    /// each occupant: afresh when joining, from the cache when blocked
+    /// (`all_gone`).
+    pub(super) fn reap(&self, alive: impl Fn(u64) -> bool) -> usize {
+        let reaper = endpoint_table::settling(process::identity_word(ProcessId::current()));
+        let freed = endpoint_table::reap(self, reaper, alive, |i, old| self.retire(i, old));
+        if freed > 0 {
+            self.announce();
         }
+        freed
     }
 
     /// Whether endpoints of `role` have connected before and none is alive now.
@@ -233,7 +205,7 @@ impl Inner {
         }
         self.reap(|word| self.peer_alive(word));
         let any_alive = (0..MAX_ENDPOINTS).any(|i| {
-            let word = ring::endpoint_word(self.endpoint_identity(i));
+            let word = endpoint_table::occupant(self, i);
             role_of(word) == role && self.peer_alive(word)
         });
         if any_alive {
@@ -246,14 +218,21 @@ impl Inner {
     }
 }
 
-/// An endpoint's identity word: the process (see
-/// [`process::identity_word`]) with its role in the two spare bits 22–23.
+/// An endpoint's occupant word: the process (see
+/// [`process::identity_word`]) with its role (`endpoint_table::with_role`).
 pub(super) fn identity_word(p: ProcessId, role: u64) -> u64 {
-    process::identity_word(p) | (role << 22)
+    endpoint_table::with_role(process::identity_word(p), role)
 }
 
-pub(super) fn role_of(word: u64) -> u64 {
-    (word >> 22) & 0b11
+pub(super) use crate::endpoint_table::role_of;
+
+impl EndpointWords for Inner {
+    fn entries(&self) -> usize {
+        MAX_ENDPOINTS
+    }
+    fn occupant(&self, entry: usize) -> &AtomicU64 {
+        self.endpoint_identity(entry)
+    }
 }
 
 /// Whether the process an identity word names is still running.

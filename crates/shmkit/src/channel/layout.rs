@@ -72,10 +72,10 @@ pub(super) const FLAG_STREAM: u32 = 2;
 /// Every flag this build knows; others make `open` refuse the channel.
 pub(super) const KNOWN_FLAGS: u32 = FLAG_SPSC | FLAG_STREAM;
 
-// Roles in an endpoint's identity word (bits 22-23, see `identity_word`).
+// Roles in an endpoint's occupant word (`endpoint_table::with_role`; its
+// role 3 is a settler's).
 pub(super) const ROLE_PRODUCER: u64 = 1;
 pub(super) const ROLE_CONSUMER: u64 = 2;
-pub(super) const ROLE_REAPING: u64 = 3;
 
 /// What a channel is made of: fixed at creation, checked on every open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,11 +152,7 @@ impl Layout {
         } else {
             (payload_offset + max_msg).next_multiple_of(stride)
         };
-        let total = capacity
-            .checked_mul(slot_size)
-            .and_then(|s| s.checked_add(SLOTS_START as u64))
-            .filter(|&t| t <= isize::MAX as u64)
-            .ok_or_else(|| format!("{capacity} slots of {slot_size} bytes do not fit in memory"))?;
+        let total = crate::shared_object::ring_total(capacity, slot_size, SLOTS_START)?;
         Ok(Layout {
             capacity,
             max_msg,
@@ -428,15 +424,7 @@ impl Inner {
     /// change (polling the position first adds a line transfer, ~25% of a
     /// round trip measured here).
     pub(super) fn may_recv(&self) -> bool {
-        let cap = self.layout.capacity;
-        let pos = self.dequeue_pos().load(Ordering::Relaxed);
-        let s = State::decode(
-            self.slot_state((pos & (cap - 1)) as usize)
-                .load(Ordering::Relaxed),
-        );
-        let waiting_for_writer = s.pos == pos && matches!(s.phase, Phase::Empty | Phase::Writing);
-        let waiting_for_reader = s.pos.wrapping_add(cap) == pos && s.phase == Phase::Reading;
-        !(waiting_for_writer || waiting_for_reader)
+        ring::may_recv(self)
     }
 }
 

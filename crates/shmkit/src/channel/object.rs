@@ -16,6 +16,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{self, Kind};
 use crate::posix::ShmName;
 use crate::process::{Home, ProcessId};
+use crate::shared_object;
 
 /// How to create a channel.
 #[derive(Debug, Clone)]
@@ -225,27 +226,12 @@ impl Channel {
         let layout = Layout::new(capacity, max_msg, type_size, type_align, flags).map_err(bad)?;
         let slot_size = region.load_u64(OFF_SLOT_SIZE, Ordering::Relaxed)?;
         let slots = region.load_u64(OFF_SLOTS, Ordering::Relaxed)?;
-        if slot_size != layout.slot_size
-            || slots != SLOTS_START as u64
-            || info.total_size != layout.total
-        {
-            return Err(bad(format!(
-                "its layout (slot size {slot_size}, slots at {slots}, {} bytes) does not match its parameters",
-                info.total_size
-            )));
-        }
-        if let Some((size, align)) = typed {
-            if (type_size, type_align) != (size, align) {
-                return Err(Error::new(
-                    ErrorKind::InvalidArgument,
-                    "open",
-                    name.as_str(),
-                    format!(
-                        "it carries messages of {type_size} bytes aligned to {type_align}, not {size} aligned to {align}"
-                    ),
-                ));
-            }
-        }
+        shared_object::check_geometry(
+            &name,
+            [slot_size, slots, info.total_size],
+            [layout.slot_size, SLOTS_START as u64, layout.total],
+        )?;
+        shared_object::check_type(&name, (type_size, type_align), typed, "carries", "messages")?;
         let base = region.as_mut_ptr()?;
         Ok(Channel {
             inner: Arc::new(Inner::new(name, region, base, layout, info)),
@@ -254,10 +240,7 @@ impl Channel {
 
     /// Opens `name`, creating it with `options` if it does not exist.
     pub fn open_or_create(name: &str, options: &ChannelOptions) -> Result<Channel> {
-        match Self::create(name, options) {
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => Self::open(name),
-            other => other,
-        }
+        shared_object::open_or_create(|| Self::create(name, options), || Self::open(name))
     }
 
     /// Connects a sender (a producer endpoint).
@@ -266,83 +249,75 @@ impl Channel {
     /// [`ErrorKind::LimitExceeded`] when [`MAX_ENDPOINTS`] live endpoints
     /// are connected already.
     pub fn sender(&self) -> Result<Sender> {
-        let inner = &*self.inner;
-        let (entry, identity) = inner.join(ROLE_PRODUCER)?;
-        let mut stream = None;
-        let spsc = if inner.layout.stream() {
-            // Joined as the only live sender: nobody else moves the tail.
-            match stream::resume_send(inner) {
-                Ok(cursor) => stream = Some(cursor),
-                Err(e) => {
-                    inner.leave(entry, identity, ROLE_PRODUCER);
-                    return Err(inner.stream_error("connect to", e));
-                }
-            }
-            None
-        } else if inner.layout.spsc() {
-            // Joined as the only live sender: nobody else moves the tail.
-            match spsc::resume_send(inner) {
-                Ok(cursor) => Some(cursor),
-                Err(e) => {
-                    inner.leave(entry, identity, ROLE_PRODUCER);
-                    return Err(inner.spsc_corrupt("connect to", e));
-                }
-            }
-        } else {
-            None
-        };
+        let joined = self.connect(ROLE_PRODUCER, spsc::resume_send, stream::resume_send)?;
         Ok(Sender {
             inner: self.inner.clone(),
-            entry,
-            identity,
+            entry: joined.entry,
+            identity: joined.identity,
             home: Home::here(),
-            owner: (entry + 1) as u8,
+            owner: (joined.entry + 1) as u8,
             count: 0,
             wait: WaitStrategy::default(),
-            spsc,
-            stream,
+            spsc: joined.spsc,
+            stream: joined.stream,
             open_claim: false,
         })
     }
 
     /// Connects a receiver (a consumer endpoint).
     pub fn receiver(&self) -> Result<Receiver> {
-        let inner = &*self.inner;
-        let (entry, identity) = inner.join(ROLE_CONSUMER)?;
-        let mut stream = None;
-        let spsc = if inner.layout.stream() {
-            match stream::resume_recv(inner) {
-                Ok(cursor) => stream = Some(cursor),
-                Err(e) => {
-                    inner.leave(entry, identity, ROLE_CONSUMER);
-                    return Err(inner.stream_error("connect to", e));
-                }
-            }
-            None
-        } else if inner.layout.spsc() {
-            match spsc::resume_recv(inner) {
-                Ok(cursor) => Some(cursor),
-                Err(e) => {
-                    inner.leave(entry, identity, ROLE_CONSUMER);
-                    return Err(inner.spsc_corrupt("connect to", e));
-                }
-            }
-        } else {
-            None
-        };
+        let joined = self.connect(ROLE_CONSUMER, spsc::resume_recv, stream::resume_recv)?;
         Ok(Receiver {
             inner: self.inner.clone(),
-            entry,
-            identity,
+            entry: joined.entry,
+            identity: joined.identity,
             home: Home::here(),
-            owner: (entry + 1) as u8,
+            owner: (joined.entry + 1) as u8,
             count: 0,
             wait: WaitStrategy::default(),
-            spsc,
-            stream,
+            spsc: joined.spsc,
+            stream: joined.stream,
             last_corrupt: None,
             open_claim: false,
         })
+    }
+
+    /// Joins the endpoint table as `role` and, on a single-producer or
+    /// stream channel, picks up the ring where the previous endpoint of
+    /// that role left it (with `resume_spsc` or `resume_stream`); leaves
+    /// again if the ring's words do not make sense.
+    fn connect<S, T>(
+        &self,
+        role: u64,
+        resume_spsc: impl FnOnce(&Inner) -> std::result::Result<S, spsc::SpscError>,
+        resume_stream: impl FnOnce(&Inner) -> std::result::Result<T, stream::StreamError>,
+    ) -> Result<Joined<S, T>> {
+        let inner = &*self.inner;
+        let (entry, identity) = inner.join(role)?;
+        let mut joined = Joined {
+            entry,
+            identity,
+            spsc: None,
+            stream: None,
+        };
+        // Joined as the only live endpoint of its role: nobody else moves
+        // that end of the ring.
+        let resumed = if inner.layout.stream() {
+            resume_stream(inner)
+                .map(|cursor| joined.stream = Some(cursor))
+                .map_err(|e| inner.stream_error("connect to", e))
+        } else if inner.layout.spsc() {
+            resume_spsc(inner)
+                .map(|cursor| joined.spsc = Some(cursor))
+                .map_err(|e| inner.spsc_corrupt("connect to", e))
+        } else {
+            Ok(())
+        };
+        if let Err(e) = resumed {
+            inner.leave(entry, identity, role);
+            return Err(e);
+        }
+        Ok(joined)
     }
 
     /// Whether the channel takes one sender and one receiver at a time
@@ -378,4 +353,13 @@ impl Channel {
     pub fn unlink(&self) -> Result<()> {
         crate::posix::unlink(self.inner.name.as_str())
     }
+}
+
+/// An endpoint just joined: its entry, its occupant word, and its ring's
+/// cursors on a single-producer (`spsc`) or stream channel.
+struct Joined<S, T> {
+    entry: usize,
+    identity: u64,
+    spsc: Option<S>,
+    stream: Option<T>,
 }

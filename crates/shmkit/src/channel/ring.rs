@@ -410,24 +410,20 @@ pub(crate) fn depth(words: &impl RingWords) -> u64 {
     enq.saturating_sub(deq).min(words.capacity())
 }
 
-/// An endpoint leaves: its identity word `word` is cleared (by
-/// compare-and-swap: a word a reaper took is not ours). Release: pairs
-/// with the Acquire in [`endpoint_gone`], so that whoever sees the entry
-/// empty also sees every message this endpoint committed before leaving
-/// (a receiver's "every sender is gone" and its last look rely on it).
-/// True if we cleared it.
-#[cfg_attr(loom, allow(dead_code))]
-pub(crate) fn leave_entry(identity: &AtomicU64, word: u64) -> bool {
-    identity
-        .compare_exchange(word, 0, Ordering::Release, Ordering::Relaxed)
-        .is_ok()
-}
-
-/// Whether an endpoint entry is empty (its endpoint left or was reaped),
-/// and otherwise its identity word. Acquire: pairs with [`leave_entry`].
-#[cfg_attr(loom, allow(dead_code))]
-pub(crate) fn endpoint_word(identity: &AtomicU64) -> u64 {
-    identity.load(Ordering::Acquire)
+/// Load-only: could a receiver make progress now (`Inner::may_recv`, the
+/// condition a blocked receiver waits for)? Relaxed: a hint; the claim
+/// that follows decides with its own Acquire.
+pub(crate) fn may_recv(words: &impl RingWords) -> bool {
+    let cap = words.capacity();
+    let pos = words.dequeue_pos().load(Ordering::Relaxed);
+    let s = State::decode(
+        words
+            .slot_state((pos & (cap - 1)) as usize)
+            .load(Ordering::Relaxed),
+    );
+    let waiting_for_writer = s.pos == pos && matches!(s.phase, Phase::Empty | Phase::Writing);
+    let waiting_for_reader = s.pos.wrapping_add(cap) == pos && s.phase == Phase::Reading;
+    !(waiting_for_writer || waiting_for_reader)
 }
 
 /// Frees the slot of position `pos` if it still holds `owner`'s claim of
@@ -721,6 +717,7 @@ mod loom_models {
     //! `crate::loom_check`).
     use super::heap::HeapRing;
     use super::*;
+    use crate::endpoint_table::{self, HeapTable};
     use loom::cell::UnsafeCell;
     use loom::sync::Arc;
 
@@ -773,13 +770,15 @@ mod loom_models {
     }
 
     /// The channel-level disconnect protocol (issue 15, Deliver 4): a
-    /// producer commits a message and leaves (`leave_entry`); a consumer
+    /// producer commits a message and leaves (`endpoint_table::leave`); a consumer
     /// that finds the ring empty and the producer's entry empty
-    /// (`endpoint_word`) takes one last look, which must find the message:
+    /// (`endpoint_table::occupant`: free, or being settled) takes one last
+    /// look, which must find the message:
     /// "every sender is gone" is never reported over a committed message.
-    /// Shown to catch a weakened ordering: with `leave_entry`'s Release
-    /// made Relaxed the model fails (the consumer sees the entry empty but
-    /// the slot still empty, and reports a disconnection).
+    /// Shown to catch a weakened ordering: with `endpoint_table::take`'s
+    /// AcqRel made Acquire, or `endpoint_table::free`'s Release made
+    /// Relaxed, the model fails (the consumer sees the entry settling or
+    /// free but the slot still empty, and reports a disconnection).
     #[test]
     fn a_sender_seen_gone_left_its_messages_visible() {
         #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -789,23 +788,25 @@ mod loom_models {
         }
         let outcomes = model(|| {
             let s = shared(1);
-            let identity = Arc::new(AtomicU64::new(5));
+            let table = Arc::new(HeapTable::new(1));
+            table.0[0].store(5, Ordering::Relaxed);
             let producer = {
-                let (s, identity) = (s.clone(), identity.clone());
+                let (s, table) = (s.clone(), table.clone());
                 loom::thread::spawn(move || {
                     assert!(send(&s, 1, 7));
-                    assert!(leave_entry(&identity, 5));
+                    assert!(endpoint_table::leave(&*table, 0, 5, |_, _| {}));
                 })
             };
             let consumer = {
-                let (s, identity) = (s.clone(), identity.clone());
+                let (s, table) = (s.clone(), table.clone());
                 loom::thread::spawn(move || {
                     for _ in 0..2 {
                         if let Some(v) = recv(&s, 2) {
                             assert_eq!(v, 7);
                             return Seen::Message;
                         }
-                        if endpoint_word(&identity) == 0 {
+                        let word = endpoint_table::occupant(&*table, 0);
+                        if word == 0 || endpoint_table::is_settling(word) {
                             // Every sender gone: the last look.
                             let last = recv(&s, 2);
                             assert_eq!(last, Some(7), "gone, and its message not seen");
@@ -820,6 +821,49 @@ mod loom_models {
             consumer.join().unwrap()
         });
         assert!(outcomes.contains(&Seen::Message), "{outcomes:?}");
+    }
+
+    /// The channel-level wait path (issue 15, Deliver 4): a receiver that
+    /// finds the ring empty waits as a blocked `Receiver` does
+    /// (`Event::wait_slice`: quick polls, the adaptive spin, registering,
+    /// the futex sleep), with a deadline and a slice, and the futex model's
+    /// timed waits block until woken (`futex::timed_waits_block`), so only
+    /// the sender's notify can end the sleep: a lost wake-up is a deadlock.
+    /// Shown to catch a weakened ordering: without the `SeqCst` fence in
+    /// `wait_word::wake_sleepers` (the notify's side of the Dekker pair),
+    /// loom reports a deadlock.
+    #[test]
+    fn a_blocked_receiver_is_woken_by_a_send() {
+        use crate::sync::Event;
+        use std::time::{Duration, Instant};
+        model(|| {
+            crate::sync::futex::timed_waits_block();
+            let s = shared(1);
+            let event = Arc::new(Event::new());
+            let producer = {
+                let (s, event) = (s.clone(), event.clone());
+                loom::thread::spawn(move || {
+                    assert!(send(&s, 1, 7));
+                    event.notify_all();
+                })
+            };
+            let consumer = {
+                let (s, event) = (s.clone(), event.clone());
+                loom::thread::spawn(move || loop {
+                    if let Some(v) = recv(&s, 2) {
+                        return v;
+                    }
+                    let deadline = Instant::now() + Duration::from_secs(3600);
+                    let slice = Duration::from_secs(600);
+                    let woke = event
+                        .wait_slice(Some(deadline), slice, true, || 0, || may_recv(&s.ring))
+                        .unwrap();
+                    assert_eq!(woke, Some(true), "the wait ended without the message");
+                })
+            };
+            producer.join().unwrap();
+            consumer.join().unwrap()
+        });
     }
 
     /// Two producers claim concurrently: distinct slots, both messages

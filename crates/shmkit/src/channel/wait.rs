@@ -7,13 +7,11 @@ use super::layout::*;
 use crate::error::{ErrorKind, Result};
 use crate::sync::Event;
 
-/// Polls of the condition a spinning endpoint makes before it reads the
-/// clock (well under a microsecond of spinning).
-pub(super) const QUICK_POLLS: u32 = 32;
-
 /// Waits on `event` until `ready()` or the end of one liveness slice (or the
-/// deadline). Returns Ok(true) if `ready` held, Ok(false) when the slice
-/// ended, and a TimedOut error when the deadline passed.
+/// deadline): `Event::wait_slice`, quick polls, then the spin-then-futex
+/// wait (the loom model `a_blocked_receiver_is_woken_by_a_send` in
+/// `channel::ring` runs it). Returns Ok(true) if `ready` held, Ok(false)
+/// when the slice ended, and a TimedOut error when the deadline passed.
 pub(super) fn wait_slice(
     inner: &Inner,
     event: &Event,
@@ -22,32 +20,10 @@ pub(super) fn wait_slice(
     spin: bool,
     ready: impl Fn() -> bool,
 ) -> Result<bool> {
-    if spin {
-        // A partner that answers within a few hundred nanoseconds (a round
-        // trip's other half) is caught here, before the clock reads and the
-        // slice bookkeeping below, which cost about as much as the wait.
-        for _ in 0..QUICK_POLLS {
-            std::hint::spin_loop();
-            if ready() {
-                return Ok(true);
-            }
-        }
-    }
-    let now = Instant::now();
-    if deadline.is_some_and(|d| now >= d) {
-        return Err(inner.err(ErrorKind::TimedOut, op, "timed out"));
-    }
-    let slice_end = now + LIVENESS_SLICE;
-    let until = match deadline {
-        Some(d) if d < slice_end => d,
-        _ => slice_end,
-    };
-    let epoch = inner.epoch();
-    let cond = || ready() || inner.epoch() != epoch;
-    if spin {
-        event.wait_until(cond, Some(until))
-    } else {
-        event.wait_until_blocking(cond, Some(until))
+    let epoch = || inner.epoch();
+    match event.wait_slice(deadline, LIVENESS_SLICE, spin, epoch, ready)? {
+        Some(held) => Ok(held),
+        None => Err(inner.err(ErrorKind::TimedOut, op, "timed out")),
     }
 }
 

@@ -20,45 +20,29 @@
 //! registered (in `FUTEX_WAIT`) is forgotten at the next notify, instead of
 //! keeping the count one high for ever (every later notify a syscall).
 //!
-//! A waiter, in [`Event::wait_until`]:
-//! 1. checks its condition; if it holds, returns (no write to shared memory);
-//! 2. spins for a bounded, adaptive time (below), only loading;
-//! 3. registers: `fetch_add(1)` on the state, which gives its sequence `s`;
-//! 4. a `SeqCst` fence;
-//! 5. checks the condition: if it holds, unregisters and returns;
-//! 6. loads the state: if its sequence is no longer `s`, a notify came (and
-//!    forgot the registration): back to 3;
-//! 7. `FUTEX_WAIT`s while the state equals what 6 loaded, for at most
-//!    [`SLEEP_SLICE`] (or until the deadline), then goes back to 5.
-//!
-//! Unregistering takes one off the count only while the sequence is still
-//! `s` (compare-and-swap): after a bump the registration is gone already.
-//!
-//! A notifier, in [`Event::notify_one`] / [`Event::notify_all`], after storing
-//! whatever makes the condition true:
-//! 1. a `SeqCst` fence;
-//! 2. loads the state: if the count is zero, that is all (no write, no syscall);
-//! 3. otherwise replaces it (compare-and-swap) with the next sequence and a
-//!    count of zero, and `FUTEX_WAKE`s every sleeper. Since the count is
-//!    gone, `notify_one` wakes them all too: the ones whose condition does
-//!    not hold register and sleep again.
+//! Waiting and notifying are the protocol the crate's bell (broadcasts,
+//! boards) uses too, `sync::wait_word` with its `Counted` scheme: a waiter
+//! checks its condition, spins for a bounded, adaptive time (below), only
+//! loading, then registers (`fetch_add(1)`, noting its sequence `s`),
+//! fences (`SeqCst`), checks again, and `FUTEX_WAIT`s while the state is
+//! unchanged, for at most [`SLEEP_SLICE`]; a waiter that finds its
+//! condition true after registering takes itself off the count (only while
+//! the sequence is still `s`). A notifier, after storing whatever makes the
+//! condition true, fences and loads the state; only when the count is not
+//! zero does it replace the state (compare-and-swap) with the next sequence
+//! and a count of zero, and `FUTEX_WAKE` every sleeper. Since the count is
+//! gone, `notify_one` wakes them all too: the ones whose condition does not
+//! hold register and sleep again.
 //!
 //! # Why no wake-up is lost
 //!
-//! Steps 3–5 of the waiter and 1–2 of the notifier are Dekker's pattern: each
-//! side writes, then reads what the other wrote. With a `SeqCst` fence
-//! between the write and the read on both sides, the two fences are ordered
-//! one way or the other, and C++20's fence rule gives either
-//! - the waiter's fence first: the notifier's load sees the registration
-//!   (or a later state), so it bumps the sequence and wakes; the waiter's
-//!   step 6 then sees the bump, or its `FUTEX_WAIT` finds the state changed
-//!   (the kernel compares it), or it is already queued and is woken; or
-//! - the notifier's fence first: the waiter's step-5 check of the condition
-//!   sees the condition store made before that fence, so it does not sleep.
-//!
-//! The sequence is bumped only when someone sleeps, so a busy event (its
-//! waiters all spinning or running) costs a notifier one fence and one load
-//! of a line it does not write.
+//! Registering and re-checking on one side, notifying's fence and load on
+//! the other, are Dekker's pattern: with a `SeqCst` fence between the write
+//! and the read on both sides, either the notifier sees the registration
+//! and wakes (or changes the word the kernel compares), or the waiter's
+//! check sees the condition. The sequence is bumped only when someone
+//! sleeps, so a busy event (its waiters all spinning or running) costs a
+//! notifier one fence and one load of a line it does not write.
 //!
 //! # Untrusted words
 //! The state lives in memory any process with the object open can write. A
@@ -96,9 +80,9 @@
 
 use std::time::{Duration, Instant};
 
+use super::wait_word::{self, Counted};
 use crate::error::Result;
-use crate::primitive::{fence, AtomicU32, Ordering};
-use crate::sync::futex::{self, Wake};
+use crate::primitive::{AtomicU32, Ordering};
 
 /// The longest a waiter spins before it sleeps.
 pub const SPIN_MAX: Duration = Duration::from_micros(SPIN_MAX_US as u64);
@@ -109,6 +93,14 @@ pub const SPIN_MIN: Duration = Duration::from_micros(SPIN_MIN_US as u64);
 pub const SPIN_BATCH: u32 = super::spin::SPIN_BATCH;
 
 use super::spin::{SPIN_MAX_US, SPIN_MIN_US};
+
+/// Polls of the condition a blocked channel endpoint makes before it reads
+/// the clock (well under a microsecond of spinning; `Event::wait_slice`).
+#[cfg(not(loom))]
+const QUICK_POLLS: u32 = 32;
+/// Under loom one poll: spinning hides nothing the models need.
+#[cfg(loom)]
+const QUICK_POLLS: u32 = 1;
 
 /// A process-shared "something changed" notification: waiters wait for a
 /// condition of their own, notifiers wake them after making it true.
@@ -157,22 +149,24 @@ pub struct Event {
 /// finds sleepers wakes them at once.
 pub const SLEEP_SLICE: Duration = Duration::from_millis(250);
 
-/// The low half of the state: registered sleepers.
-const COUNT_MASK: u32 = 0xffff;
-/// One step of the sequence, in the high half of the state.
-const SEQ_ONE: u32 = 1 << 16;
-
-/// The sequence part of a state word.
-#[inline]
-fn seq_of(state: u32) -> u32 {
-    state >> 16
-}
-
 #[cfg(not(loom))]
 const _: () = {
     assert!(std::mem::size_of::<Event>() == 12);
     assert!(std::mem::align_of::<Event>() == 4);
 };
+
+/// The bound of one sleep: [`SLEEP_SLICE`], not under loom (see the
+/// module doc).
+fn slice() -> Option<Duration> {
+    #[cfg(not(loom))]
+    {
+        Some(SLEEP_SLICE)
+    }
+    #[cfg(loom)]
+    {
+        None
+    }
+}
 
 impl Default for Event {
     fn default() -> Self {
@@ -243,7 +237,7 @@ impl Event {
     /// waiter that died registered counts until the next notify.
     pub fn sleepers(&self) -> u32 {
         // Relaxed: a snapshot for people, no decision depends on it.
-        self.state.load(Ordering::Relaxed) & COUNT_MASK
+        Counted::sleepers(self.state.load(Ordering::Relaxed))
     }
 
     /// Waits until `cond` returns true or `deadline` passes; `None` waits
@@ -263,13 +257,10 @@ impl Event {
     #[doc(alias = "FUTEX_WAIT")]
     pub fn wait_until(
         &self,
-        mut cond: impl FnMut() -> bool,
+        cond: impl FnMut() -> bool,
         deadline: Option<Instant>,
     ) -> Result<bool> {
-        if cond() || self.spin(&mut cond, deadline) {
-            return Ok(true);
-        }
-        self.sleep_until(&mut cond, deadline)
+        wait_word::wait_until::<Counted>(&self.state, &self.spin_us, cond, deadline, slice())
     }
 
     /// Like [`wait_until`](Event::wait_until), but sleeps at once instead of
@@ -287,109 +278,64 @@ impl Event {
         self.sleep_until(&mut cond, deadline)
     }
 
+    /// One slice of a blocked channel endpoint's wait: a few quick polls
+    /// of `ready` (a partner answering within a few hundred nanoseconds, a
+    /// round trip's other half, is caught before the clock reads and the
+    /// slice bookkeeping, which cost about as much as the wait), then a
+    /// wait until `ready` holds or `epoch` changes (an endpoint joined or
+    /// left), for at most `slice` or until `deadline`: spinning first
+    /// ([`wait_until`](Event::wait_until)) or not
+    /// ([`wait_until_blocking`](Event::wait_until_blocking)).
+    ///
+    /// Returns `Some(true)` if the condition held, `Some(false)` when the
+    /// slice ended, `None` when the deadline had passed already.
+    pub(crate) fn wait_slice(
+        &self,
+        deadline: Option<Instant>,
+        slice: Duration,
+        spin: bool,
+        epoch: impl Fn() -> u32,
+        ready: impl Fn() -> bool,
+    ) -> Result<Option<bool>> {
+        if spin {
+            for _ in 0..QUICK_POLLS {
+                #[cfg(not(loom))]
+                crate::primitive::spin_loop();
+                if ready() {
+                    return Ok(Some(true));
+                }
+            }
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return Ok(None);
+        }
+        let slice_end = now + slice;
+        let until = match deadline {
+            Some(d) if d < slice_end => d,
+            _ => slice_end,
+        };
+        let epoch_before = epoch();
+        let cond = || ready() || epoch() != epoch_before;
+        if spin {
+            self.wait_until(cond, Some(until)).map(Some)
+        } else {
+            self.wait_until_blocking(cond, Some(until)).map(Some)
+        }
+    }
+
     /// [`wait_until`](Event::wait_until) with a timeout instead of a deadline.
     pub fn wait_timeout(&self, cond: impl FnMut() -> bool, timeout: Duration) -> Result<bool> {
         // A timeout too large to add to now is, for all purposes, for ever.
         self.wait_until(cond, Instant::now().checked_add(timeout))
     }
 
-    /// Spins for the learnt budget (or until `deadline`, if sooner); true
-    /// if `cond` became true meanwhile (see `sync::spin`).
-    #[cfg(not(loom))]
-    #[inline]
-    fn spin(&self, cond: &mut impl FnMut() -> bool, deadline: Option<Instant>) -> bool {
-        super::spin::adaptive_spin(&self.spin_us, cond, deadline)
-    }
-
-    /// Under loom: one poll and no clock (time would make runs differ), so
-    /// the models always exercise the sleep path. And no spin hint: loom's
-    /// `spin_loop` is a `yield_now`, after which loom never lets the thread
-    /// read again a value it read before the yield if a newer one exists,
-    /// nor run again before another thread has taken a step. A waiter that
-    /// polled, yielded, then registered could then no longer miss a
-    /// notifier's store, and the models did not notice a missing fence in
-    /// `notify`.
-    #[cfg(loom)]
-    fn spin(&self, cond: &mut impl FnMut() -> bool, _deadline: Option<Instant>) -> bool {
-        cond()
-    }
-
-    #[cold]
     fn sleep_until(
         &self,
         cond: &mut impl FnMut() -> bool,
         deadline: Option<Instant>,
     ) -> Result<bool> {
-        'register: loop {
-            if cond() {
-                return Ok(true);
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(false);
-            }
-            // Step 3: register in the current sequence. Relaxed: the fence
-            // below orders it. A full count (garbage) is not added to: the
-            // next notify zeroes it, and the slice bounds the sleep anyway.
-            // The sequence we registered in is the one the update saw.
-            let (registered, mine) =
-                match self
-                    .state
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
-                        (w & COUNT_MASK != COUNT_MASK).then(|| w + 1)
-                    }) {
-                    Ok(before) => (true, seq_of(before)),
-                    Err(before) => (false, seq_of(before)),
-                };
-            // Step 4, SYNC POINT (Dekker): pairs with the SeqCst fence in
-            // `notify`. Either that notify sees our registration and bumps
-            // the sequence, or the checks below see its condition store.
-            fence(Ordering::SeqCst);
-            loop {
-                // Step 5. `cond` does its own loads, ordered by the fence.
-                if cond() {
-                    self.unregister(registered, mine);
-                    return Ok(true);
-                }
-                // Step 6. Acquire: pairs with the Release bump in `notify`.
-                let now = self.state.load(Ordering::Acquire);
-                if seq_of(now) != mine {
-                    continue 'register; // notified: our registration is gone
-                }
-                let timeout = match deadline {
-                    None => None,
-                    Some(deadline) => {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            self.unregister(registered, mine);
-                            return Ok(cond());
-                        }
-                        Some(left)
-                    }
-                };
-                // Step 7: sleeps only while the state is still `now`, and at
-                // most one slice (not under loom: see the module doc).
-                #[cfg(not(loom))]
-                let timeout = Some(timeout.map_or(SLEEP_SLICE, |t| t.min(SLEEP_SLICE)));
-                match futex::wait(&self.state, now, timeout)? {
-                    Wake::Woken | Wake::Changed | Wake::Interrupted | Wake::TimedOut => {}
-                }
-            }
-        }
-    }
-
-    /// Takes our registration back, if a notify has not already (the
-    /// sequence is still `mine`).
-    fn unregister(&self, registered: bool, mine: u32) {
-        if !registered {
-            return;
-        }
-        // Relaxed: a count; leaving publishes nothing. A notifier that reads
-        // the old value makes one needless FUTEX_WAKE.
-        let _ = self
-            .state
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
-                (seq_of(w) == mine && w & COUNT_MASK != 0).then(|| w - 1)
-            });
+        wait_word::sleep_until::<Counted>(&self.state, cond, deadline, slice())
     }
 
     /// Wakes the sleeping waiters, if any (and every spinning one notices).
@@ -414,15 +360,7 @@ impl Event {
 
     #[inline]
     fn notify(&self) {
-        // Step 1, SYNC POINT (Dekker): pairs with the SeqCst fence in
-        // `sleep_until` between registering and re-checking. The caller's
-        // condition store comes before this fence.
-        fence(Ordering::SeqCst);
-        // Step 2. Relaxed: ordered by the fence above.
-        let w = self.state.load(Ordering::Relaxed);
-        if w & COUNT_MASK != 0 {
-            self.bump_and_wake(w);
-        }
+        wait_word::wake_sleepers::<Counted>(&self.state);
     }
 
     /// [`notify_all`](Event::notify_all), and also wakes the readiness
@@ -432,44 +370,17 @@ impl Event {
     #[cfg(not(loom))]
     #[inline]
     pub(crate) fn notify_all_and(&self, fds: &crate::readiness::FdWaiters) {
-        // SYNC POINT (Dekker): as in `notify`, and with the fence in
-        // `Readiness::arm` for the table.
-        fence(Ordering::SeqCst);
-        let w = self.state.load(Ordering::Relaxed);
-        if w & COUNT_MASK != 0 {
-            self.bump_and_wake(w);
-        }
+        // The fence in `wake_sleepers` came after the caller's condition
+        // store (SYNC POINT with the fence in `Readiness::arm` too).
+        self.notify();
         fds.notify();
-    }
-
-    /// Step 3, only when someone sleeps (so a busy event writes nothing).
-    #[cold]
-    fn bump_and_wake(&self, mut w: u32) {
-        loop {
-            // Next sequence, count zero: every registration is woken and
-            // forgotten. Release: pairs with the Acquire load in step 6 of
-            // `sleep_until`. A waiter between its load and FUTEX_WAIT sees
-            // the change in the kernel's comparison and does not sleep.
-            let next = (w & !COUNT_MASK).wrapping_add(SEQ_ONE);
-            match self
-                .state
-                .compare_exchange_weak(w, next, Ordering::Release, Ordering::Relaxed)
-            {
-                Ok(_) => break,
-                Err(now) if now & COUNT_MASK == 0 => return, // someone else did
-                Err(now) => w = now,
-            }
-        }
-        // FUTEX_WAKE fails only for a bad address, which `&self.state` is
-        // not; there is nothing a notifier could do about it anyway.
-        let woken = futex::wake(&self.state, u32::MAX);
-        debug_assert!(woken.is_ok(), "FUTEX_WAKE failed: {woken:?}");
     }
 }
 
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::sync::futex;
     use std::sync::atomic::AtomicU32 as StdAtomicU32;
     use std::sync::atomic::Ordering as StdOrdering;
 

@@ -97,7 +97,7 @@ pub fn wake(word: &AtomicU32, count: u32) -> Result<usize> {
 }
 
 #[cfg(loom)]
-pub use model::{wait, wake};
+pub use model::{timed_waits_block, wait, wake};
 
 /// A model of the kernel's futex contract for loom.
 #[cfg(loom)]
@@ -122,10 +122,24 @@ mod model {
         static ref BUCKET: (Mutex<Queue>, Condvar) = (Mutex::new(Queue::default()), Condvar::new());
     }
 
+    loom::lazy_static! {
+        static ref TIMED_WAITS_BLOCK: crate::primitive::AtomicUsize =
+            crate::primitive::AtomicUsize::new(0);
+    }
+
+    /// Makes every timed wait of this execution block like an untimed one
+    /// until a `wake` picks it (its time never runs out): for models of
+    /// timed waits (bounded slices, deadlines) that must show a lost
+    /// wake-up as a deadlock. Call it first in the model's closure.
+    pub fn timed_waits_block() {
+        TIMED_WAITS_BLOCK.store(1, Ordering::Relaxed);
+    }
+
     /// Checks the word and queues the caller under the bucket lock, as the
     /// kernel does, then blocks until a `wake` picks its ticket. A timed
-    /// wait never blocks: it returns as if the time ran out at once, which is
-    /// an outcome a caller must cope with anyway.
+    /// wait returns as if the time ran out at once (an outcome a caller
+    /// must cope with anyway), unless the model asked for
+    /// [`timed_waits_block`].
     pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Result<Wake> {
         let (lock, cond) = &*BUCKET;
         let mut queue = lock.lock().unwrap();
@@ -134,7 +148,7 @@ mod model {
         if word.load(Ordering::SeqCst) != expected {
             return Ok(Wake::Changed);
         }
-        if timeout.is_some() {
+        if timeout.is_some() && TIMED_WAITS_BLOCK.load(Ordering::Relaxed) == 0 {
             drop(queue);
             loom::thread::yield_now();
             return Ok(Wake::TimedOut);

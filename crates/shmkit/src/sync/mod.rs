@@ -49,6 +49,7 @@ pub mod mutex;
 pub mod posix_semaphore;
 pub mod semaphore;
 pub(crate) mod spin;
+pub(crate) mod wait_word;
 
 pub use event::Event;
 pub use mutex::{Mutex, MutexGuard};
