@@ -227,8 +227,17 @@ pub fn produce(
     Ok(0)
 }
 
+/// What `consume` is asked to do besides printing.
+pub struct ConsumeArgs {
+    pub count: Option<u64>,
+    pub unbuffered: bool,
+    pub receive: crate::waiting::ReceiveArgs,
+}
+
 /// `consume`: prints each message as a line, until `count` messages or
-/// until every producer is gone and the channel is empty.
+/// until every producer is gone and the channel is empty (with `follow`,
+/// until `count` or killed: a producer that leaves is waited for again).
+/// A consumer waits for the first producer; `timeout` bounds every wait.
 ///
 /// Messages are taken in batches (`recv_batch`: one wake-up of a waiting
 /// producer per batch), and a message is released only after its line is
@@ -243,12 +252,10 @@ pub fn produce(
 pub fn consume(
     out: &mut dyn Write,
     name: &str,
-    count: Option<u64>,
-    unbuffered: bool,
-    create: bool,
+    args: &ConsumeArgs,
     opts: &ChannelOptions,
 ) -> Result<u8> {
-    let ch = if create {
+    let ch = if args.receive.create {
         Channel::open_or_create(name, opts)?
     } else {
         Channel::open(name).map_err(|e| {
@@ -263,8 +270,11 @@ pub fn consume(
     };
     crate::foreign::check(name);
     let mut rx = ch.receiver()?;
+    let count = args.count;
+    let unbuffered = args.unbuffered;
     let mut line = Vec::new();
     let mut received = 0u64;
+    let mut idle = crate::waiting::Idle::start(args.receive.timeout);
     // A write error stops the batch; it is reported as itself.
     let mut write_error: Option<std::io::Error> = None;
     while count.is_none_or(|n| received < n) {
@@ -275,7 +285,7 @@ pub fn consume(
         });
         if matches!(&got, Err(e) if e.kind() == ErrorKind::TimedOut) && write_error.is_none() {
             out.flush()?;
-            got = rx.recv_batch(max, None, |slot| {
+            got = rx.recv_batch(max, idle.deadline(), |slot| {
                 print_line(&mut *out, slot, &mut line, unbuffered, &mut write_error)
             });
         }
@@ -283,15 +293,35 @@ pub fn consume(
             return Err(e.into());
         }
         match got {
-            Ok(n) => received += n as u64,
+            Ok(n) => {
+                received += n as u64;
+                idle.reset();
+            }
+            // Every producer left: the next receive waits a liveness slice
+            // (a futex sleep) before it says so again, so following costs
+            // no spinning; a new producer's first message ends the wait.
+            Err(e) if e.kind() == ErrorKind::Disconnected && args.receive.follow => {}
             Err(e) if e.kind() == ErrorKind::Disconnected => {
                 if let Some(n) = count {
                     anyhow::bail!(
-                        "cannot receive from {}: every producer left after {received} of {n} messages",
+                        "cannot receive from {}: every producer left after {received} of {n} messages (--follow waits for new producers)",
                         ch.name()
                     );
                 }
+                if received == 0 {
+                    eprintln!(
+                        "shmkit: every producer of {} has left and it is empty (--follow waits for new producers)",
+                        show::escape_controls(ch.name().as_str())
+                    );
+                }
                 break;
+            }
+            Err(e) if e.kind() == ErrorKind::TimedOut => {
+                out.flush()?;
+                return Ok(idle.expired(
+                    &format!("no message on {}", ch.name()),
+                    count.map(|n| format!("{received} of {n} received")),
+                ));
             }
             Err(e) => return Err(e.into()),
         }

@@ -20,6 +20,7 @@ mod sysv_cmds;
 mod target;
 mod top;
 mod units;
+mod waiting;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -173,7 +174,13 @@ enum Command {
         chan: ChanArgs,
     },
     /// Print each message as a line, until N messages or until every
-    /// producer is gone. The channel must exist unless --create is given.
+    /// producer is gone (it waits for the first one; with --follow for each
+    /// next one too). The channel must exist unless --create is given.
+    /// Exit status: 0 done, 1 an error (producers gone before N messages),
+    /// 124 --timeout ran out.
+    #[command(
+        after_help = "Examples:\n  shmkit consume /jobs --count 10 --timeout 5s\n  shmkit consume /jobs --follow            every message of every producer, until killed\n  shmkit consume /jobs --create --capacity 64 --max-msg 4K"
+    )]
     Consume {
         /// Channel name.
         name: String,
@@ -184,11 +191,8 @@ enum Command {
         /// instead of when the channel runs empty.
         #[arg(long)]
         unbuffered: bool,
-        /// Create the channel (with the --capacity/--max-msg given) if it
-        /// does not exist; without it a missing channel is an error, so a
-        /// typo never makes a new object.
-        #[arg(long)]
-        create: bool,
+        #[command(flatten)]
+        receive: waiting::ReceiveArgs,
         #[command(flatten)]
         chan: ChanArgs,
     },
@@ -196,7 +200,8 @@ enum Command {
     #[command(subcommand)]
     Board(board::BoardCommand),
     /// Publish each line of standard input as one broadcast message (or N
-    /// numbered messages `TAG I`), creating the broadcast if absent. Never
+    /// numbered messages `TAG I`), creating the broadcast if absent (and
+    /// saying so on standard error). Never
     /// waits for subscribers: the oldest messages are overwritten; with
     /// --lossless, waits for the slowest live subscriber instead.
     Pub {
@@ -215,8 +220,13 @@ enum Command {
     /// `lagged: missed N messages` on standard error when the ring
     /// overwrote some first (it then resumes half a ring behind the newest
     /// message); until N messages are accounted for (printed or missed)
-    /// or, without --count, the writer is gone. Creates the broadcast if
-    /// absent.
+    /// or, without --count, the writer is gone (it waits for the first
+    /// writer; with --follow for each next one too). The broadcast must
+    /// exist unless --create is given. Exit status: 0 done, 1 an error,
+    /// 124 --timeout ran out.
+    #[command(
+        after_help = "Examples:\n  shmkit sub /ticks --create --count 10 --timeout 5s\n  shmkit sub /ticks --follow --unbuffered       every writer's messages, until killed\n  shmkit sub /ticks --from-oldest               what the ring still holds, then new ones"
+    )]
     Sub {
         /// Broadcast name.
         name: String,
@@ -230,6 +240,8 @@ enum Command {
         /// Write each line as soon as it is received.
         #[arg(long)]
         unbuffered: bool,
+        #[command(flatten)]
+        receive: waiting::ReceiveArgs,
         #[command(flatten)]
         bcast: board::BcastArgs,
     },
@@ -413,11 +425,16 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             name,
             count,
             unbuffered,
-            create,
+            receive,
             chan,
         } => {
             target::check_creatable(&name)?;
-            chan::consume(out, &name, count, unbuffered, create, &chan.options())
+            let args = chan::ConsumeArgs {
+                count,
+                unbuffered,
+                receive,
+            };
+            chan::consume(out, &name, &args, &chan.options())
         }
         Command::Board(cmd) => board::board(out, cmd),
         Command::Pub {
@@ -434,10 +451,17 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             count,
             from_oldest,
             unbuffered,
+            receive,
             bcast,
         } => {
             target::check_creatable(&name)?;
-            board::subscribe(out, &name, count, from_oldest, unbuffered, &bcast)
+            let args = board::SubscribeArgs {
+                count,
+                from_oldest,
+                unbuffered,
+                receive,
+            };
+            board::subscribe(out, &name, &args, &bcast)
         }
         Command::Demo { messages } => demo::run(out, messages),
         Command::Gc(args) => gc::run(out, args),
