@@ -35,6 +35,60 @@ pub fn reap(out: &mut dyn Write, name: &str) -> Result<u8> {
     Ok(0)
 }
 
+/// How `chan peek` shows each message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeekStyle {
+    /// A line each; a message that is not text as its length and hex.
+    Lines,
+    /// A `POSITION: N bytes` line and a hex dump each.
+    Hex,
+    /// The raw bytes, each followed by a NUL byte.
+    Nul,
+}
+
+/// Whether a message can be shown as a line of text as it is: UTF-8 with
+/// no control character but the tab (a newline would split it).
+fn is_plain_text(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok_and(|t| !t.chars().any(|c| c.is_control() && c != '\t'))
+}
+
+/// `chan peek`: up to `count` queued messages, taking none.
+pub fn peek(out: &mut dyn Write, name: &str, count: usize, style: PeekStyle) -> Result<u8> {
+    let ch = Channel::open(name)?;
+    let typed = ch.stats().type_size != 0;
+    let messages = ch.peek(count)?;
+    for m in &messages {
+        match style {
+            PeekStyle::Nul => {
+                out.write_all(&m.bytes)?;
+                out.write_all(b"\0")?;
+            }
+            PeekStyle::Hex => {
+                writeln!(out, "{}: {} bytes", m.position, m.bytes.len())?;
+                show::hex_lines(out, 0, &m.bytes)?;
+            }
+            PeekStyle::Lines if !typed && is_plain_text(&m.bytes) => {
+                out.write_all(&m.bytes)?;
+                out.write_all(b"\n")?;
+            }
+            PeekStyle::Lines => {
+                let hex: Vec<String> = m.bytes.iter().map(|b| format!("{b:02x}")).collect();
+                writeln!(out, "[{} bytes] {}", m.bytes.len(), hex.join(" "))?;
+            }
+        }
+    }
+    out.flush()?;
+    // Depth after the look: a count, not a promise (others keep going).
+    let depth = ch.stats().depth;
+    if messages.len() as u64 == count as u64 && depth > count as u64 {
+        eprintln!(
+            "shmkit: {} of about {depth} queued messages shown (--count N shows more)",
+            messages.len()
+        );
+    }
+    Ok(0)
+}
+
 pub fn stat(out: &mut dyn Write, name: &str, as_json: bool) -> Result<u8> {
     let ch = Channel::open(name)?;
     let s = ch.stats();

@@ -318,6 +318,28 @@ enum ChanCommand {
         /// Channel name.
         name: String,
     },
+    /// Show the queued messages without taking them (nothing in the
+    /// channel changes: no endpoint joins, no word is written). Each message
+    /// is a line; one that is not text (or any message of a typed channel)
+    /// is shown as its length and hex bytes.
+    #[command(
+        after_help = "Examples:\n  shmkit chan peek /jobs                 the next 10 messages\n  shmkit chan peek /jobs --count 100 --hex\n  shmkit chan peek /jobs -0 | xargs -0 -n1 echo"
+    )]
+    Peek {
+        /// Channel name.
+        name: String,
+        /// Show at most this many messages, oldest first.
+        #[arg(long, default_value = "10")]
+        count: usize,
+        /// Show each message as a `POSITION: N bytes` line and a hex dump
+        /// (the `hexdump -C` shape, offsets within the message).
+        #[arg(long, conflicts_with = "nul")]
+        hex: bool,
+        /// Write each message's raw bytes followed by a NUL byte, for
+        /// `xargs -0` and other tools.
+        #[arg(short = '0', long = "null", id = "nul")]
+        nul: bool,
+    },
     /// Show capacity, depth, counts and the connected producers and consumers.
     Stat {
         /// Channel name.
@@ -412,6 +434,21 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         }
         Command::Chan(ChanCommand::Stat { name, json }) => chan::stat(out, &name, json),
         Command::Chan(ChanCommand::Reap { name }) => chan::reap(out, &name),
+        Command::Chan(ChanCommand::Peek {
+            name,
+            count,
+            hex,
+            nul,
+        }) => {
+            let style = if hex {
+                chan::PeekStyle::Hex
+            } else if nul {
+                chan::PeekStyle::Nul
+            } else {
+                chan::PeekStyle::Lines
+            };
+            chan::peek(out, &name, count, style)
+        }
         Command::Produce {
             name,
             count,

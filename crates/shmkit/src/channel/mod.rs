@@ -72,13 +72,17 @@ pub(crate) mod stream;
 // - `wait`: the bounded-spin-then-futex wait in liveness slices;
 // - `sender`, `receiver`: the two ends and their in-place slots;
 // - `typed`: channels of `bytemuck::Pod` values;
-// - `stats`: `Channel::stats` and what it reports.
+// - `stats`: `Channel::stats` and what it reports;
+// - `peek`: `Channel::peek`, a look at queued messages that takes none.
 #[cfg(not(loom))]
 mod endpoints;
 #[cfg(not(loom))]
 mod layout;
 #[cfg(not(loom))]
 mod object;
+// issue 17: a look at queued messages that takes none
+#[cfg(not(loom))]
+mod peek;
 #[cfg(not(loom))]
 mod receiver;
 #[cfg(not(loom))]
@@ -94,6 +98,8 @@ mod wait;
 pub use layout::{LIVENESS_SLICE, MAX_CAPACITY, MAX_ENDPOINTS, MAX_MESSAGE};
 #[cfg(not(loom))]
 pub use object::{Channel, ChannelOptions};
+#[cfg(not(loom))]
+pub use peek::PeekedMessage;
 #[cfg(not(loom))]
 pub use receiver::{Messages, Receiver, RecvSlot};
 #[cfg(not(loom))]
