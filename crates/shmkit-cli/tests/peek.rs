@@ -105,7 +105,10 @@ fn peek_count_limits_and_says_how_many_are_queued() {
 #[test]
 fn typed_channel_messages_are_shown_as_length_and_hex() {
     let ch = TestObject::new("peek-typed");
-    let typed = shmkit::channel::TypedChannel::<u64>::create(&ch.name, 4, 0o600).unwrap();
+    let mut options = shmkit::channel::ChannelOptions::new();
+    options.capacity(4);
+    let typed =
+        shmkit::channel::TypedChannel::<u64>::create_with_options(&ch.name, &options).unwrap();
     let mut tx = typed.sender().unwrap();
     tx.send(&0x0102_0304_0506_0708).unwrap();
     tx.send(&u64::from_ne_bytes(*b"AAAAAAAA")).unwrap();
