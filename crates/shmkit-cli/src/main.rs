@@ -10,6 +10,7 @@ mod bridge;
 mod chan;
 mod commands;
 mod completions;
+mod copy;
 mod demo;
 mod foreign;
 mod gc;
@@ -49,7 +50,7 @@ enum Command {
     /// Create a shared memory object of SIZE bytes, its space reserved, or
     /// with --sysv a System V segment (printing its id).
     #[command(
-        after_help = "Examples:\n  shmkit create /jobs --size 1.5M\n  shmkit create /jobs --size 4K --mode 0660 --exclusive\n  shmkit create --sysv --key 0x1234 --size 64K     (prints the shmid)\n  shmkit create --sysv --ftok /etc/hosts:A --size 4096"
+        after_help = "Examples:\n  shmkit create /jobs --size 1.5M\n  shmkit create /jobs --size 4K --mode 0660 --exclusive\n  shmkit create --sysv --key 0x1234 --size 64K     (prints the shmid)\n  shmkit create --sysv --ftok /etc/hosts:A --size 4096\n  shmkit create /weights --from model.bin            (the file's size and bytes)"
     )]
     Create {
         /// Object name (`name` or `/name`); none with --sysv.
@@ -59,8 +60,13 @@ enum Command {
         )]
         name: Option<String>,
         /// Size in bytes; suffixes K, M, G (powers of 1024) and KiB, MiB, GiB, KB, MB, GB.
-        #[arg(long, value_parser = units::parse_size)]
-        size: u64,
+        /// With --from: the file's size unless given (then at least it).
+        #[arg(long, value_parser = units::parse_size, required_unless_present = "from")]
+        size: Option<u64>,
+        /// Fill the new object with FILE's bytes (it must not exist yet);
+        /// nothing is created if the file cannot be read whole.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["sysv", "key", "ftok", "private", "exclusive"])]
+        from: Option<std::path::PathBuf>,
         /// Permission bits in octal.
         #[arg(long, default_value = "0600", value_parser = units::parse_mode)]
         mode: u32,
@@ -84,6 +90,22 @@ enum Command {
         text: Option<String>,
         /// Write even into a shmkit channel, board or broadcast (whose
         /// header and state raw bytes would overwrite).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Copy bytes between a file (or standard input/output) and a shared
+    /// memory object or segment, in either direction.
+    #[command(after_help = copy::HELP)]
+    Cp {
+        /// Where the bytes come from.
+        src: String,
+        /// Where they go.
+        dst: String,
+        /// Permission bits in octal of an object the copy creates.
+        #[arg(long, default_value = "0600", value_parser = units::parse_mode)]
+        mode: u32,
+        /// Copy into a shmkit channel, board or broadcast too (whose header
+        /// and state raw bytes would overwrite).
         #[arg(long)]
         force: bool,
     },
@@ -407,12 +429,28 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             size,
             mode,
             exclusive,
+            from,
             sysv,
-        } => match name {
-            Some(name) => target::check_creatable(&name)
-                .and_then(|()| commands::create(&name, size, mode, exclusive)),
-            None => sysv_cmds::create(out, &sysv.source, size, mode, exclusive),
+        } => match (name, from) {
+            (Some(name), Some(file)) => target::check_creatable(&name)
+                .and_then(|()| copy::create_from_file(&name, &file, size, mode)),
+            (Some(name), None) => target::check_creatable(&name).and_then(|()| {
+                commands::create(&name, size.expect("clap requires --size"), mode, exclusive)
+            }),
+            (None, _) => sysv_cmds::create(
+                out,
+                &sysv.source,
+                size.expect("clap requires --size"),
+                mode,
+                exclusive,
+            ),
         },
+        Command::Cp {
+            src,
+            dst,
+            mode,
+            force,
+        } => copy::cp(&src, &dst, mode, force),
         Command::Write {
             name,
             offset,
