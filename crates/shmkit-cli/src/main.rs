@@ -61,7 +61,7 @@ enum Command {
         name: Option<String>,
         /// Size in bytes; suffixes K, M, G (powers of 1024) and KiB, MiB, GiB, KB, MB, GB.
         /// With --from: the file's size unless given (then at least it).
-        #[arg(long, value_parser = units::parse_size, required_unless_present = "from")]
+        #[arg(long, value_parser = units::parse_size, required_unless_present = "from", allow_hyphen_values = true)]
         size: Option<u64>,
         /// Fill the new object with FILE's bytes (it must not exist yet);
         /// nothing is created if the file cannot be read whole.
