@@ -394,9 +394,9 @@ impl BcastArgs {
                 Missing::Refuse => bail!(
                     "{e} (no such broadcast: check the name, start `shmkit pub` first, or pass --create)"
                 ),
-                Missing::Create => Broadcast::open_or_create(name, &self.options())?,
+                Missing::Create => Broadcast::open_or_create(name, &self.options()).map_err(crate::chan::space_hint)?,
                 Missing::Announce => {
-                    let bcast = Broadcast::open_or_create(name, &self.options())?;
+                    let bcast = Broadcast::open_or_create(name, &self.options()).map_err(crate::chan::space_hint)?;
                     // A typo must not pass silently for the name meant.
                     eprintln!(
                         "shmkit: created broadcast {} ({} messages of up to {} bytes, {})",

@@ -18,8 +18,18 @@ pub fn options(capacity: usize, max_msg: usize, mode: u32) -> ChannelOptions {
     o
 }
 
+/// A creation error, with what to change when the space ran out: the
+/// library's error says how much was needed and how much is free.
+pub fn space_hint(e: shmkit::Error) -> anyhow::Error {
+    if e.kind() == ErrorKind::NoSpace {
+        anyhow::anyhow!("{e}; a smaller --capacity or --max-msg needs less")
+    } else {
+        e.into()
+    }
+}
+
 pub fn create(name: &str, opts: &ChannelOptions) -> Result<u8> {
-    Channel::create(name, opts)?;
+    Channel::create(name, opts).map_err(space_hint)?;
     Ok(0)
 }
 
@@ -214,7 +224,7 @@ pub fn produce(
 ) -> Result<u8> {
     let ch = match Channel::open(name) {
         Err(e) if e.kind() == ErrorKind::NotFound => {
-            let ch = Channel::open_or_create(name, opts)?;
+            let ch = Channel::open_or_create(name, opts).map_err(space_hint)?;
             // A typo must not pass silently for the name meant.
             eprintln!(
                 "shmkit: created channel {} ({} messages of up to {} bytes)",
@@ -310,7 +320,7 @@ pub fn consume(
     opts: &ChannelOptions,
 ) -> Result<u8> {
     let ch = if args.receive.create {
-        Channel::open_or_create(name, opts)?
+        Channel::open_or_create(name, opts).map_err(space_hint)?
     } else {
         Channel::open(name).map_err(|e| {
             if e.kind() == ErrorKind::NotFound {
