@@ -25,6 +25,45 @@ mod sweep;
 
 const WIDTH: u32 = 1100;
 const PANEL: u32 = 380;
+/// Height of the caption above the panels: where, what and how loaded.
+const CAPTION: u32 = 64;
+
+/// The caption's lines: the machine, the commit, the load before and after,
+/// and every transport that failed (left out of the panels).
+fn caption(report: &Report) -> Vec<String> {
+    let m = &report.machine;
+    let load = |l: [f64; 3]| format!("{:.2}", l[0]);
+    let mut lines = vec![
+        format!(
+            "shmkit-bench {} at commit {} on {} ({} CPUs, {} allowed, {}{}), {} run(s)",
+            m.shmkit_version,
+            m.commit,
+            m.model,
+            m.cpus,
+            m.cpus_allowed,
+            m.kernel,
+            if m.virtualized { ", virtualized" } else { "" },
+            report.runs
+        ),
+        format!(
+            "load average (1 min) {} at the start, {} at the end: other work competes with the measurement",
+            load(m.load_average),
+            m.load_average_end.map_or("-".to_string(), load)
+        ),
+    ];
+    let failed: Vec<String> = report
+        .results
+        .iter()
+        .filter(|r| r.error.is_some())
+        .map(|r| format!("{} in {:?}", r.transport, r.scenario))
+        .collect();
+    lines.push(if failed.is_empty() {
+        "every transport ran".to_string()
+    } else {
+        format!("FAILED (not drawn): {}", failed.join(", "))
+    });
+    lines
+}
 
 /// Writes the chart of `report` to `path`.
 pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
@@ -32,20 +71,29 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
         .into_iter()
         .filter(|&s| report.rows(s).any(|r| r.error.is_none()))
         .collect();
-    let height = PANEL * panels.len().max(1) as u32;
+    let height = CAPTION + PANEL * panels.len().max(1) as u32;
     let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let areas = root.split_evenly((panels.len().max(1), 1));
+    let (top, body) = root.split_vertically(CAPTION);
+    for (i, line) in caption(report).iter().enumerate() {
+        top.draw(&Text::new(
+            line.clone(),
+            (12, 8 + 18 * i as i32),
+            ("sans-serif", 13).into_font().color(&BLACK),
+        ))
+        .map_err(err)?;
+    }
+    let areas = body.split_evenly((panels.len().max(1), 1));
     for (scenario, area) in panels.iter().zip(areas.iter()) {
         let rows: Vec<&Row> = report
             .rows(*scenario)
             .filter(|r| r.error.is_none())
             .collect();
         match scenario {
-            Scenario::Rtt => latency(area, "rtt: round-trip latency", &rows)?,
+            Scenario::Rtt => latency(area, "rtt: round-trip latency (lower is better)", &rows)?,
             Scenario::Oversubscribed => latency(
                 area,
-                "oversubscribed: lap of a token around 3 processes on 2 cores",
+                "oversubscribed: lap of a token around 3 processes on 2 cores (lower is better)",
                 &rows,
             )?,
             Scenario::Stream if report.sizes(Scenario::Stream).len() > 1 => {
@@ -53,7 +101,7 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
             }
             Scenario::Stream => bars(
                 area,
-                "stream: messages per second",
+                "stream: messages per second (higher is better)",
                 "messages/s (log)",
                 &rows,
                 |r| r.msgs_per_s,
@@ -61,7 +109,7 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
             )?,
             Scenario::Bulk => bars(
                 area,
-                "bulk: GB/s (1 GB = 10^9 bytes)",
+                "bulk: GB/s, 1 GB = 10^9 bytes (higher is better)",
                 "GB/s",
                 &rows,
                 |r| r.bytes_per_s.map(|b| b / 1e9),
@@ -69,7 +117,7 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
             )?,
             Scenario::Fanout => by_readers(
                 area,
-                "fanout: messages per second each reader received, by number of readers (x)",
+                "fanout: messages/s each reader received, by readers (x) (higher is better; see the loss column of the table)",
                 "messages/s per reader (log)",
                 &rows,
                 |r| r.transport.clone(),
@@ -77,7 +125,7 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
             )?,
             Scenario::Paced => by_readers(
                 area,
-                "paced: p99 publish-to-receive latency in µs at each rate, by number of readers (x)",
+                "paced: p99 publish-to-receive latency in µs at each rate, by readers (x) (lower is better)",
                 "p99 µs (log)",
                 &rows,
                 |r| r.label_rate(),

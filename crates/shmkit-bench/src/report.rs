@@ -37,6 +37,9 @@ pub struct Machine {
     pub load_average_end: Option<[f64; 3]>,
     /// Version of shmkit-bench.
     pub shmkit_version: String,
+    /// The commit measured: `git rev-parse HEAD` where the run started,
+    /// or "unknown" outside a git checkout.
+    pub commit: String,
 }
 
 impl Machine {
@@ -75,12 +78,39 @@ impl Machine {
             load_average: load_average(),
             load_average_end: None,
             shmkit_version: env!("CARGO_PKG_VERSION").to_string(),
+            commit: commit(),
         }
     }
 
     /// Notes the load averages now, as the run ends.
     pub(crate) fn note_end(&mut self) {
         self.load_average_end = Some(load_average());
+    }
+}
+
+/// The commit checked out here (with `-dirty` when files differ from
+/// it), or "unknown" without git or outside a checkout.
+fn commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "HEAD"]) {
+        Some(hash) if !hash.is_empty() => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("{hash}-dirty")
+            } else {
+                hash
+            }
+        }
+        _ => "unknown".to_string(),
     }
 }
 
@@ -963,6 +993,16 @@ mod tests {
         opts.warmup = std::time::Duration::from_millis(1);
         opts.duration = std::time::Duration::from_millis(2);
         Report::new(Machine::detect(), &opts, &runs)
+    }
+
+    #[test]
+    fn the_commit_is_recorded() {
+        // This checkout's commit, or "unknown" where git cannot tell.
+        let commit = Machine::detect().commit;
+        assert!(
+            commit == "unknown" || commit.trim_end_matches("-dirty").len() == 40,
+            "{commit}"
+        );
     }
 
     #[test]

@@ -65,6 +65,11 @@ pub enum BoardCommand {
         /// With --watch: stop after printing N values (the first included).
         #[arg(long, requires = "watch")]
         count: Option<u64>,
+        /// With --watch: give up when no new version comes for DURATION
+        /// (`500ms`, `5s`); exit status 124 then, with a message on
+        /// standard error.
+        #[arg(long, requires = "watch", value_name = "DURATION", value_parser = crate::gc::parse_duration)]
+        timeout: Option<std::time::Duration>,
         /// Print `VERSION<TAB>` before each value.
         #[arg(long)]
         with_version: bool,
@@ -138,21 +143,26 @@ struct Show<'a> {
     key: Option<&'a str>,
     watch: bool,
     count: Option<u64>,
+    timeout: Option<std::time::Duration>,
     with_version: bool,
     json: bool,
 }
 
 impl Show<'_> {
-    /// Prints `first`, then with `watch` each value `next(version)` waits
-    /// for, until `count` are printed.
+    /// Prints `first`, then with `watch` each value `next(version, wait)`
+    /// waits for (`wait` what is left of `timeout`), until `count` are
+    /// printed. Returns the exit status (124 when `timeout` ran out).
     fn versions(
         &self,
         out: &mut dyn Write,
         first: (Vec<u8>, u64),
-        mut next: impl FnMut(u64) -> shmkit::Result<(Vec<u8>, u64)>,
-    ) -> Result<()> {
+        mut next: impl FnMut(u64, Option<std::time::Duration>) -> shmkit::Result<(Vec<u8>, u64)>,
+    ) -> Result<u8> {
         let (mut value, mut version) = first;
         let mut printed = 0u64;
+        let mut idle = crate::waiting::Idle::start(crate::waiting::TimeoutArg {
+            timeout: self.timeout,
+        });
         loop {
             if self.json {
                 let mut v = value_json(self.key, &value, version);
@@ -167,9 +177,19 @@ impl Show<'_> {
             out.flush()?;
             printed += 1;
             if !self.watch || self.count.is_some_and(|n| printed >= n) {
-                return Ok(());
+                return Ok(0);
             }
-            (value, version) = next(version)?;
+            idle.reset();
+            (value, version) = match next(version, idle.remaining()) {
+                Err(e) if e.kind() == ErrorKind::TimedOut => {
+                    let what = match self.key {
+                        Some(key) => format!("no new version of {key} on {}", self.name),
+                        None => format!("no new version on {}", self.name),
+                    };
+                    return Ok(idle.expired(&what, None));
+                }
+                other => other?,
+            };
         }
     }
 }
@@ -219,6 +239,7 @@ fn keyed(out: &mut dyn Write, cmd: BoardCommand) -> Result<u8> {
             keys,
             watch,
             count,
+            timeout,
             with_version,
             json,
         } => {
@@ -231,12 +252,13 @@ fn keyed(out: &mut dyn Write, cmd: BoardCommand) -> Result<u8> {
                     key: Some(key),
                     watch,
                     count,
+                    timeout,
                     with_version,
                     json,
                 };
-                show.versions(out, board.read(key)?, |since| {
-                    board.wait_for_change(key, since, None)
-                })?;
+                return show.versions(out, board.read(key)?, |since, wait| {
+                    board.wait_for_change(key, since, wait)
+                });
             } else {
                 if watch {
                     bail!("--watch watches one key: `board get {name} KEY --watch`");
@@ -363,10 +385,31 @@ impl BcastArgs {
         o
     }
 
-    /// Opens `name`, creating it with these parameters if absent; refuses
-    /// an existing one whose mode is not the one asked for.
-    fn open(&self, name: &str) -> Result<Broadcast> {
-        let bcast = Broadcast::open_or_create(name, &self.options())?;
+    /// Opens `name`, creating it with these parameters if absent and
+    /// `missing` allows it; refuses an existing one whose mode is not the
+    /// one asked for.
+    fn open(&self, name: &str, missing: Missing) -> Result<Broadcast> {
+        let bcast = match Broadcast::open(name) {
+            Err(e) if e.kind() == ErrorKind::NotFound => match missing {
+                Missing::Refuse => bail!(
+                    "{e} (no such broadcast: check the name, start `shmkit pub` first, or pass --create)"
+                ),
+                Missing::Create => Broadcast::open_or_create(name, &self.options()).map_err(crate::chan::space_hint)?,
+                Missing::Announce => {
+                    let bcast = Broadcast::open_or_create(name, &self.options()).map_err(crate::chan::space_hint)?;
+                    // A typo must not pass silently for the name meant.
+                    eprintln!(
+                        "shmkit: created broadcast {} ({} messages of up to {} bytes, {})",
+                        crate::show::escape_controls(bcast.name().as_str()),
+                        bcast.capacity(),
+                        bcast.max_message(),
+                        mode_text(bcast.lossless())
+                    );
+                    bcast
+                }
+            },
+            other => other?,
+        };
         let asked = self.policy();
         if asked.is_some() && bcast.lossless() != asked {
             bail!(
@@ -378,6 +421,17 @@ impl BcastArgs {
         }
         Ok(bcast)
     }
+}
+
+/// What `pub` and `sub` do when the broadcast does not exist.
+#[derive(Debug, Clone, Copy)]
+pub enum Missing {
+    /// Create it and say so on standard error (`pub`).
+    Announce,
+    /// Create it (`sub --create`).
+    Create,
+    /// An error naming the object (`sub`): a typo makes nothing.
+    Refuse,
 }
 
 /// A broadcast's mode in words.
@@ -485,6 +539,7 @@ pub fn board(out: &mut dyn Write, cmd: BoardCommand) -> Result<u8> {
             keys,
             watch,
             count,
+            timeout,
             with_version,
             json,
         } => {
@@ -501,12 +556,13 @@ pub fn board(out: &mut dyn Write, cmd: BoardCommand) -> Result<u8> {
                 key: None,
                 watch,
                 count,
+                timeout,
                 with_version,
                 json,
             };
-            show.versions(out, board.read()?, |since| {
-                board.wait_for_change(since, None)
-            })?;
+            return show.versions(out, board.read()?, |since, wait| {
+                board.wait_for_change(since, wait)
+            });
         }
     }
     Ok(0)
@@ -520,7 +576,7 @@ pub fn publish(
     tag: Option<String>,
     args: &BcastArgs,
 ) -> Result<u8> {
-    let bcast = args.open(name)?;
+    let bcast = args.open(name, Missing::Announce)?;
     crate::foreign::check(name);
     let mut publisher = bcast.publisher()?;
     match count {
@@ -552,25 +608,40 @@ pub fn publish(
     Ok(0)
 }
 
+/// What `sub` is asked to do besides printing.
+pub struct SubscribeArgs {
+    pub count: Option<u64>,
+    pub from_oldest: bool,
+    pub unbuffered: bool,
+    pub receive: crate::waiting::ReceiveArgs,
+}
+
 /// `sub`: prints each message as a line and each lag report on standard
 /// error, until `count` messages are accounted for (received or missed),
-/// or, without a count, until the writer is gone and everything is read.
+/// or, without a count, until the writer is gone and everything is read
+/// (with `follow`, a writer that leaves is waited for again). It waits for
+/// the first writer; `timeout` bounds every wait.
 pub fn subscribe(
     out: &mut dyn Write,
     name: &str,
-    count: Option<u64>,
-    from_oldest: bool,
-    unbuffered: bool,
-    args: &BcastArgs,
+    args: &SubscribeArgs,
+    bcast_args: &BcastArgs,
 ) -> Result<u8> {
-    let bcast = args.open(name)?;
+    let missing = if args.receive.create {
+        Missing::Create
+    } else {
+        Missing::Refuse
+    };
+    let bcast = bcast_args.open(name, missing)?;
     crate::foreign::check(name);
-    let mut sub = if from_oldest {
+    let mut sub = if args.from_oldest {
         bcast.subscribe_from_oldest()?
     } else {
         bcast.subscribe()?
     };
+    let count = args.count;
     let mut buf = Vec::new();
+    let mut idle = crate::waiting::Idle::start(args.receive.timeout);
     let accounted = |s: &Subscriber| s.received() + s.missed();
     while count.is_none_or(|n| accounted(&sub) < n) {
         // Take what is there without blocking; flush before waiting, so a
@@ -578,31 +649,53 @@ pub fn subscribe(
         let got = match sub.try_recv_into(&mut buf) {
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
                 out.flush()?;
-                sub.recv_into(&mut buf, None)
+                // A wait whose time is up ends at once with TimedOut.
+                sub.recv_into(&mut buf, idle.remaining())
             }
             other => other,
         };
         match got {
             Ok(Received::Message { .. }) => {
+                idle.reset();
                 buf.push(b'\n');
                 out.write_all(&buf)?;
-                if unbuffered {
+                if args.unbuffered {
                     out.flush()?;
                 }
             }
             Ok(Received::Lagged { missed }) => {
+                idle.reset();
                 out.flush()?;
                 eprintln!("lagged: missed {missed} messages");
+            }
+            // The writer left: the next receive sleeps a liveness slice on
+            // the broadcast's bell before it says so again, and a new
+            // writer's claim ends that sleep: following never spins.
+            Err(e)
+                if e.kind() == ErrorKind::Disconnected && !sub.evicted() && args.receive.follow => {
             }
             Err(e) if e.kind() == ErrorKind::Disconnected && !sub.evicted() => {
                 if let Some(n) = count {
                     bail!(
-                        "cannot receive from {}: the writer left after {} of {n} messages",
+                        "cannot receive from {}: the writer left after {} of {n} messages (--follow waits for a new writer)",
                         sub.name(),
                         accounted(&sub)
                     );
                 }
+                if accounted(&sub) == 0 {
+                    eprintln!(
+                        "shmkit: the writer of {} has left and nothing new is there (--follow waits for a new writer)",
+                        crate::show::escape_controls(sub.name().as_str())
+                    );
+                }
                 break;
+            }
+            Err(e) if e.kind() == ErrorKind::TimedOut => {
+                out.flush()?;
+                return Ok(idle.expired(
+                    &format!("no message on {}", sub.name()),
+                    count.map(|n| format!("{} of {n} received or missed", accounted(&sub))),
+                ));
             }
             Err(e) => return Err(e.into()),
         }

@@ -18,8 +18,18 @@ pub fn options(capacity: usize, max_msg: usize, mode: u32) -> ChannelOptions {
     o
 }
 
+/// A creation error, with what to change when the space ran out: the
+/// library's error says how much was needed and how much is free.
+pub fn space_hint(e: shmkit::Error) -> anyhow::Error {
+    if e.kind() == ErrorKind::NoSpace {
+        anyhow::anyhow!("{e}; a smaller --capacity or --max-msg needs less")
+    } else {
+        e.into()
+    }
+}
+
 pub fn create(name: &str, opts: &ChannelOptions) -> Result<u8> {
-    Channel::create(name, opts)?;
+    Channel::create(name, opts).map_err(space_hint)?;
     Ok(0)
 }
 
@@ -32,6 +42,60 @@ pub fn reap(out: &mut dyn Write, name: &str) -> Result<u8> {
         "{}: freed {n} dead endpoint(s)",
         show::escape_name(ch.name().as_str())
     )?;
+    Ok(0)
+}
+
+/// How `chan peek` shows each message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeekStyle {
+    /// A line each; a message that is not text as its length and hex.
+    Lines,
+    /// A `POSITION: N bytes` line and a hex dump each.
+    Hex,
+    /// The raw bytes, each followed by a NUL byte.
+    Nul,
+}
+
+/// Whether a message can be shown as a line of text as it is: UTF-8 with
+/// no control character but the tab (a newline would split it).
+fn is_plain_text(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok_and(|t| !t.chars().any(|c| c.is_control() && c != '\t'))
+}
+
+/// `chan peek`: up to `count` queued messages, taking none.
+pub fn peek(out: &mut dyn Write, name: &str, count: usize, style: PeekStyle) -> Result<u8> {
+    let ch = Channel::open(name)?;
+    let typed = ch.stats().type_size != 0;
+    let messages = ch.peek(count)?;
+    for m in &messages {
+        match style {
+            PeekStyle::Nul => {
+                out.write_all(&m.bytes)?;
+                out.write_all(b"\0")?;
+            }
+            PeekStyle::Hex => {
+                writeln!(out, "{}: {} bytes", m.position, m.bytes.len())?;
+                show::hex_lines(out, 0, &m.bytes)?;
+            }
+            PeekStyle::Lines if !typed && is_plain_text(&m.bytes) => {
+                out.write_all(&m.bytes)?;
+                out.write_all(b"\n")?;
+            }
+            PeekStyle::Lines => {
+                let hex: Vec<String> = m.bytes.iter().map(|b| format!("{b:02x}")).collect();
+                writeln!(out, "[{} bytes] {}", m.bytes.len(), hex.join(" "))?;
+            }
+        }
+    }
+    out.flush()?;
+    // Depth after the look: a count, not a promise (others keep going).
+    let depth = ch.stats().depth;
+    if messages.len() as u64 == count as u64 && depth > count as u64 {
+        eprintln!(
+            "shmkit: {} of about {depth} queued messages shown (--count N shows more)",
+            messages.len()
+        );
+    }
     Ok(0)
 }
 
@@ -160,7 +224,7 @@ pub fn produce(
 ) -> Result<u8> {
     let ch = match Channel::open(name) {
         Err(e) if e.kind() == ErrorKind::NotFound => {
-            let ch = Channel::open_or_create(name, opts)?;
+            let ch = Channel::open_or_create(name, opts).map_err(space_hint)?;
             // A typo must not pass silently for the name meant.
             eprintln!(
                 "shmkit: created channel {} ({} messages of up to {} bytes)",
@@ -227,8 +291,17 @@ pub fn produce(
     Ok(0)
 }
 
+/// What `consume` is asked to do besides printing.
+pub struct ConsumeArgs {
+    pub count: Option<u64>,
+    pub unbuffered: bool,
+    pub receive: crate::waiting::ReceiveArgs,
+}
+
 /// `consume`: prints each message as a line, until `count` messages or
-/// until every producer is gone and the channel is empty.
+/// until every producer is gone and the channel is empty (with `follow`,
+/// until `count` or killed: a producer that leaves is waited for again).
+/// A consumer waits for the first producer; `timeout` bounds every wait.
 ///
 /// Messages are taken in batches (`recv_batch`: one wake-up of a waiting
 /// producer per batch), and a message is released only after its line is
@@ -243,13 +316,11 @@ pub fn produce(
 pub fn consume(
     out: &mut dyn Write,
     name: &str,
-    count: Option<u64>,
-    unbuffered: bool,
-    create: bool,
+    args: &ConsumeArgs,
     opts: &ChannelOptions,
 ) -> Result<u8> {
-    let ch = if create {
-        Channel::open_or_create(name, opts)?
+    let ch = if args.receive.create {
+        Channel::open_or_create(name, opts).map_err(space_hint)?
     } else {
         Channel::open(name).map_err(|e| {
             if e.kind() == ErrorKind::NotFound {
@@ -263,8 +334,11 @@ pub fn consume(
     };
     crate::foreign::check(name);
     let mut rx = ch.receiver()?;
+    let count = args.count;
+    let unbuffered = args.unbuffered;
     let mut line = Vec::new();
     let mut received = 0u64;
+    let mut idle = crate::waiting::Idle::start(args.receive.timeout);
     // A write error stops the batch; it is reported as itself.
     let mut write_error: Option<std::io::Error> = None;
     while count.is_none_or(|n| received < n) {
@@ -275,7 +349,7 @@ pub fn consume(
         });
         if matches!(&got, Err(e) if e.kind() == ErrorKind::TimedOut) && write_error.is_none() {
             out.flush()?;
-            got = rx.recv_batch(max, None, |slot| {
+            got = rx.recv_batch(max, idle.deadline(), |slot| {
                 print_line(&mut *out, slot, &mut line, unbuffered, &mut write_error)
             });
         }
@@ -283,15 +357,35 @@ pub fn consume(
             return Err(e.into());
         }
         match got {
-            Ok(n) => received += n as u64,
+            Ok(n) => {
+                received += n as u64;
+                idle.reset();
+            }
+            // Every producer left: the next receive waits a liveness slice
+            // (a futex sleep) before it says so again, so following costs
+            // no spinning; a new producer's first message ends the wait.
+            Err(e) if e.kind() == ErrorKind::Disconnected && args.receive.follow => {}
             Err(e) if e.kind() == ErrorKind::Disconnected => {
                 if let Some(n) = count {
                     anyhow::bail!(
-                        "cannot receive from {}: every producer left after {received} of {n} messages",
+                        "cannot receive from {}: every producer left after {received} of {n} messages (--follow waits for new producers)",
                         ch.name()
                     );
                 }
+                if received == 0 {
+                    eprintln!(
+                        "shmkit: every producer of {} has left and it is empty (--follow waits for new producers)",
+                        show::escape_controls(ch.name().as_str())
+                    );
+                }
                 break;
+            }
+            Err(e) if e.kind() == ErrorKind::TimedOut => {
+                out.flush()?;
+                return Ok(idle.expired(
+                    &format!("no message on {}", ch.name()),
+                    count.map(|n| format!("{received} of {n} received")),
+                ));
             }
             Err(e) => return Err(e.into()),
         }

@@ -40,15 +40,15 @@ pub fn create(name: &str, size: u64, mode: u32, exclusive: bool) -> Result<u8> {
     Ok(0)
 }
 
-pub fn write(target: &Target, offset: u64, text: Option<String>, force: bool) -> Result<u8> {
-    let obj = Opened::open(target, true)?;
-    if let (Opened::Posix(posix), false) = (&obj, force) {
-        // Raw bytes over a structured object's header or state corrupt it
-        // for every process that uses it.
+/// Refuses raw bytes into a shmkit channel, board or broadcast unless
+/// `force`: they would overwrite its header and state for every process
+/// that uses it. `op` names the verb in the error.
+pub fn refuse_structured(obj: &Opened, op: &'static str, force: bool) -> Result<()> {
+    if let (Opened::Posix(posix), false) = (obj, force) {
         if let Some(kind) = shmkit::layout::peek_kind_of(posix) {
             bail!(Error::new(
                 ErrorKind::InvalidArgument,
-                "write",
+                op,
                 posix.name().as_str(),
                 format!(
                     "it is a shmkit {}: raw bytes would overwrite its header and state (use `shmkit {}`, or --force)",
@@ -62,6 +62,12 @@ pub fn write(target: &Target, offset: u64, text: Option<String>, force: bool) ->
             ));
         }
     }
+    Ok(())
+}
+
+pub fn write(target: &Target, offset: u64, text: Option<String>, force: bool) -> Result<u8> {
+    let obj = Opened::open(target, true)?;
+    refuse_structured(&obj, "write", force)?;
     let size = obj.size()?;
     let data = match text {
         Some(t) => t.into_bytes(),

@@ -10,6 +10,7 @@ mod bridge;
 mod chan;
 mod commands;
 mod completions;
+mod copy;
 mod demo;
 mod foreign;
 mod gc;
@@ -20,6 +21,7 @@ mod sysv_cmds;
 mod target;
 mod top;
 mod units;
+mod waiting;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -48,7 +50,7 @@ enum Command {
     /// Create a shared memory object of SIZE bytes, its space reserved, or
     /// with --sysv a System V segment (printing its id).
     #[command(
-        after_help = "Examples:\n  shmkit create /jobs --size 1.5M\n  shmkit create /jobs --size 4K --mode 0660 --exclusive\n  shmkit create --sysv --key 0x1234 --size 64K     (prints the shmid)\n  shmkit create --sysv --ftok /etc/hosts:A --size 4096"
+        after_help = "Examples:\n  shmkit create /jobs --size 1.5M\n  shmkit create /jobs --size 4K --mode 0660 --exclusive\n  shmkit create --sysv --key 0x1234 --size 64K     (prints the shmid)\n  shmkit create --sysv --ftok /etc/hosts:A --size 4096\n  shmkit create /weights --from model.bin            (the file's size and bytes)"
     )]
     Create {
         /// Object name (`name` or `/name`); none with --sysv.
@@ -58,8 +60,13 @@ enum Command {
         )]
         name: Option<String>,
         /// Size in bytes; suffixes K, M, G (powers of 1024) and KiB, MiB, GiB, KB, MB, GB.
-        #[arg(long, value_parser = units::parse_size)]
-        size: u64,
+        /// With --from: the file's size unless given (then at least it).
+        #[arg(long, value_parser = units::parse_size, required_unless_present = "from", allow_hyphen_values = true)]
+        size: Option<u64>,
+        /// Fill the new object with FILE's bytes (it must not exist yet);
+        /// nothing is created if the file cannot be read whole.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["sysv", "key", "ftok", "private", "exclusive"])]
+        from: Option<std::path::PathBuf>,
         /// Permission bits in octal.
         #[arg(long, default_value = "0600", value_parser = units::parse_mode)]
         mode: u32,
@@ -83,6 +90,22 @@ enum Command {
         text: Option<String>,
         /// Write even into a shmkit channel, board or broadcast (whose
         /// header and state raw bytes would overwrite).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Copy bytes between a file (or standard input/output) and a shared
+    /// memory object or segment, in either direction.
+    #[command(after_help = copy::HELP)]
+    Cp {
+        /// Where the bytes come from.
+        src: String,
+        /// Where they go.
+        dst: String,
+        /// Permission bits in octal of an object the copy creates.
+        #[arg(long, default_value = "0600", value_parser = units::parse_mode)]
+        mode: u32,
+        /// Copy into a shmkit channel, board or broadcast too (whose header
+        /// and state raw bytes would overwrite).
         #[arg(long)]
         force: bool,
     },
@@ -173,7 +196,13 @@ enum Command {
         chan: ChanArgs,
     },
     /// Print each message as a line, until N messages or until every
-    /// producer is gone. The channel must exist unless --create is given.
+    /// producer is gone (it waits for the first one; with --follow for each
+    /// next one too). The channel must exist unless --create is given.
+    /// Exit status: 0 done, 1 an error (producers gone before N messages),
+    /// 124 --timeout ran out.
+    #[command(
+        after_help = "Examples:\n  shmkit consume /jobs --count 10 --timeout 5s\n  shmkit consume /jobs --follow            every message of every producer, until killed\n  shmkit consume /jobs --create --capacity 64 --max-msg 4K"
+    )]
     Consume {
         /// Channel name.
         name: String,
@@ -184,11 +213,8 @@ enum Command {
         /// instead of when the channel runs empty.
         #[arg(long)]
         unbuffered: bool,
-        /// Create the channel (with the --capacity/--max-msg given) if it
-        /// does not exist; without it a missing channel is an error, so a
-        /// typo never makes a new object.
-        #[arg(long)]
-        create: bool,
+        #[command(flatten)]
+        receive: waiting::ReceiveArgs,
         #[command(flatten)]
         chan: ChanArgs,
     },
@@ -196,7 +222,8 @@ enum Command {
     #[command(subcommand)]
     Board(board::BoardCommand),
     /// Publish each line of standard input as one broadcast message (or N
-    /// numbered messages `TAG I`), creating the broadcast if absent. Never
+    /// numbered messages `TAG I`), creating the broadcast if absent (and
+    /// saying so on standard error). Never
     /// waits for subscribers: the oldest messages are overwritten; with
     /// --lossless, waits for the slowest live subscriber instead.
     Pub {
@@ -215,8 +242,13 @@ enum Command {
     /// `lagged: missed N messages` on standard error when the ring
     /// overwrote some first (it then resumes half a ring behind the newest
     /// message); until N messages are accounted for (printed or missed)
-    /// or, without --count, the writer is gone. Creates the broadcast if
-    /// absent.
+    /// or, without --count, the writer is gone (it waits for the first
+    /// writer; with --follow for each next one too). The broadcast must
+    /// exist unless --create is given. Exit status: 0 done, 1 an error,
+    /// 124 --timeout ran out.
+    #[command(
+        after_help = "Examples:\n  shmkit sub /ticks --create --count 10 --timeout 5s\n  shmkit sub /ticks --follow --unbuffered       every writer's messages, until killed\n  shmkit sub /ticks --from-oldest               what the ring still holds, then new ones"
+    )]
     Sub {
         /// Broadcast name.
         name: String,
@@ -230,6 +262,8 @@ enum Command {
         /// Write each line as soon as it is received.
         #[arg(long)]
         unbuffered: bool,
+        #[command(flatten)]
+        receive: waiting::ReceiveArgs,
         #[command(flatten)]
         bcast: board::BcastArgs,
     },
@@ -306,6 +340,28 @@ enum ChanCommand {
         /// Channel name.
         name: String,
     },
+    /// Show the queued messages without taking them (nothing in the
+    /// channel changes: no endpoint joins, no word is written). Each message
+    /// is a line; one that is not text (or any message of a typed channel)
+    /// is shown as its length and hex bytes.
+    #[command(
+        after_help = "Examples:\n  shmkit chan peek /jobs                 the next 10 messages\n  shmkit chan peek /jobs --count 100 --hex\n  shmkit chan peek /jobs -0 | xargs -0 -n1 echo"
+    )]
+    Peek {
+        /// Channel name.
+        name: String,
+        /// Show at most this many messages, oldest first.
+        #[arg(long, default_value = "10")]
+        count: usize,
+        /// Show each message as a `POSITION: N bytes` line and a hex dump
+        /// (the `hexdump -C` shape, offsets within the message).
+        #[arg(long, conflicts_with = "nul")]
+        hex: bool,
+        /// Write each message's raw bytes followed by a NUL byte, for
+        /// `xargs -0` and other tools.
+        #[arg(short = '0', long = "null", id = "nul")]
+        nul: bool,
+    },
     /// Show capacity, depth, counts and the connected producers and consumers.
     Stat {
         /// Channel name.
@@ -373,12 +429,28 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             size,
             mode,
             exclusive,
+            from,
             sysv,
-        } => match name {
-            Some(name) => target::check_creatable(&name)
-                .and_then(|()| commands::create(&name, size, mode, exclusive)),
-            None => sysv_cmds::create(out, &sysv.source, size, mode, exclusive),
+        } => match (name, from) {
+            (Some(name), Some(file)) => target::check_creatable(&name)
+                .and_then(|()| copy::create_from_file(&name, &file, size, mode)),
+            (Some(name), None) => target::check_creatable(&name).and_then(|()| {
+                commands::create(&name, size.expect("clap requires --size"), mode, exclusive)
+            }),
+            (None, _) => sysv_cmds::create(
+                out,
+                &sysv.source,
+                size.expect("clap requires --size"),
+                mode,
+                exclusive,
+            ),
         },
+        Command::Cp {
+            src,
+            dst,
+            mode,
+            force,
+        } => copy::cp(&src, &dst, mode, force),
         Command::Write {
             name,
             offset,
@@ -400,6 +472,21 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         }
         Command::Chan(ChanCommand::Stat { name, json }) => chan::stat(out, &name, json),
         Command::Chan(ChanCommand::Reap { name }) => chan::reap(out, &name),
+        Command::Chan(ChanCommand::Peek {
+            name,
+            count,
+            hex,
+            nul,
+        }) => {
+            let style = if hex {
+                chan::PeekStyle::Hex
+            } else if nul {
+                chan::PeekStyle::Nul
+            } else {
+                chan::PeekStyle::Lines
+            };
+            chan::peek(out, &name, count, style)
+        }
         Command::Produce {
             name,
             count,
@@ -413,11 +500,16 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             name,
             count,
             unbuffered,
-            create,
+            receive,
             chan,
         } => {
             target::check_creatable(&name)?;
-            chan::consume(out, &name, count, unbuffered, create, &chan.options())
+            let args = chan::ConsumeArgs {
+                count,
+                unbuffered,
+                receive,
+            };
+            chan::consume(out, &name, &args, &chan.options())
         }
         Command::Board(cmd) => board::board(out, cmd),
         Command::Pub {
@@ -434,10 +526,17 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             count,
             from_oldest,
             unbuffered,
+            receive,
             bcast,
         } => {
             target::check_creatable(&name)?;
-            board::subscribe(out, &name, count, from_oldest, unbuffered, &bcast)
+            let args = board::SubscribeArgs {
+                count,
+                from_oldest,
+                unbuffered,
+                receive,
+            };
+            board::subscribe(out, &name, &args, &bcast)
         }
         Command::Demo { messages } => demo::run(out, messages),
         Command::Gc(args) => gc::run(out, args),

@@ -179,7 +179,7 @@ fn sixteen_subscribers_receive_every_message_in_order() {
     let count = COUNT.to_string();
     let subs: Vec<Running> = (0..SUBSCRIBERS)
         .map(|_| {
-            let mut args = vec!["sub", &b.name, "--count", &count];
+            let mut args = vec!["sub", &b.name, "--create", "--count", &count];
             args.extend(params);
             spawn(&args)
         })
@@ -219,7 +219,7 @@ fn a_stopped_subscriber_learns_exactly_how_many_it_missed() {
     let b = TestObject::new("bcast-lag");
     let params = ["--capacity", "4", "--max-msg", "32"];
     let count = COUNT.to_string();
-    let mut args = vec!["sub", &b.name, "--count", &count];
+    let mut args = vec!["sub", &b.name, "--create", "--count", &count];
     args.extend(params);
     let stopped = spawn(&args);
     let running = spawn(&args);
@@ -309,7 +309,7 @@ fn killed_subscribers_show_dead_and_are_reaped_by_the_next() {
 fn a_killed_publisher_is_taken_over_and_subscribers_see_no_torn_line() {
     let b = TestObject::new("bcast-pub-kill");
     let params = ["--capacity", "1024", "--max-msg", "32"];
-    let mut args = vec!["sub", &b.name];
+    let mut args = vec!["sub", &b.name, "--create"];
     args.extend(params);
     let sub = spawn(&args);
     stat_until(&b.name, "the subscriber", |st| subscriber_count(st) == 1);

@@ -572,3 +572,37 @@ fn dead_endpoints_are_counted_and_reaped() {
     assert_eq!(st["dead_endpoints"], 0, "{st}");
     assert!(st["consumers"].as_array().unwrap().is_empty(), "{st}");
 }
+
+#[test]
+fn produce_into_a_typed_channel_refuses_other_lengths() {
+    let ch = TestObject::new("chan-typed");
+    let mut options = shmkit::channel::ChannelOptions::new();
+    options.capacity(4);
+    let typed =
+        shmkit::channel::TypedChannel::<[u64; 2]>::create_with_options(&ch.name, &options).unwrap();
+    let out = shmkit_stdin(&["produce", &ch.name], b"hi\n");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("a message of 2 bytes") && err.contains("16-byte typed values"),
+        "{err}"
+    );
+    // The real receiver finds nothing, not a corrupt message.
+    let e = typed.receiver().unwrap().try_recv().unwrap_err();
+    assert_eq!(e.kind(), shmkit::ErrorKind::WouldBlock, "{e}");
+    // A 16-byte line is one value.
+    let out = shmkit_stdin(&["produce", &ch.name], b"0123456789abcdef\n");
+    assert!(out.status.success());
+    assert_eq!(
+        typed.receiver().unwrap().try_recv().unwrap(),
+        [
+            u64::from_ne_bytes(*b"01234567"),
+            u64::from_ne_bytes(*b"89abcdef")
+        ]
+    );
+}

@@ -15,6 +15,10 @@ const HANG_GUARD: Duration = Duration::from_secs(120);
 /// `sub` or `pub` arguments for broadcast `name` with `extra` appended.
 fn args<'a>(verb: &'a str, name: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut a = vec![verb, name];
+    // The subscribers start first: they make the broadcast.
+    if verb == "sub" {
+        a.push("--create");
+    }
     a.extend_from_slice(extra);
     a
 }

@@ -567,9 +567,15 @@ impl PosixObject {
                     return Ok(());
                 }
                 Err(e @ (Errno::NOSPC | Errno::FBIG)) => {
-                    return Err(self
-                        .too_big(op, offset + len)
-                        .unwrap_or_else(|| self.err(op, e)))
+                    return Err(self.too_big(op, offset + len).unwrap_or_else(|| {
+                        // How much was asked for, beside what is free: the
+                        // caller can tell whether a smaller size would do.
+                        Error::os(op, self.name.as_str(), e.raw_os_error()).with_detail(format!(
+                            "{} ({len} bytes) needed; {}",
+                            crate::human_bytes(len),
+                            space_hint()
+                        ))
+                    }));
                 }
                 Err(e) => return Err(self.err(op, e)),
             }

@@ -211,7 +211,7 @@ fn zero_copy_slots_and_typed_values() {
         y: f64,
         id: u64,
     }
-    let typed = TypedChannel::<Point>::create(&tname.0, 16, 0o600).unwrap();
+    let typed = TypedChannel::<Point>::create_with_options(&tname.0, &options(16, 1)).unwrap();
     let mut ttx = typed.sender().unwrap();
     let mut trx = TypedChannel::<Point>::open(&tname.0)
         .unwrap()

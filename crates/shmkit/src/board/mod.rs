@@ -59,6 +59,36 @@
 //! All processes must share a pid namespace: writer liveness is judged from
 //! `/proc/PID/stat`.
 //!
+//! # Two processes
+//! One program, started twice: `pose write` publishes a position ten
+//! times a second, `pose watch` prints each new version as it comes (a
+//! watcher sleeps on the board's futex between versions).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use shmkit::board::{Board, BoardOptions};
+//!
+//! fn main() -> shmkit::Result<()> {
+//!     let mut options = BoardOptions::new();
+//!     options.max_size(64);
+//!     let pose = Board::open_or_create("/pose", &options)?;
+//!     if std::env::args().nth(1).as_deref() == Some("write") {
+//!         let mut writer = pose.writer()?;
+//!         for step in 0..100 {
+//!             writer.write(format!("x={step} y={}", step * 2).as_bytes())?;
+//!             std::thread::sleep(Duration::from_millis(100));
+//!         }
+//!     } else {
+//!         let (mut value, mut version) = pose.read()?;
+//!         loop {
+//!             println!("{version}: {}", String::from_utf8_lossy(&value));
+//!             (value, version) = pose.wait_for_change(version, Some(Duration::from_secs(5)))?;
+//!         }
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use shmkit::board::{Board, BoardOptions};

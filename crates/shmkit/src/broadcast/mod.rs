@@ -94,6 +94,38 @@
 //! }
 //! # Ok::<(), shmkit::Error>(())
 //! ```
+//!
+//! # Two processes
+//! One program, started several times: `ticks pub` publishes a thousand
+//! ticks, each `ticks sub` prints every tick it sees (a subscriber waits
+//! for the first writer, reports what the ring overwrote before it could
+//! read it, and ends when the writer has left and everything is read).
+//!
+//! ```no_run
+//! use shmkit::broadcast::{Broadcast, BroadcastOptions, Received};
+//! use shmkit::ErrorKind;
+//!
+//! fn main() -> shmkit::Result<()> {
+//!     let ticks = Broadcast::open_or_create("/ticks", BroadcastOptions::new().capacity(1024))?;
+//!     if std::env::args().nth(1).as_deref() == Some("pub") {
+//!         let mut publisher = ticks.publisher()?;
+//!         for i in 0..1000u32 {
+//!             publisher.send(&i.to_le_bytes())?;
+//!         }
+//!     } else {
+//!         let mut sub = ticks.subscribe()?;
+//!         loop {
+//!             match sub.recv() {
+//!                 Ok(Received::Message { position, value }) => println!("{position}: {value:?}"),
+//!                 Ok(Received::Lagged { missed }) => eprintln!("missed {missed} ticks"),
+//!                 Err(e) if e.kind() == ErrorKind::Disconnected => break,
+//!                 Err(e) => return Err(e),
+//!             }
+//!         }
+//!     }
+//!     Ok(())
+//! }
+//! ```
 
 // Under loom only the models use the algorithm.
 #[cfg_attr(loom, allow(dead_code))]

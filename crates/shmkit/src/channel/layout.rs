@@ -82,6 +82,9 @@ pub(super) const ROLE_CONSUMER: u64 = 2;
 pub(super) struct Layout {
     pub(super) capacity: u64,
     pub(super) max_msg: u64,
+    /// The shortest message a sender may send: the type's size on a typed
+    /// channel (every message is one value), else 0.
+    pub(super) min_msg: u64,
     pub(super) slot_size: u64,
     /// Offset of the payload in a slot (SLOT_HEADER or LARGE_SLOT_HEADER).
     pub(super) payload_offset: u64,
@@ -156,6 +159,7 @@ impl Layout {
         Ok(Layout {
             capacity,
             max_msg,
+            min_msg: u64::from(type_size),
             slot_size,
             payload_offset,
             type_size,
@@ -164,6 +168,15 @@ impl Layout {
             total,
             ring_bytes: capacity * slot_size,
         })
+    }
+
+    /// Whether a sender may send a message of `len` bytes: at most the
+    /// largest message, and on a typed channel exactly the type's size
+    /// (a receiver would find any other length corrupt). One comparison:
+    /// a length below `min_msg` wraps past the range.
+    #[inline(always)]
+    pub(super) fn admits(&self, len: usize) -> bool {
+        (len as u64).wrapping_sub(self.min_msg) <= self.max_msg - self.min_msg
     }
 
     /// One sender and one receiver at a time (the slot or the byte ring).

@@ -58,6 +58,40 @@
 //!
 //! All endpoints must share a pid namespace: liveness is judged from
 //! `/proc/PID/stat`.
+//!
+//! # Two processes
+//! One program, started twice: `jobs produce` in one terminal sends ten
+//! jobs, `jobs consume` in another prints them (whichever starts first
+//! creates the channel; the consumer waits for the first producer and ends
+//! when every producer has left and the channel is empty).
+//!
+//! ```no_run
+//! use shmkit::channel::{Channel, ChannelOptions};
+//! use shmkit::ErrorKind;
+//!
+//! fn main() -> shmkit::Result<()> {
+//!     let mut options = ChannelOptions::new();
+//!     options.capacity(64).max_message(256);
+//!     let jobs = Channel::open_or_create("/jobs", &options)?;
+//!     if std::env::args().nth(1).as_deref() == Some("produce") {
+//!         let mut tx = jobs.sender()?;
+//!         for i in 0..10 {
+//!             tx.send(format!("job {i}").as_bytes())?;
+//!         }
+//!     } else {
+//!         let mut rx = jobs.receiver()?;
+//!         loop {
+//!             match rx.recv() {
+//!                 Ok(job) => println!("{}", String::from_utf8_lossy(&job)),
+//!                 Err(e) if e.kind() == ErrorKind::Disconnected => break,
+//!                 Err(e) => return Err(e),
+//!             }
+//!         }
+//!         jobs.unlink()?;
+//!     }
+//!     Ok(())
+//! }
+//! ```
 
 pub(crate) mod ring;
 pub(crate) mod spsc;
@@ -72,13 +106,17 @@ pub(crate) mod stream;
 // - `wait`: the bounded-spin-then-futex wait in liveness slices;
 // - `sender`, `receiver`: the two ends and their in-place slots;
 // - `typed`: channels of `bytemuck::Pod` values;
-// - `stats`: `Channel::stats` and what it reports.
+// - `stats`: `Channel::stats` and what it reports;
+// - `peek`: `Channel::peek`, a look at queued messages that takes none.
 #[cfg(not(loom))]
 mod endpoints;
 #[cfg(not(loom))]
 mod layout;
 #[cfg(not(loom))]
 mod object;
+// issue 17: a look at queued messages that takes none
+#[cfg(not(loom))]
+mod peek;
 #[cfg(not(loom))]
 mod receiver;
 #[cfg(not(loom))]
@@ -94,6 +132,8 @@ mod wait;
 pub use layout::{LIVENESS_SLICE, MAX_CAPACITY, MAX_ENDPOINTS, MAX_MESSAGE};
 #[cfg(not(loom))]
 pub use object::{Channel, ChannelOptions};
+#[cfg(not(loom))]
+pub use peek::PeekedMessage;
 #[cfg(not(loom))]
 pub use receiver::{Messages, Receiver, RecvSlot};
 #[cfg(not(loom))]

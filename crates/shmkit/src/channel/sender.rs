@@ -83,7 +83,7 @@ impl Sender {
         if self.stream.is_some() {
             return self.stream_send(msg, block, deadline);
         }
-        if msg.len() as u64 > self.inner.layout.max_msg {
+        if !self.inner.layout.admits(msg.len()) {
             return Err(self.too_long(msg.len()));
         }
         let claim = self.claim(block, deadline)?;
@@ -193,11 +193,10 @@ impl Sender {
         if self.stream.is_some() {
             return self.stream_send_batch(msgs);
         }
-        let max = self.inner.layout.max_msg;
         let mut unannounced = false;
         let result = (|| {
             for msg in msgs {
-                if msg.len() as u64 > max {
+                if !self.inner.layout.admits(msg.len()) {
                     return Err(self.too_long(msg.len()));
                 }
                 let claim = match self.claim_now(false) {
@@ -234,7 +233,20 @@ impl Sender {
         result
     }
 
+    /// The error for a message of `len` bytes the channel does not admit
+    /// (see `Layout::admits`).
     pub(super) fn too_long(&self, len: usize) -> Error {
+        let layout = &self.inner.layout;
+        if layout.type_size != 0 {
+            return self.inner.err(
+                ErrorKind::InvalidArgument,
+                "send to",
+                format!(
+                    "a message of {len} bytes into a channel of {}-byte typed values: every message must be exactly one value",
+                    layout.type_size
+                ),
+            );
+        }
         self.inner.err(
             ErrorKind::InvalidArgument,
             "send to",
@@ -430,6 +442,9 @@ impl SendSlot<'_> {
 
     /// Publishes the first `len` bytes as one message.
     pub fn commit(mut self, len: usize) -> Result<()> {
+        if len <= self.capacity() && !self.sender.inner.layout.admits(len) {
+            return Err(self.sender.too_long(len));
+        }
         if len > self.capacity() {
             return Err(self.sender.inner.err(
                 ErrorKind::InvalidArgument,

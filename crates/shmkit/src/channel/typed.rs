@@ -28,14 +28,34 @@ impl<T: bytemuck::Pod> TypedChannel<T> {
     }
 
     /// Creates a channel for `capacity` values of `T`.
+    #[deprecated(
+        since = "0.1.0",
+        note = "use `TypedChannel::create_with_options(name, &ChannelOptions)`, which takes options as `Channel::create` does"
+    )]
     pub fn create(name: &str, capacity: usize, mode: u32) -> Result<Self> {
         let mut opts = ChannelOptions::new();
         opts.capacity(capacity).mode(mode);
         Self::create_with_options(name, &opts)
     }
 
-    /// Creates a channel of `T` with `options` (capacity, mode, SPSC); the
-    /// maximum message is the size of `T` whatever `options` says.
+    /// Creates a channel of `T` with `options` (capacity, mode, SPSC,
+    /// stream), as [`Channel::create`] does; the maximum message is the
+    /// size of `T` whatever `options` says, and a sender refuses any other
+    /// length.
+    ///
+    /// ```no_run
+    /// use shmkit::channel::{ChannelOptions, TypedChannel};
+    ///
+    /// let mut options = ChannelOptions::new();
+    /// options.capacity(256).mode(0o600);
+    /// let ticks = TypedChannel::<u64>::create_with_options("/ticks", &options)?;
+    /// ticks.sender()?.send(&42)?;
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Channel::create`]; [`ErrorKind::InvalidArgument`] for a
+    /// zero-sized `T` or one aligned to more than 16 bytes.
     pub fn create_with_options(name: &str, options: &ChannelOptions) -> Result<Self> {
         let (size, align) = Self::type_params();
         if size == 0 {
@@ -60,6 +80,20 @@ impl<T: bytemuck::Pod> TypedChannel<T> {
             channel: Channel::open_with(name, Some(Self::type_params()))?,
             _type: PhantomData,
         })
+    }
+
+    /// Opens the channel of `T` named `name`, creating it with `options`
+    /// if it does not exist (as [`Channel::open_or_create`]).
+    ///
+    /// # Errors
+    /// As [`create_with_options`](Self::create_with_options) and
+    /// [`open`](Self::open): an existing channel made for another type
+    /// layout is refused.
+    pub fn open_or_create(name: &str, options: &ChannelOptions) -> Result<Self> {
+        match Self::create_with_options(name, options) {
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Self::open(name),
+            other => other,
+        }
     }
 
     /// Connects a sender.

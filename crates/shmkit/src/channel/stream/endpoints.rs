@@ -216,7 +216,7 @@ impl Sender {
         block: bool,
         deadline: Option<Instant>,
     ) -> Result<()> {
-        if msg.len() as u64 > self.inner.layout.max_msg {
+        if !self.inner.layout.admits(msg.len()) {
             return Err(self.too_long(msg.len()));
         }
         let at = self.stream_claim(msg.len() as u64, block, deadline)?;
@@ -236,11 +236,10 @@ impl Sender {
         &mut self,
         msgs: impl IntoIterator<Item = &'m [u8]>,
     ) -> Result<()> {
-        let max = self.inner.layout.max_msg;
         let result = (|| {
             for msg in msgs {
                 let len = msg.len() as u64;
-                if len > max {
+                if !self.inner.layout.admits(msg.len()) {
                     return Err(self.too_long(msg.len()));
                 }
                 let inner = &*self.inner;
