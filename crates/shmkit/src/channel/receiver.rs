@@ -602,7 +602,7 @@ impl RecvSlot<'_> {
         self.len == 0
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn payload(&self) -> *const u8 {
         if self.receiver.stream.is_some() {
             // A stream's claim holds the record's data offset.
@@ -620,27 +620,34 @@ impl RecvSlot<'_> {
     }
 
     /// Copies `buf.len()` bytes at `offset` out of the message.
-    #[inline]
+    #[inline(always)]
     pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         if offset
             .checked_add(buf.len())
             .is_none_or(|end| end > self.len)
         {
-            return Err(self.receiver.inner.err(
-                ErrorKind::InvalidArgument,
-                "read from",
-                format!(
-                    "{} bytes at offset {offset} exceed the message's {} bytes",
-                    buf.len(),
-                    self.len
-                ),
-            ));
+            return Err(self.out_of_range(offset, buf.len()));
         }
         // SAFETY: the range is inside the held slot's message (checked).
         unsafe {
             super::stream::copy_message(self.payload().add(offset), buf.as_mut_ptr(), buf.len())
         };
         Ok(())
+    }
+
+    /// The error for a read past the message (kept out of line: `read_at`
+    /// is inlined into every batch callback).
+    #[cold]
+    #[inline(never)]
+    fn out_of_range(&self, offset: usize, len: usize) -> Error {
+        self.receiver.inner.err(
+            ErrorKind::InvalidArgument,
+            "read from",
+            format!(
+                "{len} bytes at offset {offset} exceed the message's {} bytes",
+                self.len
+            ),
+        )
     }
 
     /// Copies the whole message out.
