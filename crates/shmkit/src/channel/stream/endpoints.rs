@@ -19,7 +19,7 @@ use crate::channel::layout::*;
 use crate::channel::receiver::{Receiver, RecvSlot};
 use crate::channel::ring::Claim;
 use crate::channel::sender::Sender;
-use crate::channel::wait::{wait_slice, WaitStrategy};
+use crate::channel::wait::{claim_loop, Waiting};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Copies `len` bytes from `src` to `dst`, inline for messages of up to
@@ -157,45 +157,28 @@ impl Sender {
         if !self.home.is_here() {
             return Err(self.forked());
         }
-        let mut check_dead = false;
-        loop {
-            let inner = &*self.inner;
-            let cur = self.stream.as_mut().expect("a stream sender has a cursor");
-            match super::claim_send(inner, cur, len) {
-                Ok(at) => return Ok(at),
-                Err(StreamError::WouldBlock) => {}
-                Err(e) => return Err(inner.stream_error("send to", e)),
-            }
-            // The receiver frees room only in what it has been shown.
-            self.stream_publish();
-            let inner = &*self.inner;
-            if !block {
-                return Err(Error::cheap(
-                    ErrorKind::WouldBlock,
-                    "send to",
-                    &inner.object,
-                    "the channel is full",
-                ));
-            }
-            if check_dead && inner.all_gone(ROLE_CONSUMER) {
-                return Err(inner.err(
-                    ErrorKind::Disconnected,
-                    "send to",
-                    "the channel is full and every receiver is gone",
-                ));
-            }
-            let tail = self.stream.as_ref().expect("a stream sender").tail;
-            let need = super::record_bytes(len);
-            let progressed = wait_slice(
-                inner,
-                inner.space_event(),
-                "send to",
-                deadline,
-                self.wait == WaitStrategy::SpinThenSleep,
-                || super::may_send(inner, tail, need),
-            )?;
-            check_dead = !progressed;
-        }
+        let need = super::record_bytes(len);
+        claim_loop(
+            self,
+            Waiting::ForRoom,
+            block,
+            deadline,
+            |tx, _| {
+                let inner = &*tx.inner;
+                let cur = tx.stream.as_mut().expect("a stream sender has a cursor");
+                match super::claim_send(inner, cur, len) {
+                    Ok(at) => return Ok(Some(at)),
+                    Err(StreamError::WouldBlock) => {}
+                    Err(e) => return Err(inner.stream_error("send to", e)),
+                }
+                // The receiver frees room only in what it has been shown.
+                tx.stream_publish();
+                Ok(None)
+            },
+            |_| Ok(None),
+            |tx| tx.stream.as_ref().expect("a stream sender").tail,
+            |inner, tail| super::may_send(inner, tail, need),
+        )
     }
 
     /// Frames the claimed record of `len` bytes; `publish` shows it (and
@@ -455,47 +438,24 @@ impl Receiver {
                 "receiver",
             ));
         }
-        let mut check_dead = false;
-        loop {
-            match self.stream_take() {
-                Ok(Some(rec)) => return Ok(rec),
-                Ok(None) => {}
-                Err(e) => return Err(e),
-            }
-            // The sender waits for room only in what it has been shown.
-            self.stream_publish();
-            let inner = &*self.inner;
-            if !block {
-                return Err(Error::cheap(
-                    ErrorKind::WouldBlock,
-                    "receive from",
-                    &inner.object,
-                    "the channel is empty",
-                ));
-            }
-            if check_dead && inner.all_gone(ROLE_PRODUCER) {
-                // One last look: a sender may have published just before
-                // it left.
-                return match self.stream_take()? {
-                    Some(rec) => Ok(rec),
-                    None => Err(self.inner.err(
-                        ErrorKind::Disconnected,
-                        "receive from",
-                        "the channel is empty and every sender is gone",
-                    )),
-                };
-            }
-            let head = self.stream.as_ref().expect("a stream receiver").head;
-            let progressed = wait_slice(
-                inner,
-                inner.data_event(),
-                "receive from",
-                deadline,
-                self.wait == WaitStrategy::SpinThenSleep,
-                || super::may_recv(inner, head),
-            )?;
-            check_dead = !progressed;
-        }
+        claim_loop(
+            self,
+            Waiting::ForMessages,
+            block,
+            deadline,
+            |rx, _| {
+                let taken = rx.stream_take()?;
+                if taken.is_none() {
+                    // The sender waits for room only in what it has been shown.
+                    rx.stream_publish();
+                }
+                Ok(taken)
+            },
+            // A sender may have published just before it left.
+            |rx| rx.stream_take(),
+            |rx| rx.stream.as_ref().expect("a stream receiver").head,
+            super::may_recv,
+        )
     }
 
     /// One attempt at the next record: None when none is published. A
