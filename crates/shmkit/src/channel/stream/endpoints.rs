@@ -599,6 +599,7 @@ impl Receiver {
             .as_ref()
             .expect("a stream receiver has a cursor");
         let mut rec = first;
+        let mut next_prefetch = cur.head;
         let mut taken = 0;
         // Whether `self` has the cursor back (a damaged header needs it).
         let mut synced = false;
@@ -639,7 +640,12 @@ impl Receiver {
                     break Err(self.stream_corrupt(e));
                 }
             }
-            self.prefetch_ahead(&cur, rec.offset);
+            // One line asked for per line consumed (small records share
+            // lines: one prefetch each was as many again for 8 bytes).
+            if cur.head >= next_prefetch {
+                next_prefetch = cur.head + 64;
+                self.prefetch_ahead(&cur, rec.offset);
+            }
         };
         if !synced {
             self.stream = Some(cur);
