@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::layout::*;
-use super::ring::{self, Claim, RingError};
+use super::ring::{self, Claim};
+use super::sender::{shared_attempt, spsc_attempt};
 use super::spsc::{self, RecvCursor, SpscError};
 use super::stream;
-use super::wait::{wait_slice, WaitStrategy};
+use super::wait::{claim_loop, Blocking, WaitStrategy, Waiting};
 use crate::error::{Error, ErrorKind, Result};
 use crate::posix::ShmName;
 use crate::process::{self, Home};
@@ -43,6 +44,15 @@ impl std::fmt::Debug for Receiver {
             .field("channel", &self.inner.name)
             .field("endpoint", &self.entry)
             .finish()
+    }
+}
+
+impl Blocking for Receiver {
+    fn inner(&self) -> &Inner {
+        &self.inner
+    }
+    fn spins(&self) -> bool {
+        self.wait == WaitStrategy::SpinThenSleep
     }
 }
 
@@ -220,26 +230,11 @@ impl Receiver {
     ) -> std::result::Result<Option<Claim>, SpscError> {
         let inner = &*self.inner;
         if let Some(cursor) = self.spsc.as_ref() {
-            return match spsc::claim_recv(inner, cursor) {
-                Ok(index) => Ok(Some(Claim {
-                    pos: cursor.head,
-                    index,
-                })),
-                Err(SpscError::WouldBlock) => Ok(None),
-                Err(e) => Err(e),
-            };
+            return spsc_attempt(spsc::claim_recv(inner, cursor), cursor.head);
         }
-        if self.open_claim {
-            inner.note_leak(self.entry);
-        }
-        match ring::claim_recv(inner, self.owner, check_dead, &mut |o| inner.owner_dead(o)) {
-            Ok(claim) => {
-                self.open_claim = true;
-                Ok(Some(claim))
-            }
-            Err(RingError::Corrupt { index, word }) => Err(SpscError::CorruptSlot { index, word }),
-            Err(RingError::WouldBlock) => Ok(None),
-        }
+        shared_attempt(inner, self.entry, &mut self.open_claim, || {
+            ring::claim_recv(inner, self.owner, check_dead, &mut |o| inner.owner_dead(o))
+        })
     }
 
     /// Frees a claimed slot once its message is copied out. With `publish`
@@ -398,55 +393,27 @@ impl Receiver {
                 notify: true,
             });
         }
-        let mut check_dead = false;
-        loop {
-            match self.claim_now(check_dead) {
-                Ok(Some(claim)) => return self.take(claim),
-                Ok(None) => {}
-                Err(e) => return Err(self.corrupt_slot(e)),
-            }
-            let inner = &*self.inner;
-            if !block {
-                return Err(Error::cheap(
-                    ErrorKind::WouldBlock,
-                    "receive from",
-                    &inner.object,
-                    "the channel is empty",
-                ));
-            }
-            if check_dead && inner.all_gone(ROLE_PRODUCER) {
-                // Everyone who could send is gone; one last look, since a
-                // sender may have committed just before it left.
+        let claim = claim_loop(
+            self,
+            Waiting::ForMessages,
+            block,
+            deadline,
+            |rx, check_dead| rx.claim_now(check_dead).map_err(|e| rx.corrupt_slot(e)),
+            |rx| {
                 #[cfg(test)]
                 tests::before_last_look();
                 // What it claims is delivered: dropping the claim would lose
                 // the message and, on the shared ring, leave its slot
                 // READING under a live owner, wedging every sender a lap on.
-                return match self.claim_now(true) {
-                    Ok(Some(claim)) => self.take(claim),
-                    Ok(None) => Err(self.inner.err(
-                        ErrorKind::Disconnected,
-                        "receive from",
-                        "the channel is empty and every sender is gone",
-                    )),
-                    Err(e) => Err(self.corrupt_slot(e)),
-                };
-            }
-            let spin = self.wait == WaitStrategy::SpinThenSleep;
-            let head = self.spsc.map(|c| c.head);
-            let progressed = wait_slice(
-                inner,
-                inner.data_event(),
-                "receive from",
-                deadline,
-                spin,
-                || match head {
-                    Some(head) => spsc::may_recv(inner, head),
-                    None => inner.may_recv(),
-                },
-            )?;
-            check_dead = !progressed;
-        }
+                rx.claim_now(true).map_err(|e| rx.corrupt_slot(e))
+            },
+            |rx| rx.spsc.map(|c| c.head),
+            |inner, head| match head {
+                Some(head) => spsc::may_recv(inner, head),
+                None => inner.may_recv(),
+            },
+        )?;
+        self.take(claim)
     }
 
     /// Chooses how this receiver waits for messages (default: spin, then sleep).
@@ -602,7 +569,7 @@ impl RecvSlot<'_> {
         self.len == 0
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn payload(&self) -> *const u8 {
         if self.receiver.stream.is_some() {
             // A stream's claim holds the record's data offset.
@@ -620,27 +587,34 @@ impl RecvSlot<'_> {
     }
 
     /// Copies `buf.len()` bytes at `offset` out of the message.
-    #[inline]
+    #[inline(always)]
     pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         if offset
             .checked_add(buf.len())
             .is_none_or(|end| end > self.len)
         {
-            return Err(self.receiver.inner.err(
-                ErrorKind::InvalidArgument,
-                "read from",
-                format!(
-                    "{} bytes at offset {offset} exceed the message's {} bytes",
-                    buf.len(),
-                    self.len
-                ),
-            ));
+            return Err(self.out_of_range(offset, buf.len()));
         }
         // SAFETY: the range is inside the held slot's message (checked).
         unsafe {
             super::stream::copy_message(self.payload().add(offset), buf.as_mut_ptr(), buf.len())
         };
         Ok(())
+    }
+
+    /// The error for a read past the message (kept out of line: `read_at`
+    /// is inlined into every batch callback).
+    #[cold]
+    #[inline(never)]
+    fn out_of_range(&self, offset: usize, len: usize) -> Error {
+        self.receiver.inner.err(
+            ErrorKind::InvalidArgument,
+            "read from",
+            format!(
+                "{len} bytes at offset {offset} exceed the message's {} bytes",
+                self.len
+            ),
+        )
     }
 
     /// Copies the whole message out.

@@ -9,7 +9,7 @@ use super::layout::*;
 use super::ring::{self, Claim, RingError};
 use super::spsc::{self, SendCursor, SpscError};
 use super::stream;
-use super::wait::{wait_slice, WaitStrategy};
+use super::wait::{claim_loop, Blocking, WaitStrategy, Waiting};
 use crate::error::{Error, ErrorKind, Result};
 use crate::posix::ShmName;
 use crate::process::{self, Home};
@@ -43,6 +43,54 @@ impl std::fmt::Debug for Sender {
             .field("channel", &self.inner.name)
             .field("endpoint", &self.entry)
             .finish()
+    }
+}
+
+/// An SPSC ring's answer to one claim attempt (`found`, at position
+/// `pos`), in the shape every attempt returns: None when the ring is full
+/// (send) or empty (receive).
+#[inline(always)]
+pub(super) fn spsc_attempt(
+    found: std::result::Result<usize, SpscError>,
+    pos: u64,
+) -> std::result::Result<Option<Claim>, SpscError> {
+    match found {
+        Ok(index) => Ok(Some(Claim { pos, index })),
+        Err(SpscError::WouldBlock) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// One claim attempt on the shared ring (`claim`: a send or a receive
+/// claim) by endpoint `entry`: a claim still open from before means its
+/// slot was forgotten (noted as a leak); a claim made stays open until
+/// released.
+#[inline(always)]
+pub(super) fn shared_attempt(
+    inner: &Inner,
+    entry: usize,
+    open_claim: &mut bool,
+    claim: impl FnOnce() -> std::result::Result<Claim, RingError>,
+) -> std::result::Result<Option<Claim>, SpscError> {
+    if *open_claim {
+        inner.note_leak(entry);
+    }
+    match claim() {
+        Ok(claim) => {
+            *open_claim = true;
+            Ok(Some(claim))
+        }
+        Err(RingError::Corrupt { index, word }) => Err(SpscError::CorruptSlot { index, word }),
+        Err(RingError::WouldBlock) => Ok(None),
+    }
+}
+
+impl Blocking for Sender {
+    fn inner(&self) -> &Inner {
+        &self.inner
+    }
+    fn spins(&self) -> bool {
+        self.wait == WaitStrategy::SpinThenSleep
     }
 }
 
@@ -269,26 +317,12 @@ impl Sender {
     ) -> std::result::Result<Option<Claim>, SpscError> {
         let inner = &*self.inner;
         if let Some(cursor) = self.spsc.as_mut() {
-            return match spsc::claim_send(inner, cursor) {
-                Ok(index) => Ok(Some(Claim {
-                    pos: cursor.tail,
-                    index,
-                })),
-                Err(SpscError::WouldBlock) => Ok(None),
-                Err(e) => Err(e),
-            };
+            let found = spsc::claim_send(inner, cursor);
+            return spsc_attempt(found, cursor.tail);
         }
-        if self.open_claim {
-            inner.note_leak(self.entry);
-        }
-        match ring::claim_send(inner, self.owner, check_dead, &mut |o| inner.owner_dead(o)) {
-            Ok(claim) => {
-                self.open_claim = true;
-                Ok(Some(claim))
-            }
-            Err(RingError::Corrupt { index, word }) => Err(SpscError::CorruptSlot { index, word }),
-            Err(RingError::WouldBlock) => Ok(None),
-        }
+        shared_attempt(inner, self.entry, &mut self.open_claim, || {
+            ring::claim_send(inner, self.owner, check_dead, &mut |o| inner.owner_dead(o))
+        })
     }
 
     #[inline]
@@ -304,46 +338,22 @@ impl Sender {
         if !self.home.is_here() {
             return Err(self.forked());
         }
-        let mut check_dead = false;
-        loop {
-            match self.claim_now(check_dead) {
-                Ok(Some(claim)) => return Ok(claim),
-                Ok(None) => {}
-                Err(e) => return Err(self.inner.spsc_corrupt("send to", e)),
-            }
-            let inner = &*self.inner;
-            if !block {
-                return Err(Error::cheap(
-                    ErrorKind::WouldBlock,
-                    "send to",
-                    &inner.object,
-                    "the channel is full",
-                ));
-            }
-            if check_dead && inner.all_gone(ROLE_CONSUMER) {
-                return Err(inner.err(
-                    ErrorKind::Disconnected,
-                    "send to",
-                    "the channel is full and every receiver is gone",
-                ));
-            }
-            let spin = self.wait == WaitStrategy::SpinThenSleep;
-            let tail = self.spsc.map(|c| c.tail);
-            let progressed = wait_slice(
-                inner,
-                inner.space_event(),
-                "send to",
-                deadline,
-                spin,
-                || match tail {
-                    Some(tail) => spsc::may_send(inner, tail),
-                    None => inner.may_send(),
-                },
-            )?;
-            // A slice without progress: next time, ask whether whoever
-            // blocks us is dead.
-            check_dead = !progressed;
-        }
+        claim_loop(
+            self,
+            Waiting::ForRoom,
+            block,
+            deadline,
+            |tx, check_dead| {
+                tx.claim_now(check_dead)
+                    .map_err(|e| tx.inner.spsc_corrupt("send to", e))
+            },
+            |_| Ok(None),
+            |tx| tx.spsc.map(|c| c.tail),
+            |inner, tail| match tail {
+                Some(tail) => spsc::may_send(inner, tail),
+                None => inner.may_send(),
+            },
+        )
     }
 
     /// Chooses how this sender waits for room (default: spin, then sleep).

@@ -19,7 +19,7 @@ use crate::channel::layout::*;
 use crate::channel::receiver::{Receiver, RecvSlot};
 use crate::channel::ring::Claim;
 use crate::channel::sender::Sender;
-use crate::channel::wait::{wait_slice, WaitStrategy};
+use crate::channel::wait::{claim_loop, Waiting};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Copies `len` bytes from `src` to `dst`, inline for messages of up to
@@ -32,15 +32,17 @@ use crate::error::{Error, ErrorKind, Result};
 #[inline(always)]
 pub(in crate::channel) unsafe fn copy_message(src: *const u8, dst: *mut u8, len: usize) {
     /// Copies N bytes at the start and N at the end (they may overlap).
+    /// Constant-size copies, which the compiler turns into register moves
+    /// (an `[u8; N]` value went through the stack on every record).
     #[inline(always)]
     unsafe fn ends<const N: usize>(src: *const u8, dst: *mut u8, len: usize) {
         // SAFETY: the caller's ranges hold `len >= N` bytes, so both
-        // N-byte pieces lie inside them; unaligned moves of plain bytes.
+        // N-byte pieces lie inside them, and source and destination do not
+        // overlap (the caller's contract); the two destination pieces may
+        // overlap each other, each call's own ranges do not.
         unsafe {
-            let head = ptr::read_unaligned(src.cast::<[u8; N]>());
-            let tail = ptr::read_unaligned(src.add(len - N).cast::<[u8; N]>());
-            ptr::write_unaligned(dst.cast::<[u8; N]>(), head);
-            ptr::write_unaligned(dst.add(len - N).cast::<[u8; N]>(), tail);
+            ptr::copy_nonoverlapping(src, dst, N);
+            ptr::copy_nonoverlapping(src.add(len - N), dst.add(len - N), N);
         }
     }
     // SAFETY: each branch copies within the first `len` bytes (the
@@ -155,45 +157,28 @@ impl Sender {
         if !self.home.is_here() {
             return Err(self.forked());
         }
-        let mut check_dead = false;
-        loop {
-            let inner = &*self.inner;
-            let cur = self.stream.as_mut().expect("a stream sender has a cursor");
-            match super::claim_send(inner, cur, len) {
-                Ok(at) => return Ok(at),
-                Err(StreamError::WouldBlock) => {}
-                Err(e) => return Err(inner.stream_error("send to", e)),
-            }
-            // The receiver frees room only in what it has been shown.
-            self.stream_publish();
-            let inner = &*self.inner;
-            if !block {
-                return Err(Error::cheap(
-                    ErrorKind::WouldBlock,
-                    "send to",
-                    &inner.object,
-                    "the channel is full",
-                ));
-            }
-            if check_dead && inner.all_gone(ROLE_CONSUMER) {
-                return Err(inner.err(
-                    ErrorKind::Disconnected,
-                    "send to",
-                    "the channel is full and every receiver is gone",
-                ));
-            }
-            let tail = self.stream.as_ref().expect("a stream sender").tail;
-            let need = super::record_bytes(len);
-            let progressed = wait_slice(
-                inner,
-                inner.space_event(),
-                "send to",
-                deadline,
-                self.wait == WaitStrategy::SpinThenSleep,
-                || super::may_send(inner, tail, need),
-            )?;
-            check_dead = !progressed;
-        }
+        let need = super::record_bytes(len);
+        claim_loop(
+            self,
+            Waiting::ForRoom,
+            block,
+            deadline,
+            |tx, _| {
+                let inner = &*tx.inner;
+                let cur = tx.stream.as_mut().expect("a stream sender has a cursor");
+                match super::claim_send(inner, cur, len) {
+                    Ok(at) => return Ok(Some(at)),
+                    Err(StreamError::WouldBlock) => {}
+                    Err(e) => return Err(inner.stream_error("send to", e)),
+                }
+                // The receiver frees room only in what it has been shown.
+                tx.stream_publish();
+                Ok(None)
+            },
+            |_| Ok(None),
+            |tx| tx.stream.as_ref().expect("a stream sender").tail,
+            |inner, tail| super::may_send(inner, tail, need),
+        )
     }
 
     /// Frames the claimed record of `len` bytes; `publish` shows it (and
@@ -232,10 +217,17 @@ impl Sender {
 
     /// `send_batch` on a stream channel: records framed as long as there
     /// is room, published once at the end (and before each wait).
+    ///
+    /// The cursor and the count are kept in locals for the batch (written
+    /// back before a wait and at the end): through `self` they went to
+    /// memory and back on every record, since the payload stores into the
+    /// mapping might alias them as far as the compiler knows.
     pub(in crate::channel) fn stream_send_batch<'m>(
         &mut self,
         msgs: impl IntoIterator<Item = &'m [u8]>,
     ) -> Result<()> {
+        let mut cur = *self.stream.as_ref().expect("a stream sender has a cursor");
+        let mut framed = 0;
         let result = (|| {
             for msg in msgs {
                 let len = msg.len() as u64;
@@ -243,20 +235,29 @@ impl Sender {
                     return Err(self.too_long(msg.len()));
                 }
                 let inner = &*self.inner;
-                let cur = self.stream.as_mut().expect("a stream sender has a cursor");
-                let at = match super::claim_send(inner, cur, len) {
+                let at = match super::claim_send(inner, &mut cur, len) {
                     Ok(at) => at,
-                    Err(StreamError::WouldBlock) => self.stream_claim(len, true, None)?,
+                    Err(StreamError::WouldBlock) => {
+                        self.count += std::mem::take(&mut framed);
+                        self.stream = Some(cur);
+                        let claimed = self.stream_claim(len, true, None);
+                        cur = *self.stream.as_ref().expect("a stream sender has a cursor");
+                        claimed?
+                    }
                     Err(e) => return Err(inner.stream_error("send to", e)),
                 };
+                let inner = &*self.inner;
                 // SAFETY: as in `stream_send`.
                 unsafe {
-                    copy_message(msg.as_ptr(), self.inner.stream_data(at), msg.len());
+                    copy_message(msg.as_ptr(), inner.stream_data(at), msg.len());
                 }
-                self.stream_commit(len, false);
+                super::commit_send(inner, &mut cur, len);
+                framed += 1;
             }
             Ok(())
         })();
+        self.count += framed;
+        self.stream = Some(cur);
         if self.home.is_here() {
             self.stream_publish();
         }
@@ -436,47 +437,24 @@ impl Receiver {
                 "receiver",
             ));
         }
-        let mut check_dead = false;
-        loop {
-            match self.stream_take() {
-                Ok(Some(rec)) => return Ok(rec),
-                Ok(None) => {}
-                Err(e) => return Err(e),
-            }
-            // The sender waits for room only in what it has been shown.
-            self.stream_publish();
-            let inner = &*self.inner;
-            if !block {
-                return Err(Error::cheap(
-                    ErrorKind::WouldBlock,
-                    "receive from",
-                    &inner.object,
-                    "the channel is empty",
-                ));
-            }
-            if check_dead && inner.all_gone(ROLE_PRODUCER) {
-                // One last look: a sender may have published just before
-                // it left.
-                return match self.stream_take()? {
-                    Some(rec) => Ok(rec),
-                    None => Err(self.inner.err(
-                        ErrorKind::Disconnected,
-                        "receive from",
-                        "the channel is empty and every sender is gone",
-                    )),
-                };
-            }
-            let head = self.stream.as_ref().expect("a stream receiver").head;
-            let progressed = wait_slice(
-                inner,
-                inner.data_event(),
-                "receive from",
-                deadline,
-                self.wait == WaitStrategy::SpinThenSleep,
-                || super::may_recv(inner, head),
-            )?;
-            check_dead = !progressed;
-        }
+        claim_loop(
+            self,
+            Waiting::ForMessages,
+            block,
+            deadline,
+            |rx, _| {
+                let taken = rx.stream_take()?;
+                if taken.is_none() {
+                    // The sender waits for room only in what it has been shown.
+                    rx.stream_publish();
+                }
+                Ok(taken)
+            },
+            // A sender may have published just before it left.
+            |rx| rx.stream_take(),
+            |rx| rx.stream.as_ref().expect("a stream receiver").head,
+            super::may_recv,
+        )
     }
 
     /// One attempt at the next record: None when none is published. A
@@ -526,8 +504,7 @@ impl Receiver {
     /// one before, so without this the consumer waits for one cache line
     /// at a time from the producer's core; a hint only, it never faults.
     #[inline(always)]
-    fn prefetch_ahead(&self, offset: u64) {
-        let cur = self.stream.as_ref().expect("a stream receiver");
+    fn prefetch_ahead(&self, cur: &super::RecvCursor, offset: u64) {
         if super::published_ahead(cur) > PREFETCH_BYTES {
             self.prefetch_ahead_by(offset, PREFETCH_BYTES);
         }
@@ -592,42 +569,87 @@ impl Receiver {
     /// `recv_batch` on a stream channel: the first record waited for, then
     /// every one the last load of `tail` showed (up to `max`), then one
     /// publish of the position.
+    ///
+    /// After the first record the cursor and count live in locals (written
+    /// back at the end), and each record's slot is built in place and
+    /// forgotten: the per-record cost is the header check and the callback.
+    /// Out of line, so that `read` is called from one place and the
+    /// compiler inlines it into the loop (it did not with three callers).
+    #[inline(never)]
     pub(in crate::channel) fn stream_recv_batch(
         &mut self,
         max: usize,
         deadline: Option<Instant>,
         mut read: impl FnMut(&RecvSlot<'_>) -> Result<()>,
     ) -> Result<usize> {
-        let mut taken = 0;
-        let result = (|| {
-            let mut rec = self.stream_claim(true, deadline)?;
-            self.prefetch_batch(rec.offset);
-            loop {
-                let slot = RecvSlot {
-                    receiver: &mut *self,
-                    claim: Claim {
-                        pos: 0,
-                        index: rec.offset as usize,
-                    },
-                    len: rec.len as usize,
-                    notify: false,
-                };
-                taken += 1;
-                read(&slot)?;
-                // Nothing to release: the cursor is past the record, and
-                // the batch publishes at its end (forget skips the drop's
-                // checks, which cost a call per record).
-                std::mem::forget(slot);
-                if taken == max || !super::cached(self.stream.as_ref().expect("a stream")) {
-                    return Ok(());
+        let first = match self.stream_claim(true, deadline) {
+            Ok(rec) => rec,
+            Err(e) => {
+                if self.home.is_here() {
+                    self.stream_publish();
                 }
-                rec = match self.stream_take()? {
-                    Some(rec) => rec,
-                    None => return Ok(()),
-                };
-                self.prefetch_ahead(rec.offset);
+                return Err(e);
             }
-        })();
+        };
+        self.prefetch_batch(first.offset);
+        let max_len = self.inner.layout.max_msg;
+        let mut cur = *self
+            .stream
+            .as_ref()
+            .expect("a stream receiver has a cursor");
+        let mut rec = first;
+        let mut next_prefetch = cur.head;
+        let mut taken = 0;
+        // Whether `self` has the cursor back (a damaged header needs it).
+        let mut synced = false;
+        let result = loop {
+            let slot = RecvSlot {
+                receiver: &mut *self,
+                claim: Claim {
+                    pos: 0,
+                    index: rec.offset as usize,
+                },
+                len: rec.len as usize,
+                notify: false,
+            };
+            taken += 1;
+            let done = read(&slot);
+            // Nothing to release: the cursor is past the record, and the
+            // batch publishes at its end (forget skips the drop's checks,
+            // which cost a call per record).
+            std::mem::forget(slot);
+            if let Err(e) = done {
+                break Err(e);
+            }
+            if taken == max || !super::cached(&cur) {
+                break Ok(());
+            }
+            let inner = &*self.inner;
+            match super::claim_recv(inner, &mut cur, max_len) {
+                Ok(next) => {
+                    super::step_recv(inner, &mut cur, next.len);
+                    rec = next;
+                }
+                // Not reached (the cached tail shows records), but harmless.
+                Err(StreamError::WouldBlock) => break Ok(()),
+                Err(e) => {
+                    self.stream = Some(cur);
+                    self.count += taken as u64 - 1;
+                    synced = true;
+                    break Err(self.stream_corrupt(e));
+                }
+            }
+            // One line asked for per line consumed (small records share
+            // lines: one prefetch each was as many again for 8 bytes).
+            if cur.head >= next_prefetch {
+                next_prefetch = cur.head + 64;
+                self.prefetch_ahead(&cur, rec.offset);
+            }
+        };
+        if !synced {
+            self.stream = Some(cur);
+            self.count += taken as u64 - 1;
+        }
         if self.home.is_here() {
             self.stream_publish();
         }
