@@ -138,6 +138,11 @@ impl Gate {
         self.cv.notify_all();
     }
 
+    /// Whether an importer matches now.
+    fn matched(&self) -> bool {
+        *self.matched.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Waits until matched (true) or stopped (false).
     fn wait_matched(&self, stop: &Stop) -> bool {
         let mut m = self.matched.lock().unwrap_or_else(|p| p.into_inner());
@@ -365,8 +370,48 @@ fn export_channel(
     let mut resume = |seq: u64, replay: &Replay, put: &dyn Fn(ZBytes, u64, u64) -> Result<()>| {
         let unmatched = route.stats.unmatched.load(Relaxed);
         if unmatched != unmatched_seen {
+            let before = unmatched_seen;
             unmatched_seen = unmatched;
-            if let Some(next) = ask_position(&route.session, &route.key, stream) {
+            // Matching can come back before the importer is reachable over
+            // the new link (Zenoh's routes are still settling); what is put
+            // then is lost without a trace, marker included. So hold until
+            // some importer answers the position query, which proves the
+            // way there is open; but not for ever: past HOLD_FOR_ANSWER the
+            // stream goes on (a late importer then counts what it missed as
+            // a gap at the next marker), so a bridge never wedges on a
+            // route that Zenoh does not mend.
+            let mut told_silent = false;
+            let holding_since = Instant::now();
+            let answered = loop {
+                match ask_position(&route.session, &route.key, stream) {
+                    Some(answer) => break answer,
+                    None if route.stop.is_done() => return Ok(()),
+                    None if holding_since.elapsed() > HOLD_FOR_ANSWER => {
+                        eprintln!(
+                            "shmkit-bridge: no importer of {} answered in {:?} after matching again; going on without replay",
+                            route.key, HOLD_FOR_ANSWER
+                        );
+                        break None;
+                    }
+                    None if !gate.matched() => {
+                        // Lost again meanwhile: the next call resumes
+                        // (what is put until then stays in the replay).
+                        unmatched_seen = before;
+                        return Ok(());
+                    }
+                    None => {
+                        if !told_silent {
+                            eprintln!(
+                                "shmkit-bridge: an importer of {} matched again but does not answer yet; holding",
+                                route.key
+                            );
+                            told_silent = true;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            };
+            if let Some(next) = answered {
                 let mut again = 0;
                 for &(first, count, ref frame) in replay.since(next) {
                     put(frame.clone(), 0, 0)?;
@@ -436,6 +481,10 @@ fn export_channel(
     Ok(())
 }
 
+/// How long a channel exporter that matched again holds its stream while
+/// no importer answers where it is (see `export_channel`).
+const HOLD_FOR_ANSWER: Duration = Duration::from_secs(10);
+
 /// How many bytes of recent frames a channel exporter keeps to put again
 /// after a dropped link: more than the sockets and Zenoh's queues hold
 /// (about 1.3 MB of 64-byte messages were in flight in the tests).
@@ -472,17 +521,20 @@ fn position_key(zid: &str, key: &str) -> String {
     format!("shmkit-bridge/position/{zid}/{key}")
 }
 
-/// The lowest next-expected number for `stream` among the importers that
-/// answer within two seconds (None: no importer knows the stream).
-fn ask_position(session: &Session, key: &str, stream: u64) -> Option<u64> {
+/// What the importers that answer within two seconds say about `stream`:
+/// None when none answered; Some(None) when those that answered do not
+/// know the stream (new importers); else the lowest next-expected number.
+fn ask_position(session: &Session, key: &str, stream: u64) -> Option<Option<u64>> {
     let replies = session
         .get(position_key("*", key))
         .timeout(Duration::from_secs(2))
         .wait()
         .ok()?;
+    let mut answered = false;
     let mut lowest: Option<u64> = None;
     while let Ok(reply) = replies.recv() {
         let Ok(sample) = reply.result() else { continue };
+        answered = true;
         let bytes = sample.payload().to_bytes();
         for pair in bytes.chunks_exact(16) {
             let word =
@@ -492,7 +544,7 @@ fn ask_position(session: &Session, key: &str, stream: u64) -> Option<u64> {
             }
         }
     }
-    lowest
+    answered.then_some(lowest)
 }
 
 fn export_broadcast(
