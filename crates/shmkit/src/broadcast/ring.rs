@@ -278,6 +278,22 @@ fn lagged(words: &impl RingWords, cursor: u64) -> Step {
     }
 }
 
+/// How many messages subscribers can read: `head`, plus one when the
+/// slot at `head` already holds that position complete (a writer between
+/// its steps 4 and 5, or one that died there, which [`recover`] then
+/// counts). Read-only: statistics report this, so that `published` agrees
+/// with what a subscriber receives.
+pub(crate) fn published(words: &impl RingWords) -> u64 {
+    let h = head(words);
+    // Acquire: pairs with the writer's Release store of the slot's seq.
+    let seq = words.slot_seq(index_of(words, h)).load(Ordering::Acquire);
+    if SlotState::decode(seq) == SlotState::Complete(h) {
+        h.saturating_add(1)
+    } else {
+        h
+    }
+}
+
 /// For a writer taking over: counts a message a dead writer completed but
 /// did not add to `head` (died between steps 4 and 5), and returns the
 /// position to write next.
@@ -424,6 +440,31 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A writer killed between publishing a slot (step 4) and counting it
+    /// in `head` (step 5): subscribers read the message, so `published`
+    /// counts it, before and after a new writer's `recover`.
+    #[test]
+    fn a_message_published_but_not_counted_in_head_is_counted() {
+        let ring = HeapRing::new(4, 16);
+        let mut pos = recover(&ring).unwrap();
+        for _ in 0..5 {
+            pos = send(&ring, pos, b"m");
+        }
+        assert_eq!(published(&ring), 5);
+        let pending = begin(&ring, pos);
+        store(&ring, pending, b"last");
+        assert_eq!(published(&ring), 5, "not yet published");
+        // Step 4 only, as `commit` does before its head store.
+        ring.slot_seq(pending.index)
+            .store(pos * 2 + 2, Ordering::Release);
+        assert_eq!(head(&ring), 5);
+        assert_eq!(published(&ring), 6);
+        let mut cursor = 5;
+        assert_eq!(recv(&ring, &mut cursor), Ok(b"last".to_vec()));
+        assert_eq!(recover(&ring), Some(6));
+        assert_eq!(published(&ring), 6);
     }
 
     #[test]

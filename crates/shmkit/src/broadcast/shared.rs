@@ -787,9 +787,11 @@ impl Broadcast {
         self.inner.layout.policy
     }
 
-    /// How many messages were ever published (the next position).
+    /// How many messages were ever published: as many as a subscriber
+    /// can read (a message whose writer was killed just after publishing
+    /// it counts, though the writer never counted it in the header).
     pub fn published(&self) -> u64 {
-        ring::head(&*self.inner)
+        ring::published(&*self.inner)
     }
 
     /// A snapshot of the broadcast's state, for people and monitoring.
@@ -797,7 +799,7 @@ impl Broadcast {
     pub fn stats(&self) -> BroadcastStats {
         let inner = &*self.inner;
         let c = inner.control();
-        let published = ring::head(inner);
+        let published = ring::published(inner);
         let mut subscribers = Vec::new();
         for i in 0..MAX_SUBSCRIBERS {
             let e = inner.entry(i);
