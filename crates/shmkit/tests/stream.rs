@@ -502,6 +502,21 @@ fn typed_values_stream_too() {
         tx.send(&[i, i * 2, i * 3]).unwrap();
         assert_eq!(rx.recv().unwrap(), [i, i * 2, i * 3]);
     }
+    // Records reserved in place through the untyped sender must be one
+    // value each too, or the typed receiver would find them corrupt.
+    drop(tx);
+    let mut raw = ch.channel().sender().unwrap();
+    for len in [0, 8, 23, 25] {
+        let e = raw.reserve_batch(2, len).map(drop).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{len}: {e}");
+        assert!(e.to_string().contains("exactly one value"), "{e}");
+    }
+    let mut batch = raw.reserve_batch(1, 24).unwrap();
+    batch
+        .write_at(0, 0, bytemuck::bytes_of(&[7u64, 8, 9]))
+        .unwrap();
+    batch.commit(1).unwrap();
+    assert_eq!(rx.recv().unwrap(), [7, 8, 9]);
     #[derive(Clone, Copy, bytemuck::Zeroable, bytemuck::Pod)]
     #[repr(C, align(16))]
     struct Wide([u64; 2]);

@@ -305,7 +305,9 @@ impl Sender {
                 "reserve_batch needs a stream channel (ChannelOptions::stream)",
             ));
         }
-        if len as u64 > self.inner.layout.max_msg {
+        // Over the largest message, or on a typed channel not exactly one
+        // value: the receiver would find the records corrupt.
+        if !self.inner.layout.admits(len) {
             return Err(self.too_long(len));
         }
         let record = super::record_bytes(len as u64);
