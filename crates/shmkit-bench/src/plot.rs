@@ -21,12 +21,15 @@ use plotters::prelude::*;
 use crate::report::{Report, Row};
 use crate::Scenario;
 
+mod style;
 mod sweep;
+
+use style::Colors;
 
 const WIDTH: u32 = 1100;
 const PANEL: u32 = 380;
 /// Height of the caption above the panels: where, what and how loaded.
-const CAPTION: u32 = 64;
+const CAPTION: u32 = 82;
 
 /// The caption's lines: the machine, the commit, the load before and after,
 /// and every transport that failed (left out of the panels).
@@ -62,6 +65,10 @@ fn caption(report: &Report) -> Vec<String> {
     } else {
         format!("FAILED (not drawn): {}", failed.join(", "))
     });
+    lines.push(
+        "colours: shmkit's own transports in oranges and reds, baselines and peers in blues and greys (the same in every panel)"
+            .to_string(),
+    );
     lines
 }
 
@@ -83,6 +90,7 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
         ))
         .map_err(err)?;
     }
+    let colors = Colors::new(report);
     let areas = body.split_evenly((panels.len().max(1), 1));
     for (scenario, area) in panels.iter().zip(areas.iter()) {
         let rows: Vec<&Row> = report
@@ -90,14 +98,20 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
             .filter(|r| r.error.is_none())
             .collect();
         match scenario {
-            Scenario::Rtt => latency(area, "rtt: round-trip latency (lower is better)", &rows)?,
+            Scenario::Rtt => latency(
+                area,
+                "rtt: round-trip latency (lower is better)",
+                &rows,
+                &colors,
+            )?,
             Scenario::Oversubscribed => latency(
                 area,
                 "oversubscribed: lap of a token around 3 processes on 2 cores (lower is better)",
                 &rows,
+                &colors,
             )?,
             Scenario::Stream if report.sizes(Scenario::Stream).len() > 1 => {
-                sweep::stream_by_size(area, &report.sizes(Scenario::Stream), &rows)?
+                sweep::stream_by_size(area, &report.sizes(Scenario::Stream), &rows, &colors)?
             }
             Scenario::Stream => bars(
                 area,
@@ -106,6 +120,7 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
                 &rows,
                 |r| r.msgs_per_s,
                 true,
+                &colors,
             )?,
             Scenario::Bulk => bars(
                 area,
@@ -114,12 +129,14 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
                 &rows,
                 |r| r.bytes_per_s.map(|b| b / 1e9),
                 false,
+                &colors,
             )?,
             Scenario::Fanout => by_readers(
                 area,
                 "fanout: messages/s each reader received, by readers (x) (higher is better; see the loss column of the table)",
                 "messages/s per reader (log)",
                 &rows,
+                &colors,
                 |r| r.transport.clone(),
                 |r| r.msgs_per_s,
             )?,
@@ -128,6 +145,7 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
                 "paced: p99 publish-to-receive latency in µs at each rate, by readers (x) (lower is better)",
                 "p99 µs (log)",
                 &rows,
+                &colors,
                 |r| r.label_rate(),
                 |r| r.p99_ns.map(|ns| ns as f64 / 1e3),
             )?,
@@ -201,8 +219,37 @@ fn log_panel<'a, 'b>(
 /// Reads one percentile of a row.
 type Percentile = fn(&Row) -> Option<u64>;
 
-/// Percentile markers per transport on a log scale of nanoseconds.
-fn latency(area: &DrawingArea<SVGBackend, Shift>, title: &str, rows: &[&Row]) -> Result<()> {
+/// The marker of one percentile in the latency panels (colour is the
+/// transport's).
+#[derive(Clone, Copy)]
+enum Mark {
+    Ring,
+    Dot,
+    Triangle,
+    Cross,
+}
+
+fn mark<DB: DrawingBackend, C: Clone + 'static>(
+    m: Mark,
+    at: C,
+    color: RGBColor,
+) -> DynElement<'static, DB, C> {
+    match m {
+        Mark::Ring => Circle::new(at, 4, color.stroke_width(2)).into_dyn(),
+        Mark::Dot => Circle::new(at, 5, color.filled()).into_dyn(),
+        Mark::Triangle => TriangleMarker::new(at, 6, color.filled()).into_dyn(),
+        Mark::Cross => Cross::new(at, 5, color.stroke_width(2)).into_dyn(),
+    }
+}
+
+/// Percentile markers per transport on a log scale of nanoseconds: the
+/// shape says which percentile, the colour which transport.
+fn latency(
+    area: &DrawingArea<SVGBackend, Shift>,
+    title: &str,
+    rows: &[&Row],
+    colors: &Colors,
+) -> Result<()> {
     let names: Vec<String> = rows.iter().map(|r| r.transport.clone()).collect();
     let values: Vec<u64> = rows
         .iter()
@@ -215,21 +262,37 @@ fn latency(area: &DrawingArea<SVGBackend, Shift>, title: &str, rows: &[&Row]) ->
     let mut chart = log_panel(area, title, &names, (lo, hi), "nanoseconds (log)", &|v| {
         crate::report::fmt_ns(*v as u64)
     })?;
-    let series: [(&str, RGBColor, Percentile); 4] = [
-        ("min", RGBColor(120, 120, 120), |r| r.min_ns),
-        ("p50", RGBColor(31, 119, 180), |r| r.p50_ns),
-        ("p99", RGBColor(255, 127, 14), |r| r.p99_ns),
-        ("p99.9", RGBColor(214, 39, 40), |r| r.p999_ns),
+    // The span from min to p99.9, one line per transport.
+    chart
+        .draw_series(rows.iter().enumerate().filter_map(|(i, r)| {
+            let (a, b) = (r.min_ns?, r.p999_ns?);
+            let x = SegmentValue::CenterOf(i);
+            Some(PathElement::new(
+                vec![(x.clone(), a as f64), (x, b as f64)],
+                colors.of(&r.transport).stroke_width(2),
+            ))
+        }))
+        .map_err(err)?;
+    let series: [(&str, Mark, Percentile); 4] = [
+        ("min", Mark::Ring, |r| r.min_ns),
+        ("p50", Mark::Dot, |r| r.p50_ns),
+        ("p99", Mark::Triangle, |r| r.p99_ns),
+        ("p99.9", Mark::Cross, |r| r.p999_ns),
     ];
-    for (name, color, get) in series {
+    for (name, shape, get) in series {
         chart
             .draw_series(rows.iter().enumerate().filter_map(|(i, r)| {
-                get(r)
-                    .map(|v| Circle::new((SegmentValue::CenterOf(i), v as f64), 5, color.filled()))
+                get(r).map(|v| {
+                    mark(
+                        shape,
+                        (SegmentValue::CenterOf(i), v as f64),
+                        colors.of(&r.transport),
+                    )
+                })
             }))
             .map_err(err)?
             .label(name)
-            .legend(move |(x, y)| Circle::new((x, y), 5, color.filled()));
+            .legend(move |(x, y)| mark(shape, (x, y), RGBColor(60, 60, 60)));
     }
     legend(&mut chart, SeriesLabelPosition::UpperLeft)
 }
@@ -253,6 +316,7 @@ fn bars(
     rows: &[&Row],
     value: fn(&Row) -> Option<f64>,
     log: bool,
+    colors: &Colors,
 ) -> Result<()> {
     let names: Vec<String> = rows.iter().map(|r| r.transport.clone()).collect();
     let data: Vec<(usize, f64)> = rows
@@ -262,14 +326,19 @@ fn bars(
         .collect();
     let max = data.iter().map(|d| d.1).fold(0.0, f64::max).max(1e-9);
     let min = data.iter().map(|d| d.1).fold(f64::INFINITY, f64::min);
-    let color = RGBColor(31, 119, 180);
+    let style = |x: &SegmentValue<usize>, _: &f64| match x {
+        SegmentValue::Exact(i) | SegmentValue::CenterOf(i) => {
+            colors.of(names.get(*i).map_or("", String::as_str)).filled()
+        }
+        SegmentValue::Last => BLACK.filled(),
+    };
     if log {
         let lo = (min / 2.0).max(1e-9);
         let mut chart = log_panel(area, title, &names, (lo, max * 2.0), y_desc, &exponent)?;
         chart
             .draw_series(
                 Histogram::vertical(&chart)
-                    .style(color.filled())
+                    .style_func(style)
                     .margin(12)
                     .baseline(lo)
                     .data(data.iter().copied()),
@@ -293,7 +362,7 @@ fn bars(
         chart
             .draw_series(
                 Histogram::vertical(&chart)
-                    .style(color.filled())
+                    .style_func(style)
                     .margin(12)
                     .data(data.iter().copied()),
             )
@@ -302,15 +371,13 @@ fn bars(
     Ok(())
 }
 
-/// Line colours, one per transport in the fan-out and sweep panels.
-const PALETTE: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-];
+/// `color`, lighter for the `k`-th series of one transport (mixed with
+/// white by a third each step, at most twice).
+fn shade(color: RGBColor, k: usize) -> RGBColor {
+    let f = [1.0, 0.67, 0.4][k.min(2)];
+    let mix = |c: u8| (c as f64 * f + 255.0 * (1.0 - f)).round() as u8;
+    RGBColor(mix(color.0), mix(color.1), mix(color.2))
+}
 
 /// A figure by reader count: one line per series (`series` names a row's),
 /// log scale.
@@ -319,6 +386,7 @@ fn by_readers(
     title: &str,
     y_label: &str,
     rows: &[&Row],
+    colors: &Colors,
     series: impl Fn(&Row) -> String,
     value: impl Fn(&Row) -> Option<f64>,
 ) -> Result<()> {
@@ -326,11 +394,14 @@ fn by_readers(
     counts.sort_unstable();
     counts.dedup();
     let names: Vec<String> = counts.iter().map(|n| n.to_string()).collect();
-    let mut transports: Vec<String> = Vec::new();
+    // Each series with its transport and how many series of that
+    // transport came before it (paced: one per rate, lighter each).
+    let mut transports: Vec<(String, &str, usize)> = Vec::new();
     for r in rows {
         let name = series(r);
-        if !transports.contains(&name) {
-            transports.push(name);
+        if !transports.iter().any(|t| t.0 == name) {
+            let before = transports.iter().filter(|t| t.1 == r.transport).count();
+            transports.push((name, &r.transport, before));
         }
     }
     let values: Vec<f64> = rows
@@ -347,8 +418,8 @@ fn by_readers(
         (lo / 2.0, hi * 8.0)
     };
     let mut chart = log_panel(area, title, &names, (lo, hi), y_label, &exponent)?;
-    for (i, t) in transports.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
+    for (t, transport, before) in &transports {
+        let color = shade(colors.of(transport), *before);
         let points: Vec<(SegmentValue<usize>, f64)> = counts
             .iter()
             .enumerate()
@@ -408,3 +479,6 @@ fn msgs_range(rows: &[&Row]) -> (f64, f64) {
         (lo / 2.0, hi * 8.0)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,7 +5,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{err, exponent, legend, log_panel, msgs_range, transports_of, PALETTE};
+use super::{err, exponent, legend, log_panel, msgs_range, transports_of, Colors};
 use crate::report::Row;
 use anyhow::Result;
 
@@ -14,6 +14,7 @@ pub(super) fn stream_by_size(
     area: &DrawingArea<SVGBackend, Shift>,
     sizes: &[usize],
     rows: &[&Row],
+    colors: &Colors,
 ) -> Result<()> {
     let names: Vec<String> = sizes.iter().map(|n| format!("{n} B")).collect();
     let transports = transports_of(rows);
@@ -26,8 +27,8 @@ pub(super) fn stream_by_size(
         "messages/s (log)",
         &exponent,
     )?;
-    for (i, &t) in transports.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
+    for &t in &transports {
+        let color = colors.of(t);
         let points: Vec<(SegmentValue<usize>, f64, f64)> = sizes
             .iter()
             .enumerate()
