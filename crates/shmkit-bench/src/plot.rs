@@ -17,6 +17,7 @@ use plotters::coord::ranged1d::SegmentedCoord;
 use plotters::coord::types::RangedCoordusize;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::report::{Report, Row};
 use crate::Scenario;
@@ -121,6 +122,7 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
                 |r| r.msgs_per_s,
                 true,
                 &colors,
+                fmt_rate,
             )?,
             Scenario::Bulk => bars(
                 area,
@@ -130,6 +132,7 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
                 |r| r.bytes_per_s.map(|b| b / 1e9),
                 false,
                 &colors,
+                |gb| format!("{gb:.2} GB/s"),
             )?,
             Scenario::Fanout => by_readers(
                 area,
@@ -294,6 +297,20 @@ fn latency(
             .label(name)
             .legend(move |(x, y)| mark(shape, (x, y), RGBColor(60, 60, 60)));
     }
+    // The median's value beside its marker.
+    chart
+        .draw_series(rows.iter().enumerate().filter_map(|(i, r)| {
+            let p50 = r.p50_ns?;
+            Some(
+                EmptyElement::at((SegmentValue::CenterOf(i), p50 as f64))
+                    + Text::new(
+                        crate::report::fmt_ns(p50),
+                        (9, -6),
+                        ("sans-serif", 12).into_font(),
+                    ),
+            )
+        }))
+        .map_err(err)?;
     legend(&mut chart, SeriesLabelPosition::UpperLeft)
 }
 
@@ -308,7 +325,31 @@ fn legend<'a, 'b: 'a>(chart: &mut LogChart<'a, 'b>, position: SeriesLabelPositio
         .map_err(err)
 }
 
-/// One bar per transport.
+/// The text `label` centred just above the top of bar `i` (at `v`).
+fn value_label(
+    i: usize,
+    v: f64,
+    label: String,
+) -> Text<'static, (SegmentValue<usize>, f64), String> {
+    let style =
+        TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
+    Text::new(label, (SegmentValue::CenterOf(i), v), style)
+}
+
+/// A rate in human units: `12.3 M/s`, `456 k/s`, `950 /s`.
+fn fmt_rate(v: f64) -> String {
+    if v >= 1e9 {
+        format!("{:.2} G/s", v / 1e9)
+    } else if v >= 1e6 {
+        format!("{:.1} M/s", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1} k/s", v / 1e3)
+    } else {
+        format!("{v:.0} /s")
+    }
+}
+
+/// One bar per transport, its value written above it.
 fn bars(
     area: &DrawingArea<SVGBackend, Shift>,
     title: &str,
@@ -317,6 +358,7 @@ fn bars(
     value: fn(&Row) -> Option<f64>,
     log: bool,
     colors: &Colors,
+    fmt: fn(f64) -> String,
 ) -> Result<()> {
     let names: Vec<String> = rows.iter().map(|r| r.transport.clone()).collect();
     let data: Vec<(usize, f64)> = rows
@@ -344,6 +386,9 @@ fn bars(
                     .data(data.iter().copied()),
             )
             .map_err(err)?;
+        chart
+            .draw_series(data.iter().map(|&(i, v)| value_label(i, v, fmt(v))))
+            .map_err(err)?;
     } else {
         let mut chart = builder(area, title)
             .build_cartesian_2d(
@@ -366,6 +411,9 @@ fn bars(
                     .margin(12)
                     .data(data.iter().copied()),
             )
+            .map_err(err)?;
+        chart
+            .draw_series(data.iter().map(|&(i, v)| value_label(i, v, fmt(v))))
             .map_err(err)?;
     }
     Ok(())

@@ -87,8 +87,12 @@ fn shmkit_transports_have_their_own_colours_in_every_panel() {
         stream("pipe", 800_000),
     ]);
     // The stream bars: shmkit's first, then pipe's.
-    let fills = bar_fills(&svg);
-    assert_eq!(fills, [hex(SHMKIT[0]), hex(OTHERS[0])], "{fills:?}");
+    // (The histogram draws its bars in no fixed order.)
+    let mut fills = bar_fills(&svg);
+    fills.sort();
+    let mut expected = [hex(SHMKIT[0]), hex(OTHERS[0])];
+    expected.sort();
+    assert_eq!(fills, expected);
     // The rtt markers take the same colours.
     for c in [SHMKIT[0], OTHERS[0]] {
         let circles = svg
@@ -100,4 +104,32 @@ fn shmkit_transports_have_their_own_colours_in_every_panel() {
     assert!(svg.contains("own transports in oranges and reds"));
     // The two families share no colour.
     assert!(SHMKIT.iter().all(|c| !OTHERS.contains(c)));
+}
+
+#[test]
+fn every_bar_and_median_has_its_value_written() {
+    let svg = svg(vec![
+        rtt("shmkit-stream", 300),
+        rtt("pipe", 20_000),
+        stream("shmkit-stream", 12_345_678),
+        stream("pipe", 456_000),
+    ]);
+    let texts = texts(&svg);
+    for label in ["12.3 M/s", "456.0 k/s", "300 ns", "20.0 µs"] {
+        assert!(
+            texts.iter().any(|t| t == label),
+            "{label} missing: {texts:?}"
+        );
+    }
+}
+
+/// The text of every `<text>` element.
+fn texts(svg: &str) -> Vec<String> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|t| {
+            let inner = t.split_once('>')?.1.split_once("</text>")?.0;
+            Some(inner.trim().to_string())
+        })
+        .collect()
 }
