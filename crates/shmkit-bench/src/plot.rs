@@ -119,20 +119,21 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
                 "stream: messages per second (higher is better)",
                 "messages/s (log)",
                 &rows,
-                |r| r.msgs_per_s,
+                (|r| r.msgs_per_s, fmt_rate),
                 true,
                 &colors,
-                fmt_rate,
             )?,
             Scenario::Bulk => bars(
                 area,
                 "bulk: GB/s, 1 GB = 10^9 bytes (higher is better)",
                 "GB/s",
                 &rows,
-                |r| r.bytes_per_s.map(|b| b / 1e9),
+                (
+                    |r| r.bytes_per_s.map(|b| b / 1e9),
+                    |gb| format!("{gb:.2} GB/s"),
+                ),
                 false,
                 &colors,
-                |gb| format!("{gb:.2} GB/s"),
             )?,
             Scenario::Fanout => by_readers(
                 area,
@@ -355,10 +356,9 @@ fn bars(
     title: &str,
     y_desc: &str,
     rows: &[&Row],
-    value: fn(&Row) -> Option<f64>,
+    (value, fmt): (fn(&Row) -> Option<f64>, fn(f64) -> String),
     log: bool,
     colors: &Colors,
-    fmt: fn(f64) -> String,
 ) -> Result<()> {
     let names: Vec<String> = rows.iter().map(|r| r.transport.clone()).collect();
     let data: Vec<(usize, f64)> = rows
