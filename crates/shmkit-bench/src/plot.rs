@@ -350,13 +350,16 @@ fn fmt_rate(v: f64) -> String {
     }
 }
 
+/// What a bar panel draws: a row's figure, and how its label writes it.
+type Figure = (fn(&Row) -> Option<f64>, fn(f64) -> String);
+
 /// One bar per transport, its value written above it.
 fn bars(
     area: &DrawingArea<SVGBackend, Shift>,
     title: &str,
     y_desc: &str,
     rows: &[&Row],
-    (value, fmt): (fn(&Row) -> Option<f64>, fn(f64) -> String),
+    (value, fmt): Figure,
     log: bool,
     colors: &Colors,
 ) -> Result<()> {
