@@ -25,7 +25,7 @@ use crate::Scenario;
 mod style;
 mod sweep;
 
-use style::Colors;
+use style::{Colors, Unit};
 
 const WIDTH: u32 = 1100;
 const PANEL: u32 = 380;
@@ -117,7 +117,7 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
             Scenario::Stream => bars(
                 area,
                 "stream: messages per second (higher is better)",
-                "messages/s (log)",
+                "messages per second",
                 &rows,
                 (|r| r.msgs_per_s, fmt_rate),
                 true,
@@ -138,7 +138,7 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
             Scenario::Fanout => by_readers(
                 area,
                 "fanout: messages/s each reader received, by readers (x) (higher is better; see the loss column of the table)",
-                "messages/s per reader (log)",
+                ("messages/s per reader", Unit::rate),
                 &rows,
                 &colors,
                 |r| r.transport.clone(),
@@ -146,22 +146,17 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
             )?,
             Scenario::Paced => by_readers(
                 area,
-                "paced: p99 publish-to-receive latency in µs at each rate, by readers (x) (lower is better)",
-                "p99 µs (log)",
+                "paced: p99 publish-to-receive latency at each rate, by readers (x) (lower is better)",
+                ("p99 latency", Unit::latency),
                 &rows,
                 &colors,
                 |r| r.label_rate(),
-                |r| r.p99_ns.map(|ns| ns as f64 / 1e3),
+                |r| r.p99_ns.map(|ns| ns as f64),
             )?,
         }
     }
     root.present().map_err(err)?;
     Ok(())
-}
-
-/// A y label in powers of ten: `1e6`.
-fn exponent(v: &f64) -> String {
-    format!("{v:.0e}")
 }
 
 fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
@@ -263,9 +258,9 @@ fn latency(
     let lo = values.iter().copied().min().unwrap_or(1).max(1) as f64 / 2.0;
     // Headroom above the highest marker for the legend.
     let hi = values.iter().copied().max().unwrap_or(10) as f64 * 12.0;
-    let mut chart = log_panel(area, title, &names, (lo, hi), "nanoseconds (log)", &|v| {
-        crate::report::fmt_ns(*v as u64)
-    })?;
+    let unit = Unit::latency(values.iter().copied().max().unwrap_or(1) as f64);
+    let y_desc = format!("latency, {} (log)", unit.name);
+    let mut chart = log_panel(area, title, &names, (lo, hi), &y_desc, &|v| unit.tick(*v))?;
     // The span from min to p99.9, one line per transport.
     chart
         .draw_series(rows.iter().enumerate().filter_map(|(i, r)| {
@@ -379,7 +374,11 @@ fn bars(
     };
     if log {
         let lo = (min / 2.0).max(1e-9);
-        let mut chart = log_panel(area, title, &names, (lo, max * 2.0), y_desc, &exponent)?;
+        let unit = Unit::rate(max);
+        let y_desc = format!("{y_desc}, {} (log)", unit.name);
+        let mut chart = log_panel(area, title, &names, (lo, max * 2.0), &y_desc, &|v| {
+            unit.tick(*v)
+        })?;
         chart
             .draw_series(
                 Histogram::vertical(&chart)
@@ -430,12 +429,16 @@ fn shade(color: RGBColor, k: usize) -> RGBColor {
     RGBColor(mix(color.0), mix(color.1), mix(color.2))
 }
 
+/// The y axis of a panel by reader count: what it shows, and the unit for
+/// the largest value drawn.
+type Axis = (&'static str, fn(f64) -> Unit);
+
 /// A figure by reader count: one line per series (`series` names a row's),
 /// log scale.
 fn by_readers(
     area: &DrawingArea<SVGBackend, Shift>,
     title: &str,
-    y_label: &str,
+    (y_label, unit_of): Axis,
     rows: &[&Row],
     colors: &Colors,
     series: impl Fn(&Row) -> String,
@@ -468,7 +471,9 @@ fn by_readers(
         // Headroom above the highest point for the legend.
         (lo / 2.0, hi * 8.0)
     };
-    let mut chart = log_panel(area, title, &names, (lo, hi), y_label, &exponent)?;
+    let unit = unit_of(hi / 8.0);
+    let y_desc = format!("{y_label}, {} (log)", unit.name);
+    let mut chart = log_panel(area, title, &names, (lo, hi), &y_desc, &|v| unit.tick(*v))?;
     for (t, transport, before) in &transports {
         let color = shade(colors.of(transport), *before);
         let points: Vec<(SegmentValue<usize>, f64)> = counts

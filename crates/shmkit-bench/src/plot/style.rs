@@ -71,3 +71,50 @@ impl Colors {
             })
     }
 }
+
+/// The unit an axis is labelled in, and its ticks written in: chosen from
+/// the largest value drawn, so the ticks read `0.5`, `2`, `10`, not `5e5`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Unit {
+    /// Values per unit: 1e3 for µs over nanoseconds, 1e6 for M/s.
+    scale: f64,
+    /// `ns`, `µs`, `ms`, `s`; `/s`, `k/s`, `M/s`, `G/s`.
+    pub(super) name: &'static str,
+}
+
+impl Unit {
+    /// The unit of latencies up to `max_ns` nanoseconds.
+    pub(super) fn latency(max_ns: f64) -> Unit {
+        let (scale, name) = [(1e9, "s"), (1e6, "ms"), (1e3, "µs")]
+            .into_iter()
+            .find(|&(scale, _)| max_ns >= scale)
+            .unwrap_or((1.0, "ns"));
+        Unit { scale, name }
+    }
+
+    /// The unit of rates (per second) up to `max`.
+    pub(super) fn rate(max: f64) -> Unit {
+        let (scale, name) = [(1e9, "G/s"), (1e6, "M/s"), (1e3, "k/s")]
+            .into_iter()
+            .find(|&(scale, _)| max >= scale)
+            .unwrap_or((1.0, "/s"));
+        Unit { scale, name }
+    }
+
+    /// A tick at `v` (in the axis's raw values), written in this unit with
+    /// two significant digits at most below 10: `0.05`, `2.5`, `20`.
+    pub(super) fn tick(&self, v: f64) -> String {
+        let x = v / self.scale;
+        let s = if x >= 10.0 || x <= 0.0 {
+            format!("{x:.0}")
+        } else {
+            let decimals = (1 - x.log10().floor() as i32).max(1) as usize;
+            format!("{x:.decimals$}")
+        };
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
+    }
+}

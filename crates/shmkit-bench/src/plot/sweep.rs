@@ -5,7 +5,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{err, exponent, legend, log_panel, msgs_range, transports_of, Colors};
+use super::{err, legend, log_panel, msgs_range, transports_of, Colors, Unit};
 use crate::report::Row;
 use anyhow::Result;
 
@@ -19,13 +19,14 @@ pub(super) fn stream_by_size(
     let names: Vec<String> = sizes.iter().map(|n| format!("{n} B")).collect();
     let transports = transports_of(rows);
     let range = msgs_range(rows);
+    let unit = Unit::rate(range.1 / 8.0);
     let mut chart = log_panel(
         area,
         "stream: messages per second by message size (labels: GB/s)",
         &names,
         range,
-        "messages/s (log)",
-        &exponent,
+        &format!("messages per second, {} (log)", unit.name),
+        &|v| unit.tick(*v),
     )?;
     for &t in &transports {
         let color = colors.of(t);

@@ -133,3 +133,77 @@ fn texts(svg: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// The y axis's title and its ticks (the texts that are plain numbers) of
+/// a chart with one panel whose x labels are not numbers.
+fn y_axis(svg: &str, desc_starts: &str) -> (String, Vec<f64>) {
+    let texts = texts(svg);
+    let desc = texts
+        .iter()
+        .find(|t| t.starts_with(desc_starts))
+        .unwrap_or_else(|| panic!("no axis title {desc_starts:?}: {texts:?}"))
+        .clone();
+    let ticks: Vec<f64> = texts.iter().filter_map(|t| t.parse().ok()).collect();
+    assert!(ticks.len() >= 2, "{texts:?}");
+    (desc, ticks)
+}
+
+#[test]
+fn axis_units_match_their_ticks() {
+    // Medians of 300 ns and 20 µs: markers from 150 ns to 60 µs.
+    let (desc, ticks) = y_axis(
+        &svg(vec![rtt("shmkit-stream", 300), rtt("pipe", 20_000)]),
+        "latency",
+    );
+    assert_eq!(desc, "latency, µs (log)");
+    // In µs: from about 0.075 (the lowest, halved) up to the headroom.
+    assert!(
+        ticks.iter().all(|&t| (0.05..=1000.0).contains(&t)),
+        "{ticks:?}"
+    );
+    assert!(
+        ticks.iter().any(|&t| t < 1.0) && ticks.iter().any(|&t| t >= 10.0),
+        "{ticks:?}"
+    );
+
+    // Everything below a microsecond: nanoseconds.
+    let (desc, ticks) = y_axis(
+        &svg(vec![rtt("shmkit-stream", 100), rtt("pipe", 250)]),
+        "latency",
+    );
+    assert_eq!(desc, "latency, ns (log)");
+    assert!(
+        ticks.iter().all(|&t| (20.0..=10_000.0).contains(&t)),
+        "{ticks:?}"
+    );
+
+    let (desc, ticks) = y_axis(
+        &svg(vec![
+            stream("shmkit-stream", 12_000_000),
+            stream("pipe", 900_000),
+        ]),
+        "messages per second",
+    );
+    assert_eq!(desc, "messages per second, M/s (log)");
+    assert!(
+        ticks.iter().all(|&t| (0.4..=25.0).contains(&t)),
+        "{ticks:?}"
+    );
+}
+
+#[test]
+fn units_and_ticks() {
+    use super::style::Unit;
+    assert_eq!(Unit::latency(900.0).name, "ns");
+    assert_eq!(Unit::latency(60_000.0).name, "µs");
+    assert_eq!(Unit::latency(3.4e6).name, "ms");
+    assert_eq!(Unit::rate(900.0).name, "/s");
+    assert_eq!(Unit::rate(456e3).name, "k/s");
+    assert_eq!(Unit::rate(12.3e6).name, "M/s");
+    let us = Unit::latency(60_000.0);
+    let ticks: Vec<String> = [50.0, 500.0, 2_500.0, 20_000.0, 100_000.0]
+        .iter()
+        .map(|&v| us.tick(v))
+        .collect();
+    assert_eq!(ticks, ["0.05", "0.5", "2.5", "20", "100"]);
+}
