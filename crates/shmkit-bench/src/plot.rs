@@ -137,12 +137,12 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
             )?,
             Scenario::Fanout => by_readers(
                 area,
-                "fanout: messages/s each reader received, by readers (x) (higher is better; see the loss column of the table)",
-                ("messages/s per reader", Unit::rate),
+                "fanout: messages/s each reader received (delivered, not published), by readers (x); labels: rate and share lost (higher is better where nothing is lost)",
+                ("delivered messages/s per reader", Unit::rate),
                 &rows,
                 &colors,
                 |r| r.transport.clone(),
-                |r| r.msgs_per_s,
+                |r| r.msgs_per_s.map(|v| (v, with_loss(v, r.lost))),
             )?,
             Scenario::Paced => by_readers(
                 area,
@@ -151,7 +151,7 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
                 &rows,
                 &colors,
                 |r| r.label_rate(),
-                |r| r.p99_ns.map(|ns| ns as f64),
+                |r| r.p99_ns.map(|ns| (ns as f64, crate::report::fmt_ns(ns))),
             )?,
         }
     }
@@ -332,6 +332,18 @@ fn value_label(
     Text::new(label, (SegmentValue::CenterOf(i), v), style)
 }
 
+/// A fan-out point's label: the rate each reader received and, where
+/// readers missed some of what was published, the share lost
+/// (`4.5 M/s, lost 78 %`), so a lossy transport does not pass for fast.
+fn with_loss(per_s: f64, lost: Option<f64>) -> String {
+    match lost {
+        Some(l) if l >= 0.995 => format!("{}, lost {:.1} %", fmt_rate(per_s), l * 100.0),
+        Some(l) if l >= 0.01 => format!("{}, lost {:.0} %", fmt_rate(per_s), l * 100.0),
+        Some(l) if l > 0.0 => format!("{}, lost <1 %", fmt_rate(per_s)),
+        _ => fmt_rate(per_s),
+    }
+}
+
 /// A rate in human units: `12.3 M/s`, `456 k/s`, `950 /s`.
 fn fmt_rate(v: f64) -> String {
     if v >= 1e9 {
@@ -442,7 +454,7 @@ fn by_readers(
     rows: &[&Row],
     colors: &Colors,
     series: impl Fn(&Row) -> String,
-    value: impl Fn(&Row) -> Option<f64>,
+    value: impl Fn(&Row) -> Option<(f64, String)>,
 ) -> Result<()> {
     let mut counts: Vec<usize> = rows.iter().filter_map(|r| r.readers).collect();
     counts.sort_unstable();
@@ -460,7 +472,7 @@ fn by_readers(
     }
     let values: Vec<f64> = rows
         .iter()
-        .filter_map(|r| value(r))
+        .filter_map(|r| value(r).map(|v| v.0))
         .filter(|&v| v > 0.0)
         .collect();
     let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
@@ -476,17 +488,19 @@ fn by_readers(
     let mut chart = log_panel(area, title, &names, (lo, hi), &y_desc, &|v| unit.tick(*v))?;
     for (t, transport, before) in &transports {
         let color = shade(colors.of(transport), *before);
-        let points: Vec<(SegmentValue<usize>, f64)> = counts
+        let labelled: Vec<((SegmentValue<usize>, f64), String)> = counts
             .iter()
             .enumerate()
             .filter_map(|(x, &n)| {
                 let r = rows
                     .iter()
                     .find(|r| series(r) == *t && r.readers == Some(n))?;
-                let v = value(r).filter(|&v| v > 0.0)?;
-                Some((SegmentValue::CenterOf(x), v))
+                let (v, label) = value(r).filter(|v| v.0 > 0.0)?;
+                Some(((SegmentValue::CenterOf(x), v), label))
             })
             .collect();
+        let points: Vec<(SegmentValue<usize>, f64)> =
+            labelled.iter().map(|p| p.0.clone()).collect();
         chart
             .draw_series(std::iter::once(PathElement::new(
                 points.clone(),
@@ -503,6 +517,11 @@ fn by_readers(
                     .into_iter()
                     .map(|p| Circle::new(p, 4, color.filled())),
             )
+            .map_err(err)?;
+        chart
+            .draw_series(labelled.into_iter().map(|(p, label)| {
+                EmptyElement::at(p) + Text::new(label, (7, -14), ("sans-serif", 11).into_font())
+            }))
             .map_err(err)?;
     }
     legend(&mut chart, SeriesLabelPosition::UpperRight)

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::style::{OTHERS, SHMKIT};
 use crate::report::{Machine, Report, Row};
-use crate::scenario::{Latency, Measurement};
+use crate::scenario::{FanoutFigures, Latency, Measurement};
 use crate::{BenchOptions, ChildCommand, Scenario};
 
 fn latency(p50: u64) -> Latency {
@@ -36,6 +36,26 @@ fn stream(transport: &str, per_s: u64) -> Row {
         ..Measurement::default()
     };
     Row::from_measurement(Scenario::Stream, transport, 64, &m)
+}
+
+/// A `fanout` row: each of 2 readers received `each` messages/s and
+/// `lost` of what was published.
+fn fanout(transport: &str, each: f64, lost: f64) -> Row {
+    let m = Measurement {
+        latency: Some(latency(2_000)),
+        fanout: Some(FanoutFigures {
+            readers: 2,
+            per_reader_msgs_per_s: each,
+            total_msgs_per_s: each * 2.0,
+            slowest_msgs_per_s: each,
+            published_per_s: each / (1.0 - lost),
+            lost,
+            rate: None,
+            reader_cpu: 1.0,
+        }),
+        ..Measurement::default()
+    };
+    Row::from_measurement(Scenario::Fanout, transport, 64, &m)
 }
 
 fn report(rows: Vec<Row>) -> Report {
@@ -206,4 +226,35 @@ fn units_and_ticks() {
         .map(|&v| us.tick(v))
         .collect();
     assert_eq!(ticks, ["0.05", "0.5", "2.5", "20", "100"]);
+}
+
+#[test]
+fn fanout_shows_what_a_lossy_transport_lost() {
+    let svg = svg(vec![
+        fanout("shmkit-board", 4_500_000.0, 0.78),
+        fanout("shmkit-lossless", 2_000_000.0, 0.0),
+        fanout("pipe", 300_000.0, 0.0),
+    ]);
+    let texts = texts(&svg);
+    for label in ["4.5 M/s, lost 78 %", "2.0 M/s", "300.0 k/s"] {
+        assert!(
+            texts.iter().any(|t| t == label),
+            "{label} missing: {texts:?}"
+        );
+    }
+    // Only the lossy one says so.
+    assert_eq!(
+        texts.iter().filter(|t| t.contains(", lost ")).count(),
+        1,
+        "{texts:?}"
+    );
+    assert!(texts
+        .iter()
+        .any(|t| t.starts_with("fanout: messages/s each reader received (delivered")));
+    assert!(
+        texts
+            .iter()
+            .any(|t| t == "delivered messages/s per reader, M/s (log)"),
+        "{texts:?}"
+    );
 }
