@@ -7,7 +7,10 @@
 //! reader received against the number of readers (one line per transport,
 //! log scale), and for `paced` the p99 latency against the number of
 //! readers (one line per transport and rate, log scale). Failed transports
-//! are left out.
+//! are left out (the caption names them). shmkit's own transports take a
+//! warm colour family, the others a cool one, the same in every panel;
+//! bars and points carry their values, fan-out points the share lost; each
+//! y axis is labelled in the unit its ticks are written in.
 
 use std::path::Path;
 
