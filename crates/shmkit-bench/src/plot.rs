@@ -7,7 +7,10 @@
 //! reader received against the number of readers (one line per transport,
 //! log scale), and for `paced` the p99 latency against the number of
 //! readers (one line per transport and rate, log scale). Failed transports
-//! are left out.
+//! are left out (the caption names them). shmkit's own transports take a
+//! warm colour family, the others a cool one, the same in every panel;
+//! bars and points carry their values, fan-out points the share lost; each
+//! y axis is labelled in the unit its ticks are written in.
 
 use std::path::Path;
 
@@ -17,16 +20,20 @@ use plotters::coord::ranged1d::SegmentedCoord;
 use plotters::coord::types::RangedCoordusize;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::report::{Report, Row};
 use crate::Scenario;
 
+mod style;
 mod sweep;
+
+use style::{Colors, Unit};
 
 const WIDTH: u32 = 1100;
 const PANEL: u32 = 380;
 /// Height of the caption above the panels: where, what and how loaded.
-const CAPTION: u32 = 64;
+const CAPTION: u32 = 82;
 
 /// The caption's lines: the machine, the commit, the load before and after,
 /// and every transport that failed (left out of the panels).
@@ -62,6 +69,10 @@ fn caption(report: &Report) -> Vec<String> {
     } else {
         format!("FAILED (not drawn): {}", failed.join(", "))
     });
+    lines.push(
+        "colours: shmkit's own transports in oranges and reds, baselines and peers in blues and greys (the same in every panel)"
+            .to_string(),
+    );
     lines
 }
 
@@ -83,6 +94,7 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
         ))
         .map_err(err)?;
     }
+    let colors = Colors::new(report);
     let areas = body.split_evenly((panels.len().max(1), 1));
     for (scenario, area) in panels.iter().zip(areas.iter()) {
         let rows: Vec<&Row> = report
@@ -90,56 +102,64 @@ pub(crate) fn write_svg(report: &Report, path: &Path) -> Result<()> {
             .filter(|r| r.error.is_none())
             .collect();
         match scenario {
-            Scenario::Rtt => latency(area, "rtt: round-trip latency (lower is better)", &rows)?,
+            Scenario::Rtt => latency(
+                area,
+                "rtt: round-trip latency (lower is better)",
+                &rows,
+                &colors,
+            )?,
             Scenario::Oversubscribed => latency(
                 area,
                 "oversubscribed: lap of a token around 3 processes on 2 cores (lower is better)",
                 &rows,
+                &colors,
             )?,
             Scenario::Stream if report.sizes(Scenario::Stream).len() > 1 => {
-                sweep::stream_by_size(area, &report.sizes(Scenario::Stream), &rows)?
+                sweep::stream_by_size(area, &report.sizes(Scenario::Stream), &rows, &colors)?
             }
             Scenario::Stream => bars(
                 area,
                 "stream: messages per second (higher is better)",
-                "messages/s (log)",
+                "messages per second",
                 &rows,
-                |r| r.msgs_per_s,
+                (|r| r.msgs_per_s, fmt_rate),
                 true,
+                &colors,
             )?,
             Scenario::Bulk => bars(
                 area,
                 "bulk: GB/s, 1 GB = 10^9 bytes (higher is better)",
                 "GB/s",
                 &rows,
-                |r| r.bytes_per_s.map(|b| b / 1e9),
+                (
+                    |r| r.bytes_per_s.map(|b| b / 1e9),
+                    |gb| format!("{gb:.2} GB/s"),
+                ),
                 false,
+                &colors,
             )?,
             Scenario::Fanout => by_readers(
                 area,
-                "fanout: messages/s each reader received, by readers (x) (higher is better; see the loss column of the table)",
-                "messages/s per reader (log)",
+                "fanout: messages/s each reader received (delivered, not published), by readers (x); labels: rate and share lost (higher is better where nothing is lost)",
+                ("delivered messages/s per reader", Unit::rate),
                 &rows,
+                &colors,
                 |r| r.transport.clone(),
-                |r| r.msgs_per_s,
+                |r| r.msgs_per_s.map(|v| (v, with_loss(v, r.lost))),
             )?,
             Scenario::Paced => by_readers(
                 area,
-                "paced: p99 publish-to-receive latency in µs at each rate, by readers (x) (lower is better)",
-                "p99 µs (log)",
+                "paced: p99 publish-to-receive latency at each rate, by readers (x) (lower is better)",
+                ("p99 latency", Unit::latency),
                 &rows,
+                &colors,
                 |r| r.label_rate(),
-                |r| r.p99_ns.map(|ns| ns as f64 / 1e3),
+                |r| r.p99_ns.map(|ns| (ns as f64, crate::report::fmt_ns(ns))),
             )?,
         }
     }
     root.present().map_err(err)?;
     Ok(())
-}
-
-/// A y label in powers of ten: `1e6`.
-fn exponent(v: &f64) -> String {
-    format!("{v:.0e}")
 }
 
 fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
@@ -201,8 +221,37 @@ fn log_panel<'a, 'b>(
 /// Reads one percentile of a row.
 type Percentile = fn(&Row) -> Option<u64>;
 
-/// Percentile markers per transport on a log scale of nanoseconds.
-fn latency(area: &DrawingArea<SVGBackend, Shift>, title: &str, rows: &[&Row]) -> Result<()> {
+/// The marker of one percentile in the latency panels (colour is the
+/// transport's).
+#[derive(Clone, Copy)]
+enum Mark {
+    Ring,
+    Dot,
+    Triangle,
+    Cross,
+}
+
+fn mark<DB: DrawingBackend, C: Clone + 'static>(
+    m: Mark,
+    at: C,
+    color: RGBColor,
+) -> DynElement<'static, DB, C> {
+    match m {
+        Mark::Ring => Circle::new(at, 4, color.stroke_width(2)).into_dyn(),
+        Mark::Dot => Circle::new(at, 5, color.filled()).into_dyn(),
+        Mark::Triangle => TriangleMarker::new(at, 6, color.filled()).into_dyn(),
+        Mark::Cross => Cross::new(at, 5, color.stroke_width(2)).into_dyn(),
+    }
+}
+
+/// Percentile markers per transport on a log scale of nanoseconds: the
+/// shape says which percentile, the colour which transport.
+fn latency(
+    area: &DrawingArea<SVGBackend, Shift>,
+    title: &str,
+    rows: &[&Row],
+    colors: &Colors,
+) -> Result<()> {
     let names: Vec<String> = rows.iter().map(|r| r.transport.clone()).collect();
     let values: Vec<u64> = rows
         .iter()
@@ -212,25 +261,55 @@ fn latency(area: &DrawingArea<SVGBackend, Shift>, title: &str, rows: &[&Row]) ->
     let lo = values.iter().copied().min().unwrap_or(1).max(1) as f64 / 2.0;
     // Headroom above the highest marker for the legend.
     let hi = values.iter().copied().max().unwrap_or(10) as f64 * 12.0;
-    let mut chart = log_panel(area, title, &names, (lo, hi), "nanoseconds (log)", &|v| {
-        crate::report::fmt_ns(*v as u64)
-    })?;
-    let series: [(&str, RGBColor, Percentile); 4] = [
-        ("min", RGBColor(120, 120, 120), |r| r.min_ns),
-        ("p50", RGBColor(31, 119, 180), |r| r.p50_ns),
-        ("p99", RGBColor(255, 127, 14), |r| r.p99_ns),
-        ("p99.9", RGBColor(214, 39, 40), |r| r.p999_ns),
+    let unit = Unit::latency(values.iter().copied().max().unwrap_or(1) as f64);
+    let y_desc = format!("latency, {} (log)", unit.name);
+    let mut chart = log_panel(area, title, &names, (lo, hi), &y_desc, &|v| unit.tick(*v))?;
+    // The span from min to p99.9, one line per transport.
+    chart
+        .draw_series(rows.iter().enumerate().filter_map(|(i, r)| {
+            let (a, b) = (r.min_ns?, r.p999_ns?);
+            let x = SegmentValue::CenterOf(i);
+            Some(PathElement::new(
+                vec![(x.clone(), a as f64), (x, b as f64)],
+                colors.of(&r.transport).stroke_width(2),
+            ))
+        }))
+        .map_err(err)?;
+    let series: [(&str, Mark, Percentile); 4] = [
+        ("min", Mark::Ring, |r| r.min_ns),
+        ("p50", Mark::Dot, |r| r.p50_ns),
+        ("p99", Mark::Triangle, |r| r.p99_ns),
+        ("p99.9", Mark::Cross, |r| r.p999_ns),
     ];
-    for (name, color, get) in series {
+    for (name, shape, get) in series {
         chart
             .draw_series(rows.iter().enumerate().filter_map(|(i, r)| {
-                get(r)
-                    .map(|v| Circle::new((SegmentValue::CenterOf(i), v as f64), 5, color.filled()))
+                get(r).map(|v| {
+                    mark(
+                        shape,
+                        (SegmentValue::CenterOf(i), v as f64),
+                        colors.of(&r.transport),
+                    )
+                })
             }))
             .map_err(err)?
             .label(name)
-            .legend(move |(x, y)| Circle::new((x, y), 5, color.filled()));
+            .legend(move |(x, y)| mark(shape, (x, y), RGBColor(60, 60, 60)));
     }
+    // The median's value beside its marker.
+    chart
+        .draw_series(rows.iter().enumerate().filter_map(|(i, r)| {
+            let p50 = r.p50_ns?;
+            Some(
+                EmptyElement::at((SegmentValue::CenterOf(i), p50 as f64))
+                    + Text::new(
+                        crate::report::fmt_ns(p50),
+                        (9, -6),
+                        ("sans-serif", 12).into_font(),
+                    ),
+            )
+        }))
+        .map_err(err)?;
     legend(&mut chart, SeriesLabelPosition::UpperLeft)
 }
 
@@ -245,14 +324,54 @@ fn legend<'a, 'b: 'a>(chart: &mut LogChart<'a, 'b>, position: SeriesLabelPositio
         .map_err(err)
 }
 
-/// One bar per transport.
+/// The text `label` centred just above the top of bar `i` (at `v`).
+fn value_label(
+    i: usize,
+    v: f64,
+    label: String,
+) -> Text<'static, (SegmentValue<usize>, f64), String> {
+    let style =
+        TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
+    Text::new(label, (SegmentValue::CenterOf(i), v), style)
+}
+
+/// A fan-out point's label: the rate each reader received and, where
+/// readers missed some of what was published, the share lost
+/// (`4.5 M/s, lost 78 %`), so a lossy transport does not pass for fast.
+fn with_loss(per_s: f64, lost: Option<f64>) -> String {
+    match lost {
+        Some(l) if l >= 0.995 => format!("{}, lost {:.1} %", fmt_rate(per_s), l * 100.0),
+        Some(l) if l >= 0.01 => format!("{}, lost {:.0} %", fmt_rate(per_s), l * 100.0),
+        Some(l) if l > 0.0 => format!("{}, lost <1 %", fmt_rate(per_s)),
+        _ => fmt_rate(per_s),
+    }
+}
+
+/// A rate in human units: `12.3 M/s`, `456 k/s`, `950 /s`.
+fn fmt_rate(v: f64) -> String {
+    if v >= 1e9 {
+        format!("{:.2} G/s", v / 1e9)
+    } else if v >= 1e6 {
+        format!("{:.1} M/s", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1} k/s", v / 1e3)
+    } else {
+        format!("{v:.0} /s")
+    }
+}
+
+/// What a bar panel draws: a row's figure, and how its label writes it.
+type Figure = (fn(&Row) -> Option<f64>, fn(f64) -> String);
+
+/// One bar per transport, its value written above it.
 fn bars(
     area: &DrawingArea<SVGBackend, Shift>,
     title: &str,
     y_desc: &str,
     rows: &[&Row],
-    value: fn(&Row) -> Option<f64>,
+    (value, fmt): Figure,
     log: bool,
+    colors: &Colors,
 ) -> Result<()> {
     let names: Vec<String> = rows.iter().map(|r| r.transport.clone()).collect();
     let data: Vec<(usize, f64)> = rows
@@ -262,18 +381,30 @@ fn bars(
         .collect();
     let max = data.iter().map(|d| d.1).fold(0.0, f64::max).max(1e-9);
     let min = data.iter().map(|d| d.1).fold(f64::INFINITY, f64::min);
-    let color = RGBColor(31, 119, 180);
+    let style = |x: &SegmentValue<usize>, _: &f64| match x {
+        SegmentValue::Exact(i) | SegmentValue::CenterOf(i) => {
+            colors.of(names.get(*i).map_or("", String::as_str)).filled()
+        }
+        SegmentValue::Last => BLACK.filled(),
+    };
     if log {
         let lo = (min / 2.0).max(1e-9);
-        let mut chart = log_panel(area, title, &names, (lo, max * 2.0), y_desc, &exponent)?;
+        let unit = Unit::rate(max);
+        let y_desc = format!("{y_desc}, {} (log)", unit.name);
+        let mut chart = log_panel(area, title, &names, (lo, max * 2.0), &y_desc, &|v| {
+            unit.tick(*v)
+        })?;
         chart
             .draw_series(
                 Histogram::vertical(&chart)
-                    .style(color.filled())
+                    .style_func(style)
                     .margin(12)
                     .baseline(lo)
                     .data(data.iter().copied()),
             )
+            .map_err(err)?;
+        chart
+            .draw_series(data.iter().map(|&(i, v)| value_label(i, v, fmt(v))))
             .map_err(err)?;
     } else {
         let mut chart = builder(area, title)
@@ -293,49 +424,58 @@ fn bars(
         chart
             .draw_series(
                 Histogram::vertical(&chart)
-                    .style(color.filled())
+                    .style_func(style)
                     .margin(12)
                     .data(data.iter().copied()),
             )
+            .map_err(err)?;
+        chart
+            .draw_series(data.iter().map(|&(i, v)| value_label(i, v, fmt(v))))
             .map_err(err)?;
     }
     Ok(())
 }
 
-/// Line colours, one per transport in the fan-out and sweep panels.
-const PALETTE: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-];
+/// `color`, lighter for the `k`-th series of one transport (mixed with
+/// white by a third each step, at most twice).
+fn shade(color: RGBColor, k: usize) -> RGBColor {
+    let f = [1.0, 0.67, 0.4][k.min(2)];
+    let mix = |c: u8| (c as f64 * f + 255.0 * (1.0 - f)).round() as u8;
+    RGBColor(mix(color.0), mix(color.1), mix(color.2))
+}
+
+/// The y axis of a panel by reader count: what it shows, and the unit for
+/// the largest value drawn.
+type Axis = (&'static str, fn(f64) -> Unit);
 
 /// A figure by reader count: one line per series (`series` names a row's),
 /// log scale.
 fn by_readers(
     area: &DrawingArea<SVGBackend, Shift>,
     title: &str,
-    y_label: &str,
+    (y_label, unit_of): Axis,
     rows: &[&Row],
+    colors: &Colors,
     series: impl Fn(&Row) -> String,
-    value: impl Fn(&Row) -> Option<f64>,
+    value: impl Fn(&Row) -> Option<(f64, String)>,
 ) -> Result<()> {
     let mut counts: Vec<usize> = rows.iter().filter_map(|r| r.readers).collect();
     counts.sort_unstable();
     counts.dedup();
     let names: Vec<String> = counts.iter().map(|n| n.to_string()).collect();
-    let mut transports: Vec<String> = Vec::new();
+    // Each series with its transport and how many series of that
+    // transport came before it (paced: one per rate, lighter each).
+    let mut transports: Vec<(String, &str, usize)> = Vec::new();
     for r in rows {
         let name = series(r);
-        if !transports.contains(&name) {
-            transports.push(name);
+        if !transports.iter().any(|t| t.0 == name) {
+            let before = transports.iter().filter(|t| t.1 == r.transport).count();
+            transports.push((name, &r.transport, before));
         }
     }
     let values: Vec<f64> = rows
         .iter()
-        .filter_map(|r| value(r))
+        .filter_map(|r| value(r).map(|v| v.0))
         .filter(|&v| v > 0.0)
         .collect();
     let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
@@ -346,20 +486,24 @@ fn by_readers(
         // Headroom above the highest point for the legend.
         (lo / 2.0, hi * 8.0)
     };
-    let mut chart = log_panel(area, title, &names, (lo, hi), y_label, &exponent)?;
-    for (i, t) in transports.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        let points: Vec<(SegmentValue<usize>, f64)> = counts
+    let unit = unit_of(hi / 8.0);
+    let y_desc = format!("{y_label}, {} (log)", unit.name);
+    let mut chart = log_panel(area, title, &names, (lo, hi), &y_desc, &|v| unit.tick(*v))?;
+    for (t, transport, before) in &transports {
+        let color = shade(colors.of(transport), *before);
+        let labelled: Vec<((SegmentValue<usize>, f64), String)> = counts
             .iter()
             .enumerate()
             .filter_map(|(x, &n)| {
                 let r = rows
                     .iter()
                     .find(|r| series(r) == *t && r.readers == Some(n))?;
-                let v = value(r).filter(|&v| v > 0.0)?;
-                Some((SegmentValue::CenterOf(x), v))
+                let (v, label) = value(r).filter(|v| v.0 > 0.0)?;
+                Some(((SegmentValue::CenterOf(x), v), label))
             })
             .collect();
+        let points: Vec<(SegmentValue<usize>, f64)> =
+            labelled.iter().map(|p| p.0.clone()).collect();
         chart
             .draw_series(std::iter::once(PathElement::new(
                 points.clone(),
@@ -376,6 +520,11 @@ fn by_readers(
                     .into_iter()
                     .map(|p| Circle::new(p, 4, color.filled())),
             )
+            .map_err(err)?;
+        chart
+            .draw_series(labelled.into_iter().map(|(p, label)| {
+                EmptyElement::at(p) + Text::new(label, (7, -14), ("sans-serif", 11).into_font())
+            }))
             .map_err(err)?;
     }
     legend(&mut chart, SeriesLabelPosition::UpperRight)
@@ -408,3 +557,6 @@ fn msgs_range(rows: &[&Row]) -> (f64, f64) {
         (lo / 2.0, hi * 8.0)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -105,6 +105,12 @@ fn fanout_rows_are_sane() {
         svg.contains("fanout") && svg.contains("shmkit-board"),
         "{svg:.300}"
     );
+    // Each transport that lost messages says how much on its point.
+    for r in report.results.iter().filter(|r| r.lost.unwrap() >= 0.01) {
+        let share = format!("lost {:.0} %", r.lost.unwrap() * 100.0);
+        assert!(svg.contains(&share), "{}: {share} missing", r.transport);
+    }
+    assert!(svg.contains("delivered messages/s per reader"));
 
     paced_rows_are_sane(opts);
 

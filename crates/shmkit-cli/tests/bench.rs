@@ -174,6 +174,19 @@ fn quick_bench_writes_every_field_and_leaves_nothing_behind() {
         svg.contains("<svg") && svg.contains("raw-spin"),
         "{svg:.200}"
     );
+    // The latency axes name their unit, and every bulk bar has its value.
+    assert!(
+        svg.contains("latency, ") && svg.contains(" (log)"),
+        "{svg:.200}"
+    );
+    let bulk_labels = svg
+        .lines()
+        .filter(|l| {
+            l.strip_suffix(" GB/s")
+                .is_some_and(|n| n.parse::<f64>().is_ok())
+        })
+        .count();
+    assert!(bulk_labels >= 2, "{bulk_labels} bulk bars labelled");
 
     let tag = format!("shmkit-bench-{pid}-");
     assert_eq!(

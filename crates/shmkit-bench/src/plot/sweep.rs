@@ -5,7 +5,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{err, exponent, legend, log_panel, msgs_range, transports_of, PALETTE};
+use super::{err, legend, log_panel, msgs_range, transports_of, Colors, Unit};
 use crate::report::Row;
 use anyhow::Result;
 
@@ -14,20 +14,22 @@ pub(super) fn stream_by_size(
     area: &DrawingArea<SVGBackend, Shift>,
     sizes: &[usize],
     rows: &[&Row],
+    colors: &Colors,
 ) -> Result<()> {
     let names: Vec<String> = sizes.iter().map(|n| format!("{n} B")).collect();
     let transports = transports_of(rows);
     let range = msgs_range(rows);
+    let unit = Unit::rate(range.1 / 8.0);
     let mut chart = log_panel(
         area,
         "stream: messages per second by message size (labels: GB/s)",
         &names,
         range,
-        "messages/s (log)",
-        &exponent,
+        &format!("messages per second, {} (log)", unit.name),
+        &|v| unit.tick(*v),
     )?;
-    for (i, &t) in transports.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
+    for &t in &transports {
+        let color = colors.of(t);
         let points: Vec<(SegmentValue<usize>, f64, f64)> = sizes
             .iter()
             .enumerate()
