@@ -54,6 +54,8 @@ pub enum PeekStyle {
     Hex,
     /// The raw bytes, each followed by a NUL byte.
     Nul,
+    /// One JSON document for scripts.
+    Json,
 }
 
 /// Whether a message can be shown as a line of text as it is: UTF-8 with
@@ -67,8 +69,31 @@ pub fn peek(out: &mut dyn Write, name: &str, count: usize, style: PeekStyle) -> 
     let ch = Channel::open(name)?;
     let typed = ch.stats().type_size != 0;
     let messages = ch.peek(count)?;
+    if style == PeekStyle::Json {
+        let list: Vec<serde_json::Value> = messages
+            .iter()
+            .map(|m| {
+                let hex: String = m.bytes.iter().map(|b| format!("{b:02x}")).collect();
+                let mut v = json!({"position": m.position, "len": m.bytes.len(), "hex": hex});
+                if !typed && is_plain_text(&m.bytes) {
+                    v["text"] = String::from_utf8_lossy(&m.bytes).into_owned().into();
+                }
+                v
+            })
+            .collect();
+        let v = json!({
+            "name": ch.name().as_str(),
+            "depth": ch.stats().depth,
+            "messages": list,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        out.flush()?;
+        return Ok(0);
+    }
     for m in &messages {
         match style {
+            // Printed above, as one document.
+            PeekStyle::Json => {}
             PeekStyle::Nul => {
                 out.write_all(&m.bytes)?;
                 out.write_all(b"\0")?;

@@ -345,7 +345,7 @@ enum ChanCommand {
     /// is a line; one that is not text (or any message of a typed channel)
     /// is shown as its length and hex bytes.
     #[command(
-        after_help = "Examples:\n  shmkit chan peek /jobs                 the next 10 messages\n  shmkit chan peek /jobs --count 100 --hex\n  shmkit chan peek /jobs -0 | xargs -0 -n1 echo"
+        after_help = "Examples:\n  shmkit chan peek /jobs                 the next 10 messages\n  shmkit chan peek /jobs --count 100 --hex\n  shmkit chan peek /jobs -0 | xargs -0 -n1 echo\n  shmkit chan peek /jobs --json | jq '.messages[].len'"
     )]
     Peek {
         /// Channel name.
@@ -361,6 +361,11 @@ enum ChanCommand {
         /// `xargs -0` and other tools.
         #[arg(short = '0', long = "null", id = "nul")]
         nul: bool,
+        /// Print one JSON document: `{"name", "depth", "messages": [...]}`,
+        /// each message `{"position", "len", "hex"}` plus `"text"` when it
+        /// is plain text on an untyped channel.
+        #[arg(long, conflicts_with_all = ["hex", "nul"])]
+        json: bool,
     },
     /// Show capacity, depth, counts and the connected producers and consumers.
     Stat {
@@ -477,8 +482,11 @@ fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             count,
             hex,
             nul,
+            json,
         }) => {
-            let style = if hex {
+            let style = if json {
+                chan::PeekStyle::Json
+            } else if hex {
                 chan::PeekStyle::Hex
             } else if nul {
                 chan::PeekStyle::Nul

@@ -84,6 +84,47 @@ fn peek_shows_messages_and_changes_nothing() {
     }
 }
 
+/// `--json`: one document with every message's position, length and hex,
+/// and its text where it is plain text; the channel is left as it was.
+#[test]
+fn peek_json_lists_each_message() {
+    for flags in RINGS {
+        let ch = TestObject::new("peek-json");
+        create_channel(&ch.name, "8", "64", flags);
+        let out = shmkit_stdin(&["produce", &ch.name], b"one\n\x01b\n");
+        assert!(out.status.success(), "{flags:?}: produce failed");
+        let before = std::fs::read(ch.path()).unwrap();
+        let out = shmkit(&["chan", "peek", &ch.name, "--json"]);
+        assert!(
+            out.status.success(),
+            "{flags:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["name"], ch.name.as_str(), "{v}");
+        assert_eq!(v["depth"], 2, "{v}");
+        let m = v["messages"].as_array().unwrap();
+        assert_eq!(m.len(), 2, "{v}");
+        assert_eq!(
+            (&m[0]["position"], &m[0]["len"], &m[0]["hex"], &m[0]["text"]),
+            (&0.into(), &3.into(), &"6f6e65".into(), &"one".into()),
+            "{flags:?}: {v}"
+        );
+        // Positions count messages on the slot rings, bytes on a stream.
+        assert!(m[1]["position"].as_u64() > m[0]["position"].as_u64(), "{v}");
+        assert_eq!(
+            (&m[1]["len"], &m[1]["hex"]),
+            (&2.into(), &"0162".into()),
+            "{flags:?}: {v}"
+        );
+        assert!(m[1].get("text").is_none(), "{v}");
+        assert_eq!(std::fs::read(ch.path()).unwrap(), before, "{flags:?}");
+        // The consumer still gets both.
+        let got = shmkit(&["consume", &ch.name, "--count", "2"]);
+        assert_eq!(got.stdout, b"one\n\x01b\n", "{flags:?}");
+    }
+}
+
 #[test]
 fn peek_count_limits_and_says_how_many_are_queued() {
     let ch = TestObject::new("peek-count");
