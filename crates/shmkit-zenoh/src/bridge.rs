@@ -27,6 +27,10 @@
 //! number), then sends an empty frame carrying the next number so that
 //! anything older than the kept frames is counted as a gap. A restarted
 //! exporter is a new stream: what the killed one held is not resent.
+//! A put blocked on the dead link gives up after one lease at most
+//! (`net::config` caps Zenoh's `wait_before_close` there): a longer wait
+//! held the dead session open past its lease, the importer reconnected into
+//! it, and the session that followed carried no sample at all.
 //!
 //! # Liveness
 //! Each bridge declares a liveliness token

@@ -104,9 +104,24 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// RUST_LOG=zenoh=debug (for instance) shows Zenoh's own logs, on stderr:
+/// stdout carries `--json` statistics, which a log line would corrupt
+/// (Zenoh's own initialiser writes to stdout).
+fn init_log() {
+    let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() else {
+        return;
+    };
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_thread_names(true)
+        .with_target(true)
+        .finish();
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
 fn run(cli: Cli) -> Result<()> {
-    // RUST_LOG=zenoh=debug (for instance) shows Zenoh's own logs.
-    zenoh::try_init_log_from_env();
+    init_log();
     let (role, common) = match &cli.command {
         Command::Export { common, .. } => ("export", common),
         Command::Import { common, .. } => ("import", common),

@@ -73,7 +73,40 @@ pub fn config(net: &NetArgs) -> Result<Config> {
             r#"{ period_init_ms: 100, period_max_ms: 1000, period_increase_factor: 2 }"#.into(),
         )?;
     }
+    cap_blocked_push_at_lease(&mut config)?;
     Ok(config)
+}
+
+/// Where Zenoh keeps how long a blocked put waits before it gives the link
+/// up (microseconds), and the lease (milliseconds).
+const WAIT_BEFORE_CLOSE: &str =
+    "transport/link/tx/queue/congestion_control/block/wait_before_close";
+const LEASE: &str = "transport/link/tx/lease";
+
+/// A put blocked on a full link (`CongestionControl::Block`, what a
+/// lossless bridge uses) holds that link's teardown until it gives up:
+/// Zenoh waits `wait_before_close` (5 s by default) before it does. When
+/// that is longer than the lease, a link that died keeps a zombie session
+/// on the blocked side past its lease; the other side meanwhile reconnects
+/// into that zombie, and the session that follows may route nothing at
+/// all (seen with a 1 s lease: liveliness came back, no sample or query
+/// did). So a blocked put waits at most one lease: no progress for a whole
+/// lease is what a dead link means anyway.
+fn cap_blocked_push_at_lease(config: &mut Config) -> Result<()> {
+    let number = |key: &str| -> Result<u64> {
+        let text = config.get_json(key).map_err(|e| anyhow!("{e}"))?;
+        text.trim()
+            .parse()
+            .map_err(|_| anyhow!("the Zenoh config's {key} is {text}, not a number"))
+    };
+    let lease_us = number(LEASE)?.saturating_mul(1000);
+    if number(WAIT_BEFORE_CLOSE)? > lease_us {
+        config
+            .insert_json5(WAIT_BEFORE_CLOSE, &lease_us.to_string())
+            .map_err(|e| anyhow!("{e}"))
+            .with_context(|| format!("setting {WAIT_BEFORE_CLOSE} to the lease"))?;
+    }
+    Ok(())
 }
 
 /// Opens the session.
@@ -86,4 +119,33 @@ pub fn open(net: &NetArgs) -> Result<Session> {
         .wait()
         .map_err(|e| anyhow!("{e}"))
         .context("opening the Zenoh session")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait_before_close(config: &Config) -> u64 {
+        config.get_json(WAIT_BEFORE_CLOSE).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn a_blocked_put_waits_at_most_one_lease() {
+        // Default lease (10 s): Zenoh's own 5 s stays.
+        let plain = config(&NetArgs::default()).unwrap();
+        assert_eq!(wait_before_close(&plain), 5_000_000);
+        // A one-second lease from a config file: capped to it.
+        let path = std::env::temp_dir().join(format!(
+            "shmkit-test-{}-net-lease.json5",
+            std::process::id()
+        ));
+        std::fs::write(&path, "{ transport: { link: { tx: { lease: 1000 } } } }").unwrap();
+        let args = NetArgs {
+            config: Some(path.clone()),
+            ..NetArgs::default()
+        };
+        let capped = config(&args);
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(wait_before_close(&capped.unwrap()), 1_000_000);
+    }
 }
