@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
-use shmkit::channel::{Channel, ChannelOptions, Receiver, Sender};
+use shmkit::channel::{Channel, ChannelOptions, Messages, Receiver, Sender};
 use shmkit::sync::{Event, Mutex, Semaphore};
 use shmkit::Region;
 
@@ -127,6 +127,19 @@ fn streams(c: &mut Criterion) {
                     .unwrap();
                 assert_eq!(n, BATCH);
                 black_box(&buf);
+            })
+        });
+        // The copying batch without a callback: records straight into a
+        // reused buffer (`Messages`), nothing per record but the header's
+        // checks and the copy.
+        let mut got = Messages::new();
+        g.bench_function(format!("send_batch+recv_batch_into/{BATCH}x{size}B"), |b| {
+            b.iter(|| {
+                tx.send_batch(black_box(&msgs).chunks_exact(size)).unwrap();
+                got.clear();
+                let n = rx.recv_batch_into(&mut got, BATCH, None).unwrap();
+                assert_eq!(n, BATCH);
+                black_box(&got);
             })
         });
         g.bench_function(format!("reserve_batch+recv_batch/{BATCH}x{size}B"), |b| {

@@ -266,6 +266,42 @@ fn damaged_words_are_errors_and_the_channel_goes_on() {
     assert!(ch.stats().endpoints.is_empty());
 }
 
+/// `recv_batch_into`'s fast path copies records straight out of the ring:
+/// a damaged header in the middle of its batch ends the batch with the
+/// error, keeps what came before, and the channel goes on.
+#[test]
+fn a_damaged_header_mid_batch_ends_a_copying_batch_cleanly() {
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &stream_options(8, 32)).unwrap();
+    let mut tx = ch.sender().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let mut out = Messages::new();
+    // An empty record, then one of 3 bytes: positions 0..8 and 8..24.
+    tx.send_batch([&b""[..], b"one"]).unwrap();
+    assert_eq!(rx.recv_batch_into(&mut out, 10, None).unwrap(), 2);
+    assert_eq!(out.iter().collect::<Vec<_>>(), [&b""[..], b"one"]);
+    let raw = OpenOptions::new().open(&name.0).unwrap().map().unwrap();
+    let word = |off: usize| raw.atomic_u64(off).unwrap();
+    // "two" at 24..40, "three" at 40..56: its header claims 1 GiB.
+    tx.send_batch([&b"two"[..], b"three", b"four"]).unwrap();
+    word(DATA + 40).store(0x5245_4331 << 32 | 1 << 30, Ordering::Relaxed);
+    out.clear();
+    let e = rx.recv_batch_into(&mut out, 10, None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert_eq!(out.iter().collect::<Vec<_>>(), [&b"two"[..]]);
+    tx.send(b"after").unwrap();
+    out.clear();
+    assert_eq!(rx.recv_batch_into(&mut out, 10, None).unwrap(), 1);
+    assert_eq!(out.get(0), Some(&b"after"[..]));
+    // A batch stops at `max`; the rest waits for the next call.
+    tx.send_batch([&b"a"[..], b"b", b"c"]).unwrap();
+    out.clear();
+    assert_eq!(rx.recv_batch_into(&mut out, 2, None).unwrap(), 2);
+    assert_eq!(rx.recv_batch_into(&mut out, 2, None).unwrap(), 1);
+    assert_eq!(out.iter().collect::<Vec<_>>(), [&b"a"[..], b"b", b"c"]);
+    assert_eq!(ch.stats().received, 7);
+}
+
 /// Child entry point: when SHMKIT_CHILD is set, this "test" plays a role
 /// until killed; otherwise it does nothing.
 #[test]

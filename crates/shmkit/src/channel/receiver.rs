@@ -198,6 +198,11 @@ impl Receiver {
     /// does, copying each out into `out` (appended: clear it to reuse its
     /// buffers). Returns how many were received.
     ///
+    /// On a stream channel this is the fastest way to drain records: no
+    /// callback and no slot per record, only each header's checks and the
+    /// copy (a receiver killed inside it leaves the whole batch to the next,
+    /// as `recv_batch` does).
+    ///
     /// # Errors
     /// As [`recv_batch`](Receiver::recv_batch).
     pub fn recv_batch_into(
@@ -206,6 +211,12 @@ impl Receiver {
         max: usize,
         deadline: Option<Instant>,
     ) -> Result<usize> {
+        if max == 0 {
+            return Ok(0);
+        }
+        if self.stream.is_some() {
+            return self.stream_recv_into(out, max, deadline);
+        }
         self.recv_batch(max, deadline, |slot| {
             let start = out.bytes.len();
             out.bytes.resize(start + slot.len(), 0);
@@ -497,9 +508,9 @@ impl Drop for Receiver {
 /// grown.
 #[derive(Debug, Clone, Default)]
 pub struct Messages {
-    bytes: Vec<u8>,
+    pub(super) bytes: Vec<u8>,
     /// Where each message ends in `bytes`.
-    ends: Vec<usize>,
+    pub(super) ends: Vec<usize>,
 }
 
 impl Messages {

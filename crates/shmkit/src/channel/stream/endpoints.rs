@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use super::{Corruption, Record, StreamError, StreamWords};
 use crate::channel::layout::*;
-use crate::channel::receiver::{Receiver, RecvSlot};
+use crate::channel::receiver::{Messages, Receiver, RecvSlot};
 use crate::channel::ring::Claim;
 use crate::channel::sender::Sender;
 use crate::channel::wait::{claim_loop, Waiting};
@@ -46,20 +46,26 @@ pub(in crate::channel) unsafe fn copy_message(src: *const u8, dst: *mut u8, len:
         }
     }
     // SAFETY: each branch copies within the first `len` bytes (the
-    // caller's contract).
+    // caller's contract). A tree of comparisons, not a chain (a `match`
+    // on the ranges compiled to five in a row before the 64-byte case):
+    // two or three for any length.
     unsafe {
-        match len {
-            0 => {}
-            1..=3 => {
-                for i in 0..len {
-                    *dst.add(i) = *src.add(i);
-                }
+        if len > 16 {
+            if len > 64 {
+                ptr::copy_nonoverlapping(src, dst, len)
+            } else if len > 32 {
+                ends::<32>(src, dst, len)
+            } else {
+                ends::<16>(src, dst, len)
             }
-            4..=7 => ends::<4>(src, dst, len),
-            8..=16 => ends::<8>(src, dst, len),
-            17..=32 => ends::<16>(src, dst, len),
-            33..=64 => ends::<32>(src, dst, len),
-            _ => ptr::copy_nonoverlapping(src, dst, len),
+        } else if len >= 8 {
+            ends::<8>(src, dst, len)
+        } else if len >= 4 {
+            ends::<4>(src, dst, len)
+        } else {
+            for i in 0..len {
+                *dst.add(i) = *src.add(i);
+            }
         }
     }
 }
@@ -91,7 +97,67 @@ impl StreamWords for Inner {
     }
 }
 
+/// The byte ring of one channel as values a batch keeps in registers: the
+/// data area's address and size and the two positions' words. Through
+/// `Inner` every record reloaded them from memory, since the payload
+/// copies (plain byte stores) might alias them as far as the compiler
+/// knows.
+#[derive(Clone, Copy)]
+pub(in crate::channel) struct RingView<'a> {
+    /// The first byte of the data area.
+    data: *mut u8,
+    /// Bytes of the data area.
+    size: u64,
+    tail: &'a AtomicU64,
+    head: &'a AtomicU64,
+}
+
+impl RingView<'_> {
+    /// The byte at `offset` in the data area (as `Inner::stream_data`).
+    #[inline(always)]
+    fn data(&self, offset: u64) -> *mut u8 {
+        assert!(offset < self.size, "stream offset out of range");
+        // SAFETY: `data` + `size` lies in the mapping (`Inner::ring_view`),
+        // and offset < size.
+        unsafe { self.data.add(offset as usize) }
+    }
+}
+
+impl StreamWords for RingView<'_> {
+    #[inline(always)]
+    fn size(&self) -> u64 {
+        self.size
+    }
+    #[inline(always)]
+    fn tail(&self) -> &AtomicU64 {
+        self.tail
+    }
+    #[inline(always)]
+    fn head(&self) -> &AtomicU64 {
+        self.head
+    }
+    #[inline(always)]
+    fn header(&self, offset: u64) -> &AtomicU64 {
+        // SAFETY: as in `Inner`'s `header`: inside the data area (checked
+        // by `data`), 8-aligned, only ever accessed as an atomic.
+        unsafe { &*self.data(offset).cast::<AtomicU64>() }
+    }
+}
+
 impl Inner {
+    /// The ring as a [`RingView`], for the length of a batch.
+    #[inline(always)]
+    pub(in crate::channel) fn ring_view(&self) -> RingView<'_> {
+        RingView {
+            // Offset 0 of the data area: `stream_data` checks the mapping
+            // holds SLOTS_START + size bytes.
+            data: self.stream_data(0),
+            size: self.size(),
+            tail: self.word64(OFF_ENQUEUE),
+            head: self.word64(OFF_DEQUEUE),
+        }
+    }
+
     /// The byte at `offset` in the data area.
     #[inline(always)]
     pub(in crate::channel) fn stream_data(&self, offset: u64) -> *mut u8 {
@@ -228,14 +294,18 @@ impl Sender {
     ) -> Result<()> {
         let mut cur = *self.stream.as_ref().expect("a stream sender has a cursor");
         let mut framed = 0;
+        let layout = self.inner.layout;
+        // Our own handle on the mapping for the batch, so that the ring's
+        // view does not borrow `self` (waiting for room needs it mutably).
+        let inner = std::sync::Arc::clone(&self.inner);
+        let ring = inner.ring_view();
         let result = (|| {
             for msg in msgs {
                 let len = msg.len() as u64;
-                if !self.inner.layout.admits(msg.len()) {
+                if !layout.admits(msg.len()) {
                     return Err(self.too_long(msg.len()));
                 }
-                let inner = &*self.inner;
-                let at = match super::claim_send(inner, &mut cur, len) {
+                let at = match super::claim_send(&ring, &mut cur, len) {
                     Ok(at) => at,
                     Err(StreamError::WouldBlock) => {
                         self.count += std::mem::take(&mut framed);
@@ -244,14 +314,13 @@ impl Sender {
                         cur = *self.stream.as_ref().expect("a stream sender has a cursor");
                         claimed?
                     }
-                    Err(e) => return Err(inner.stream_error("send to", e)),
+                    Err(e) => return Err(self.inner.stream_error("send to", e)),
                 };
-                let inner = &*self.inner;
                 // SAFETY: as in `stream_send`.
                 unsafe {
-                    copy_message(msg.as_ptr(), inner.stream_data(at), msg.len());
+                    copy_message(msg.as_ptr(), ring.data(at), msg.len());
                 }
-                super::commit_send(inner, &mut cur, len);
+                super::commit_send(&ring, &mut cur, len);
                 framed += 1;
             }
             Ok(())
@@ -648,6 +717,105 @@ impl Receiver {
                 self.prefetch_ahead(&cur, rec.offset);
             }
         };
+        if !synced {
+            self.stream = Some(cur);
+            self.count += taken as u64 - 1;
+        }
+        if self.home.is_here() {
+            self.stream_publish();
+        }
+        result.map(|()| taken)
+    }
+
+    /// `recv_batch_into` on a stream channel: the batch of
+    /// [`stream_recv_batch`](Self::stream_recv_batch), each record copied
+    /// straight into `out` with no callback, no slot and no `Result` per
+    /// record: what is left per record is the header's checks, the copy and
+    /// the end's push.
+    #[inline(never)]
+    pub(in crate::channel) fn stream_recv_into(
+        &mut self,
+        out: &mut Messages,
+        max: usize,
+        deadline: Option<Instant>,
+    ) -> Result<usize> {
+        let first = match self.stream_claim(true, deadline) {
+            Ok(rec) => rec,
+            Err(e) => {
+                if self.home.is_here() {
+                    self.stream_publish();
+                }
+                return Err(e);
+            }
+        };
+        let max_len = self.inner.layout.max_msg;
+        let mut cur = *self
+            .stream
+            .as_ref()
+            .expect("a stream receiver has a cursor");
+        // Room for every record the cached tail shows, once: their payloads
+        // are never more bytes than the ring they take, and each takes at
+        // least a header's 8 bytes; the batch does not look past that tail
+        // (`cached` ends it), so these bounds hold for the whole batch.
+        let ahead = super::published_ahead(&cur) as usize;
+        out.bytes.reserve(first.len as usize + ahead);
+        out.ends
+            .reserve(max.min(1 + ahead / super::HEADER as usize));
+        // The buffers as locals for the batch (through `out` every record
+        // stored and reloaded both lengths), written back at its end.
+        let (bytes, bytes_room) = (out.bytes.as_mut_ptr(), out.bytes.capacity());
+        let (ends, ends_room) = (out.ends.as_mut_ptr(), out.ends.capacity());
+        let (mut bytes_len, mut ends_len) = (out.bytes.len(), out.ends.len());
+        let ring = self.inner.ring_view();
+        let mut rec = first;
+        let mut taken = 0;
+        let mut synced = false;
+        let result = loop {
+            let len = rec.len as usize;
+            // Holds by the reservations above; checked all the same, since
+            // the writes below rely on it (a panic, never a write past).
+            assert!(
+                len <= bytes_room - bytes_len && ends_len < ends_room,
+                "a batch outgrew its reservation"
+            );
+            if len > 0 {
+                let src = ring.data(rec.offset);
+                // SAFETY: `src` starts a payload of `len` bytes inside the
+                // data area (`claim_recv` checked the record ends inside
+                // it, `data` its start); the destination is spare capacity
+                // of `out.bytes` (checked above), private memory that
+                // cannot overlap the mapping.
+                unsafe { copy_message(src, bytes.add(bytes_len), len) };
+            }
+            bytes_len += len;
+            // SAFETY: `ends_len < ends_room` (checked above): spare capacity.
+            unsafe { ends.add(ends_len).write(bytes_len) };
+            ends_len += 1;
+            taken += 1;
+            if taken == max || !super::cached(&cur) {
+                break Ok(());
+            }
+            match super::claim_recv(&ring, &mut cur, max_len) {
+                Ok(next) => {
+                    super::step_recv(&ring, &mut cur, next.len);
+                    rec = next;
+                }
+                // Not reached (the cached tail shows records), but harmless.
+                Err(StreamError::WouldBlock) => break Ok(()),
+                Err(e) => {
+                    self.stream = Some(cur);
+                    self.count += taken as u64 - 1;
+                    synced = true;
+                    break Err(self.stream_corrupt(e));
+                }
+            }
+        };
+        // SAFETY: every byte and end below the new lengths was written
+        // above, inside the capacities (checked).
+        unsafe {
+            out.bytes.set_len(bytes_len);
+            out.ends.set_len(ends_len);
+        }
         if !synced {
             self.stream = Some(cur);
             self.count += taken as u64 - 1;
