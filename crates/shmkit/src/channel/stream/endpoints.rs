@@ -570,17 +570,6 @@ impl Receiver {
         inner.stream_error("receive from", e)
     }
 
-    /// Asks the CPU to fetch the ring a few lines past `offset`: where the
-    /// next headers are. Each header's place depends on the length in the
-    /// one before, so without this the consumer waits for one cache line
-    /// at a time from the producer's core; a hint only, it never faults.
-    #[inline(always)]
-    fn prefetch_ahead(&self, cur: &super::RecvCursor, offset: u64) {
-        if super::published_ahead(cur) > PREFETCH_BYTES {
-            self.prefetch_ahead_by(offset, PREFETCH_BYTES);
-        }
-    }
-
     /// Prefetches the line `ahead` bytes past data offset `offset`.
     #[inline(always)]
     fn prefetch_ahead_by(&self, offset: u64, ahead: u64) {
@@ -668,6 +657,10 @@ impl Receiver {
             .stream
             .as_ref()
             .expect("a stream receiver has a cursor");
+        // Our own handle on the mapping, so that the ring's view does not
+        // borrow `self` (each slot borrows it mutably).
+        let inner = std::sync::Arc::clone(&self.inner);
+        let ring = inner.ring_view();
         let mut rec = first;
         let mut next_prefetch = cur.head;
         let mut taken = 0;
@@ -695,10 +688,9 @@ impl Receiver {
             if taken == max || !super::cached(&cur) {
                 break Ok(());
             }
-            let inner = &*self.inner;
-            match super::claim_recv(inner, &mut cur, max_len) {
+            match super::claim_recv(&ring, &mut cur, max_len) {
                 Ok(next) => {
-                    super::step_recv(inner, &mut cur, next.len);
+                    super::step_recv(&ring, &mut cur, next.len);
                     rec = next;
                 }
                 // Not reached (the cached tail shows records), but harmless.
@@ -714,7 +706,9 @@ impl Receiver {
             // lines: one prefetch each was as many again for 8 bytes).
             if cur.head >= next_prefetch {
                 next_prefetch = cur.head + 64;
-                self.prefetch_ahead(&cur, rec.offset);
+                if super::published_ahead(&cur) > PREFETCH_BYTES {
+                    prefetch_line(&ring, rec.offset, PREFETCH_BYTES);
+                }
             }
         };
         if !synced {
@@ -748,11 +742,13 @@ impl Receiver {
                 return Err(e);
             }
         };
+        self.prefetch_batch(first.offset);
         let max_len = self.inner.layout.max_msg;
         let mut cur = *self
             .stream
             .as_ref()
             .expect("a stream receiver has a cursor");
+        let mut next_prefetch = cur.head;
         // Room for every record the cached tail shows, once: their payloads
         // are never more bytes than the ring they take, and each takes at
         // least a header's 8 bytes; the batch does not look past that tail
@@ -809,6 +805,15 @@ impl Receiver {
                     break Err(self.stream_corrupt(e));
                 }
             }
+            // As in `stream_recv_batch`: one line asked for per line
+            // consumed (across processes the records come from the
+            // producer's core; without this the copy waits for each line).
+            if cur.head >= next_prefetch {
+                next_prefetch = cur.head + 64;
+                if super::published_ahead(&cur) > PREFETCH_BYTES {
+                    prefetch_line(&ring, rec.offset, PREFETCH_BYTES);
+                }
+            }
         };
         // SAFETY: every byte and end below the new lengths was written
         // above, inside the capacities (checked).
@@ -824,5 +829,33 @@ impl Receiver {
             self.stream_publish();
         }
         result.map(|()| taken)
+    }
+}
+
+/// Asks the CPU for the line `ahead` bytes past data offset `offset`,
+/// through a batch's [`RingView`]: where the next headers are. Each
+/// header's place depends on the length in the one before, so without this
+/// the consumer waits for one cache line at a time from the producer's
+/// core; a hint only, it never faults.
+#[inline(always)]
+fn prefetch_line(ring: &RingView<'_>, offset: u64, ahead: u64) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (ring, offset, ahead);
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut at = offset + ahead;
+        if at >= ring.size {
+            at -= ring.size;
+        }
+        if at < ring.size {
+            let p = ring.data(at);
+            // SAFETY: a prefetch reads nothing architecturally and cannot
+            // fault; `p` lies inside the mapping anyway.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    p.cast::<i8>(),
+                )
+            };
+        }
     }
 }
