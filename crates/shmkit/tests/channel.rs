@@ -332,6 +332,21 @@ fn child_role() {
             });
             unreachable!("killed in the batch");
         }
+        "hang-in-send-batch" => {
+            // Sends 0, 1 and 2 in one batch (a run on the shared ring, whose
+            // `enqueue` moves only at the run's end), then stops for good
+            // while the batch waits for its fourth message.
+            let mut tx = ch.sender().unwrap();
+            let msgs: Vec<[u8; 1]> = (0..4u8).map(|i| [i]).collect();
+            let _ = tx.send_batch(msgs.iter().enumerate().map(|(i, m)| {
+                if i == 3 {
+                    println!("ready");
+                    std::thread::sleep(Duration::from_secs(60));
+                }
+                &m[..]
+            }));
+            unreachable!("killed in the batch");
+        }
         "sender-idle" => {
             let _tx = ch.sender().unwrap();
             println!("ready");
@@ -521,6 +536,91 @@ fn spsc_takes_one_live_sender_and_receiver_and_hands_over() {
     for want in [&b"one"[..], b"two", b"three"] {
         assert_eq!(rx.recv().unwrap(), want);
     }
+}
+
+/// Runs on the shared ring under contention: two producers sending
+/// batches of 1 to 40 into 16 slots, two consumers taking batches (one
+/// with a callback, one copying into `Messages`). Every message arrives
+/// exactly once, and each consumer sees each producer's messages in the
+/// order they were sent.
+#[test]
+fn shared_ring_batches_from_many_to_many_arrive_once_in_order() {
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &options(16, 8)).unwrap();
+    const N: u64 = 30_000;
+    let value = |producer: u64, i: u64| (producer << 32 | i).to_le_bytes();
+    let received = std::thread::scope(|s| {
+        let consumers: Vec<_> = (0..2)
+            .map(|c| {
+                let mut rx = ch.receiver().unwrap();
+                s.spawn(move || {
+                    let mut got = Vec::new();
+                    let mut out = shmkit::channel::Messages::new();
+                    let deadline = Instant::now() + Duration::from_secs(120);
+                    loop {
+                        let step = if c == 0 {
+                            rx.recv_batch(33, Some(deadline), |slot| {
+                                got.push(u64::from_le_bytes(slot.to_vec().try_into().unwrap()));
+                                Ok(())
+                            })
+                        } else {
+                            out.clear();
+                            let n = rx.recv_batch_into(&mut out, 33, Some(deadline));
+                            got.extend(
+                                out.iter()
+                                    .map(|m| u64::from_le_bytes(m.try_into().unwrap())),
+                            );
+                            n
+                        };
+                        match step {
+                            Ok(_) => {}
+                            Err(e) if e.kind() == ErrorKind::Disconnected => break,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        for p in 0..2u64 {
+            let mut tx = ch.sender().unwrap();
+            s.spawn(move || {
+                let mut i = 0;
+                while i < N {
+                    let batch: Vec<[u8; 8]> = (i..(i + 1 + (i * 7 + p) % 40).min(N))
+                        .map(|k| value(p, k))
+                        .collect();
+                    tx.send_batch(batch.iter().map(|b| &b[..])).unwrap();
+                    i += batch.len() as u64;
+                }
+            });
+        }
+        consumers
+            .into_iter()
+            .map(|c| c.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    let mut all = Vec::new();
+    for got in &received {
+        for p in 0..2u64 {
+            let mine: Vec<u64> = got
+                .iter()
+                .filter(|v| *v >> 32 == p)
+                .map(|v| v & 0xffff_ffff)
+                .collect();
+            assert!(
+                mine.windows(2).all(|w| w[0] < w[1]),
+                "producer {p} out of order"
+            );
+        }
+        all.extend(got.iter().copied());
+    }
+    all.sort_unstable();
+    let want: Vec<u64> = (0..2u64)
+        .flat_map(|p| (0..N).map(move |i| p << 32 | i))
+        .collect();
+    assert_eq!(all.len(), want.len(), "every message once");
+    assert!(all == want, "every message once");
 }
 
 #[test]
@@ -801,6 +901,36 @@ fn spsc_batches_free_their_slots_when_they_end() {
     tx.try_send(&[7]).unwrap();
     let rest: Vec<u8> = (0..4).map(|_| rx.recv().unwrap()[0]).collect();
     assert_eq!(rest, vec![4, 5, 6, 7]);
+}
+
+/// A sender killed in the middle of a batch on the shared ring, after
+/// three messages of a run (whose `enqueue` moves only at the run's end):
+/// the three are delivered, and a new sender, finding `enqueue` behind,
+/// helps it past them and goes on; nothing is lost or delivered twice.
+#[test]
+fn a_sender_killed_mid_batch_leaves_its_messages_and_the_ring_usable() {
+    let name = Name::new();
+    let ch = Channel::create(&name.0, &options(8, 8)).unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let child = spawn_child("hang-in-send-batch", &name.0);
+    kill(child);
+    let mut tx = ch.sender().unwrap();
+    for i in 3..20u8 {
+        tx.send(&[i]).unwrap();
+        let got = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        if i == 3 {
+            // The child's three first, in order.
+            assert_eq!(got, [0]);
+            for want in 1..=3u8 {
+                assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), [want]);
+            }
+        } else {
+            assert_eq!(got, [i]);
+        }
+    }
+    assert_eq!(rx.try_recv().unwrap_err().kind(), ErrorKind::WouldBlock);
+    let stats = ch.stats();
+    assert_eq!((stats.sent, stats.received), (20, 20), "{stats:?}");
 }
 
 /// Issue 15, defect 5: a receiver killed in the middle of a batch leaves
