@@ -31,6 +31,15 @@
 //! `(p, FULL, w)` → consumer CAS → `(p, READING, r)` → copy out → store
 //! `(p + cap, EMPTY)`, ready for the producer one lap later.
 //!
+//! # Runs (batches)
+//! A batch claims its first slot as above and each next one directly at
+//! the position after its last claim ([`extend_send`], [`extend_recv`]),
+//! moving the position counter once at the end of the run instead of once
+//! per message. Each claim is still a compare-and-swap on the slot's own
+//! word and is noted in the endpoint's entry first, so crash recovery is
+//! unchanged. A run stays under half a lap ([`max_run`]), so that no
+//! counter ever lags a whole lap behind a slot.
+//!
 //! # Crash recovery
 //! A claimer that died (its endpoint's process identity is gone) leaves
 //! `WRITING` or `READING` behind. Whoever is blocked by it replaces the state
