@@ -157,49 +157,46 @@ impl Receiver {
             return self.stream_recv_batch(max, deadline, read);
         }
         let mut taken = 0;
-        // On the shared ring, the position after the batch's last claim:
-        // the next message is tried there directly (`ring::extend_recv`),
-        // and `dequeue` moves once per run instead of once per message.
-        let mut run_next: Option<u64> = None;
-        // Runs stay shorter than a lap (`ring::max_run`).
-        let (mut run_len, max_run) = (1, ring::max_run(&*self.inner));
+        // On the shared ring the batch claims runs (`ring::Run`): the next
+        // message is tried in the slot after the last claim directly, and
+        // `dequeue` moves once per run instead of once per message.
+        let mut run = self
+            .spsc
+            .is_none()
+            .then(|| ring::RecvRun::new(&*self.inner));
         let result = (|| {
             let mut slot = self.claim_slot(true, deadline)?;
             slot.notify = false;
-            if slot.receiver.spsc.is_none() {
-                run_next = Some(slot.claim.pos.wrapping_add(1));
+            if let Some(r) = run.as_mut() {
+                r.start_after(slot.claim);
             }
             taken = 1;
             read(&slot)?;
             drop(slot);
             self.publish_consumed();
             while taken < max {
-                let extended = run_next
-                    .filter(|_| run_len < max_run)
-                    .and_then(|pos| ring::extend_recv(&*self.inner, self.owner, pos));
-                let claim = match extended {
+                let claim = match run
+                    .as_mut()
+                    .and_then(|r| r.extend(&*self.inner, self.owner))
+                {
                     Some(claim) => {
                         self.open_claim = true;
-                        run_len += 1;
                         claim
                     }
                     None => {
-                        if let Some(pos) = run_next.take() {
-                            ring::advance_dequeue_to(&*self.inner, pos);
-                        }
-                        run_len = 1;
                         // claim_now, not claim_slot: an empty ring ends the
                         // batch without building a WouldBlock error.
-                        match self.claim_now(false) {
+                        let claim = match self.claim_now(false) {
                             Ok(Some(claim)) => claim,
                             Ok(None) => break,
                             Err(e) => return Err(self.corrupt_slot(e)),
+                        };
+                        if let Some(r) = run.as_mut() {
+                            r.start_after(claim);
                         }
+                        claim
                     }
                 };
-                if self.spsc.is_none() {
-                    run_next = Some(claim.pos.wrapping_add(1));
-                }
                 let len = self.checked_len(claim)?;
                 let slot = RecvSlot {
                     receiver: &mut *self,
@@ -214,8 +211,8 @@ impl Receiver {
             }
             Ok(())
         })();
-        if let Some(pos) = run_next {
-            ring::advance_dequeue_to(&*self.inner, pos);
+        if let Some(r) = run.as_mut() {
+            r.end(&*self.inner);
         }
         // A batch that stopped on an error frees the slot it stopped at.
         self.publish_consumed();

@@ -239,24 +239,7 @@ pub(crate) fn claim_send(
 /// lap behind any slot, as in the ring without runs.
 #[inline]
 pub(crate) fn extend_send(words: &impl RingWords, me: u8, pos: u64) -> Option<Claim> {
-    let cap = words.capacity();
-    let index = (pos & (cap - 1)) as usize;
-    let slot = words.slot_state(index);
-    // Acquire: as in `claim_send` (the consumer's release of the previous
-    // lap is done before we overwrite).
-    let word = slot.load(Ordering::Acquire);
-    if word != State::empty(pos).encode() {
-        return None;
-    }
-    let claimed = State {
-        pos,
-        phase: Phase::Writing,
-        owner: me,
-    };
-    words.note_claim(me, pos);
-    slot.compare_exchange(word, claimed.encode(), Ordering::AcqRel, Ordering::Relaxed)
-        .ok()
-        .map(|_| Claim { pos, index })
+    extend(words, me, pos, Phase::Empty, Phase::Writing)
 }
 
 /// The consumer's side of [`extend_send`]: claims position `pos` for
@@ -265,24 +248,101 @@ pub(crate) fn extend_send(words: &impl RingWords, me: u8, pos: u64) -> Option<Cl
 /// ends; [`claim_recv`] judges what is there).
 #[inline]
 pub(crate) fn extend_recv(words: &impl RingWords, me: u8, pos: u64) -> Option<Claim> {
+    extend(words, me, pos, Phase::Full, Phase::Reading)
+}
+
+/// Claims position `pos` for `me` (phase `from` to `to`) if its slot is in
+/// phase `from` for exactly that position, as the claim loops do.
+#[inline(always)]
+fn extend(words: &impl RingWords, me: u8, pos: u64, from: Phase, to: Phase) -> Option<Claim> {
     let cap = words.capacity();
     let index = (pos & (cap - 1)) as usize;
     let slot = words.slot_state(index);
-    // Acquire: as in `claim_recv` (the message bytes are visible with FULL).
+    // Acquire: as in the claim loops (a producer: the consumer's release of
+    // the previous lap is done before it overwrites; a consumer: the
+    // message bytes are visible with FULL).
     let word = slot.load(Ordering::Acquire);
     let state = State::decode(word);
-    if state.pos != pos || state.phase != Phase::Full {
+    if state.pos != pos || state.phase != from {
         return None;
     }
     let claimed = State {
         pos,
-        phase: Phase::Reading,
+        phase: to,
         owner: me,
     };
     words.note_claim(me, pos);
     slot.compare_exchange(word, claimed.encode(), Ordering::AcqRel, Ordering::Relaxed)
         .ok()
         .map(|_| Claim { pos, index })
+}
+
+/// A batch's run of claims on one side (see "Runs" in the module doc):
+/// where the next slot would be, how long the run is; `SEND` says which
+/// side, so the choice costs nothing at run time.
+#[derive(Debug)]
+pub(crate) struct Run<const SEND: bool> {
+    /// The position after the run's last claim; None: no run open.
+    next: Option<u64>,
+    len: u64,
+    max: u64,
+}
+
+/// A producer's run ([`extend_send`], `enqueue`).
+pub(crate) type SendRun = Run<true>;
+/// A consumer's run ([`extend_recv`], `dequeue`).
+pub(crate) type RecvRun = Run<false>;
+
+impl<const SEND: bool> Run<SEND> {
+    pub(crate) fn new(words: &impl RingWords) -> Self {
+        Run {
+            next: None,
+            len: 0,
+            max: max_run(words),
+        }
+    }
+
+    /// The run's next slot for `me`, claimed directly, if the run may go on
+    /// and the slot is ready; otherwise the run ends ([`end`](Self::end))
+    /// and the caller claims the ordinary way, then calls
+    /// [`start_after`](Self::start_after).
+    #[inline]
+    pub(crate) fn extend(&mut self, words: &impl RingWords, me: u8) -> Option<Claim> {
+        let claim = self.next.filter(|_| self.len < self.max).and_then(|pos| {
+            if SEND {
+                extend_send(words, me, pos)
+            } else {
+                extend_recv(words, me, pos)
+            }
+        });
+        match claim {
+            Some(c) => {
+                self.len += 1;
+                self.next = Some(c.pos.wrapping_add(1));
+            }
+            None => self.end(words),
+        }
+        claim
+    }
+
+    /// A claim made by `claim_send` or `claim_recv` begins a new run.
+    #[inline]
+    pub(crate) fn start_after(&mut self, claim: Claim) {
+        self.next = Some(claim.pos.wrapping_add(1));
+        self.len = 1;
+    }
+
+    /// Moves the side's counter past the run, if one is open.
+    #[inline]
+    pub(crate) fn end(&mut self, words: &impl RingWords) {
+        if let Some(pos) = self.next.take() {
+            if SEND {
+                advance_enqueue_to(words, pos)
+            } else {
+                advance_dequeue_to(words, pos)
+            }
+        }
+    }
 }
 
 /// The most claims one run may make (its first, by `claim_send` or

@@ -242,33 +242,28 @@ impl Sender {
             return self.stream_send_batch(msgs);
         }
         let mut unannounced = false;
-        // On the shared ring, the position after this batch's last claim:
-        // the next message tries that slot directly (`ring::extend_send`),
-        // and `enqueue` moves once per run instead of once per message.
-        let mut run_next: Option<u64> = None;
-        // Runs stay shorter than a lap (`ring::max_run`).
-        let (mut run_len, max_run) = (1, ring::max_run(&*self.inner));
-        let shared = self.spsc.is_none();
+        // On the shared ring the batch claims runs (`ring::Run`): the next
+        // message tries the slot after the last claim directly, and
+        // `enqueue` moves once per run instead of once per message.
+        let mut run = self
+            .spsc
+            .is_none()
+            .then(|| ring::SendRun::new(&*self.inner));
         let result = (|| {
             for msg in msgs {
                 if !self.inner.layout.admits(msg.len()) {
                     return Err(self.too_long(msg.len()));
                 }
-                let extended = run_next
-                    .filter(|_| run_len < max_run)
-                    .and_then(|pos| ring::extend_send(&*self.inner, self.owner, pos));
-                let claim = match extended {
+                let claim = match run
+                    .as_mut()
+                    .and_then(|r| r.extend(&*self.inner, self.owner))
+                {
                     Some(claim) => {
                         self.open_claim = true;
-                        run_len += 1;
                         claim
                     }
                     None => {
-                        if let Some(pos) = run_next.take() {
-                            ring::advance_enqueue_to(&*self.inner, pos);
-                        }
-                        run_len = 1;
-                        match self.claim_now(false) {
+                        let claim = match self.claim_now(false) {
                             Ok(Some(claim)) => claim,
                             Err(e) => return Err(self.inner.spsc_corrupt("send to", e)),
                             Ok(None) => {
@@ -278,7 +273,11 @@ impl Sender {
                                 }
                                 self.claim(true, None)?
                             }
+                        };
+                        if let Some(r) = run.as_mut() {
+                            r.start_after(claim);
                         }
+                        claim
                     }
                 };
                 // SAFETY: as in `send_until`: the claimed slot is ours and
@@ -295,14 +294,11 @@ impl Sender {
                 if !published {
                     return Err(self.taken_back());
                 }
-                if shared {
-                    run_next = Some(claim.pos.wrapping_add(1));
-                }
             }
             Ok(())
         })();
-        if let Some(pos) = run_next {
-            ring::advance_enqueue_to(&*self.inner, pos);
+        if let Some(r) = run.as_mut() {
+            r.end(&*self.inner);
         }
         if unannounced {
             self.inner.notify_data();

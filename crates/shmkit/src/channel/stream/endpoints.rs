@@ -570,46 +570,6 @@ impl Receiver {
         inner.stream_error("receive from", e)
     }
 
-    /// Prefetches the line `ahead` bytes past data offset `offset`.
-    #[inline(always)]
-    fn prefetch_ahead_by(&self, offset: u64, ahead: u64) {
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (offset, ahead);
-        #[cfg(target_arch = "x86_64")]
-        {
-            let size = self.inner.size();
-            let mut at = offset + ahead;
-            if at >= size {
-                at -= size;
-            }
-            if at < size {
-                let p = self.inner.stream_data(at);
-                // SAFETY: a prefetch reads nothing architecturally and
-                // cannot fault; `p` lies inside the mapping anyway.
-                unsafe {
-                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                        p.cast::<i8>(),
-                    )
-                };
-            }
-        }
-    }
-
-    /// Asks the CPU for the first lines of the published records from
-    /// `offset` on, all at once: they come from the producer's core, and
-    /// fetched one after the other (each header's place depends on the one
-    /// before) each costs a full transfer.
-    #[inline(always)]
-    fn prefetch_batch(&self, offset: u64) {
-        let cur = self.stream.as_ref().expect("a stream receiver");
-        let published = super::published_ahead(cur).min(PREFETCH_BYTES);
-        let mut at = 0;
-        while at < published {
-            self.prefetch_ahead_by(offset, at);
-            at += 64;
-        }
-    }
-
     /// Publishes the position (the records below it are read) and wakes
     /// the sender if it sleeps.
     #[inline]
@@ -623,6 +583,37 @@ impl Receiver {
             super::publish_recv(inner, cur);
             self.publish_count();
             inner.space_event().notify_all();
+        }
+    }
+
+    /// A batch's first record, waited for; on an error what was read
+    /// before is published first.
+    #[inline(always)]
+    fn stream_first(&mut self, deadline: Option<Instant>) -> Result<Record> {
+        self.stream_claim(true, deadline).inspect_err(|_| {
+            if self.home.is_here() {
+                self.stream_publish();
+            }
+        })
+    }
+
+    /// A batch's cursor and count back into `self`, which a damaged header
+    /// (`stream_corrupt`) and the batch's end need.
+    #[inline(always)]
+    fn stream_sync(&mut self, cur: super::RecvCursor, taken: usize) {
+        self.stream = Some(cur);
+        self.count += taken as u64 - 1;
+    }
+
+    /// A batch's end: the cursor back (unless a damaged header took it
+    /// already), and one publish of the position.
+    #[inline(always)]
+    fn stream_end(&mut self, cur: super::RecvCursor, taken: usize, synced: bool) {
+        if !synced {
+            self.stream_sync(cur, taken);
+        }
+        if self.home.is_here() {
+            self.stream_publish();
         }
     }
 
@@ -642,16 +633,7 @@ impl Receiver {
         deadline: Option<Instant>,
         mut read: impl FnMut(&RecvSlot<'_>) -> Result<()>,
     ) -> Result<usize> {
-        let first = match self.stream_claim(true, deadline) {
-            Ok(rec) => rec,
-            Err(e) => {
-                if self.home.is_here() {
-                    self.stream_publish();
-                }
-                return Err(e);
-            }
-        };
-        self.prefetch_batch(first.offset);
+        let first = self.stream_first(deadline)?;
         let max_len = self.inner.layout.max_msg;
         let mut cur = *self
             .stream
@@ -661,6 +643,7 @@ impl Receiver {
         // borrow `self` (each slot borrows it mutably).
         let inner = std::sync::Arc::clone(&self.inner);
         let ring = inner.ring_view();
+        prefetch_batch(&ring, &cur, first.offset);
         let mut rec = first;
         let mut next_prefetch = cur.head;
         let mut taken = 0;
@@ -696,8 +679,7 @@ impl Receiver {
                 // Not reached (the cached tail shows records), but harmless.
                 Err(StreamError::WouldBlock) => break Ok(()),
                 Err(e) => {
-                    self.stream = Some(cur);
-                    self.count += taken as u64 - 1;
+                    self.stream_sync(cur, taken);
                     synced = true;
                     break Err(self.stream_corrupt(e));
                 }
@@ -711,13 +693,7 @@ impl Receiver {
                 }
             }
         };
-        if !synced {
-            self.stream = Some(cur);
-            self.count += taken as u64 - 1;
-        }
-        if self.home.is_here() {
-            self.stream_publish();
-        }
+        self.stream_end(cur, taken, synced);
         result.map(|()| taken)
     }
 
@@ -733,16 +709,7 @@ impl Receiver {
         max: usize,
         deadline: Option<Instant>,
     ) -> Result<usize> {
-        let first = match self.stream_claim(true, deadline) {
-            Ok(rec) => rec,
-            Err(e) => {
-                if self.home.is_here() {
-                    self.stream_publish();
-                }
-                return Err(e);
-            }
-        };
-        self.prefetch_batch(first.offset);
+        let first = self.stream_first(deadline)?;
         let max_len = self.inner.layout.max_msg;
         let mut cur = *self
             .stream
@@ -763,6 +730,7 @@ impl Receiver {
         let (ends, ends_room) = (out.ends.as_mut_ptr(), out.ends.capacity());
         let (mut bytes_len, mut ends_len) = (out.bytes.len(), out.ends.len());
         let ring = self.inner.ring_view();
+        prefetch_batch(&ring, &cur, first.offset);
         let mut rec = first;
         let mut taken = 0;
         let mut synced = false;
@@ -776,11 +744,11 @@ impl Receiver {
             );
             if len > 0 {
                 let src = ring.data(rec.offset);
-                // SAFETY: `src` starts a payload of `len` bytes inside the
-                // data area (`claim_recv` checked the record ends inside
-                // it, `data` its start); the destination is spare capacity
-                // of `out.bytes` (checked above), private memory that
-                // cannot overlap the mapping.
+                // `src` starts a payload of `len` bytes inside the data area
+                // (`claim_recv` checked the record ends inside it, `data`
+                // its start); the destination is spare capacity of
+                // `out.bytes` (checked above), private memory.
+                // SAFETY: both ranges valid for `len` bytes, no overlap.
                 unsafe { copy_message(src, bytes.add(bytes_len), len) };
             }
             bytes_len += len;
@@ -799,8 +767,7 @@ impl Receiver {
                 // Not reached (the cached tail shows records), but harmless.
                 Err(StreamError::WouldBlock) => break Ok(()),
                 Err(e) => {
-                    self.stream = Some(cur);
-                    self.count += taken as u64 - 1;
+                    self.stream_sync(cur, taken);
                     synced = true;
                     break Err(self.stream_corrupt(e));
                 }
@@ -821,14 +788,22 @@ impl Receiver {
             out.bytes.set_len(bytes_len);
             out.ends.set_len(ends_len);
         }
-        if !synced {
-            self.stream = Some(cur);
-            self.count += taken as u64 - 1;
-        }
-        if self.home.is_here() {
-            self.stream_publish();
-        }
+        self.stream_end(cur, taken, synced);
         result.map(|()| taken)
+    }
+}
+
+/// Asks the CPU for the first lines of the published records from
+/// `offset` on, all at once: they come from the producer's core, and
+/// fetched one after the other (each header's place depends on the one
+/// before) each costs a full transfer.
+#[inline(always)]
+fn prefetch_batch(ring: &RingView<'_>, cur: &super::RecvCursor, offset: u64) {
+    let published = super::published_ahead(cur).min(PREFETCH_BYTES);
+    let mut at = 0;
+    while at < published {
+        prefetch_line(ring, offset, at);
+        at += 64;
     }
 }
 
